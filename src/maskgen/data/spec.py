@@ -1,0 +1,169 @@
+"""``--data SPEC``: one string names every dataset maskgen can read.
+
+=========================  ===================================================
+``embedded`` (default)     bundled Fashion-MNIST subset (10 classes, 28x28 grey)
+``fashion-mnist[:DIR]``    IDX files (default DIR /usr/share/datasets/fashion-mnist)
+``folder:DIR``             one subfolder of images per class (ImageNet layout)
+``tokens:DIR``             a token cache written by ``encode_dataset``
+``DIR``                    whichever of the above the folder's contents show
+=========================  ===================================================
+
+Image datasets come back as uint8 [N,C,S,S] with ``S = image_size``; 28x28 sources are
+zero-padded to 32.  ``channels=None`` keeps the source's own (1 for Fashion-MNIST, 3 for
+folders).  ``split`` picks 'train' or 'test' (t10k) IDX files; a folder or token cache
+already is one split, so ``split`` does not apply to them.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import MaskgenError
+from .idx import read_idx
+from .images import ImageDataset, ImageFolderDataset, fit_to_size, to_channels
+from .tokens import TokenDataset, is_token_cache
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
+EMBEDDED_FILE = "fashion_mnist_subset.npz"
+_EXPECTED = "expected embedded, fashion-mnist[:DIR], folder:DIR, tokens:DIR"
+_SPLITS = {"train": "train", "test": "t10k"}
+
+
+def _idx_file(folder: Path, prefix: str, kind: str) -> Path | None:
+    """``{prefix}-{kind}-idxN-ubyte[.gz]``, also with the dot spelling of some mirrors."""
+    ndim = 3 if kind == "images" else 1
+    for stem in (f"{prefix}-{kind}-idx{ndim}-ubyte", f"{prefix}-{kind}.idx{ndim}-ubyte"):
+        for name in (stem + ".gz", stem):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def _has_idx(folder: Path) -> bool:
+    return _idx_file(folder, "train", "images") is not None
+
+
+def _check_split(split: str) -> str:
+    if split not in _SPLITS:
+        raise MaskgenError(f"unknown split {split!r}; expected 'train' or 'test'")
+    return split
+
+
+def _image_dataset(images: np.ndarray, labels: np.ndarray, class_names: list[str], image_size: int, channels: int | None) -> ImageDataset:
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    if channels is not None:
+        x = to_channels(x, channels)
+    x = fit_to_size(x, image_size)
+    return ImageDataset(x, labels.astype(np.int64), class_names)
+
+
+def load_idx_dataset(folder: str | Path, split: str = "train", image_size: int = 32, channels: int | None = None,
+                     class_names: list[str] | None = None) -> ImageDataset:
+    """Images and labels from ``{train,t10k}-{images,labels}`` IDX files in ``folder``."""
+    folder = Path(folder).expanduser()
+    prefix = _SPLITS[_check_split(split)]
+    if not folder.is_dir():
+        raise MaskgenError(f"data path does not exist: {folder}")
+    img_path, lbl_path = _idx_file(folder, prefix, "images"), _idx_file(folder, prefix, "labels")
+    if img_path is None or lbl_path is None:
+        raise MaskgenError(f"missing {prefix}-images-idx3-ubyte[.gz] or {prefix}-labels-idx1-ubyte[.gz] in {folder}")
+    images, labels = read_idx(img_path), read_idx(lbl_path)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise MaskgenError(f"{img_path} holds {images.dtype} {images.shape}, expected uint8 [N,H,W]")
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        raise MaskgenError(f"{lbl_path} holds {labels.shape} labels for {images.shape[0]} images")
+    if images.shape[1] != images.shape[2]:
+        images = fit_to_square(images)
+    if class_names is None:
+        class_names = [str(i) for i in range(int(labels.max()) + 1 if labels.size else 0)]
+    if labels.size and int(labels.max()) >= len(class_names):
+        raise MaskgenError(f"{lbl_path} has label {int(labels.max())} but only {len(class_names)} classes")
+    return _image_dataset(images, labels, class_names, image_size, channels)
+
+
+def fit_to_square(images: np.ndarray) -> np.ndarray:
+    """Center-crop [N,H,W] images to a square."""
+    h, w = images.shape[1:3]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return images[:, top : top + s, left : left + s]
+
+
+def load_embedded(image_size: int = 32, channels: int | None = None) -> ImageDataset:
+    """The bundled class-balanced Fashion-MNIST subset (see LICENSE-fashion-mnist)."""
+    ref = resources.files("maskgen.data").joinpath(EMBEDDED_FILE)
+    try:
+        with resources.as_file(ref) as path, np.load(path, allow_pickle=False) as z:
+            images, labels, names = z["images"], z["labels"], [str(c) for c in z["class_names"]]
+    except (OSError, ValueError, KeyError) as e:
+        raise MaskgenError(f"the bundled dataset {EMBEDDED_FILE} is missing or corrupt ({e}); reinstall maskgen") from None
+    return _image_dataset(images, labels, names, image_size, channels)
+
+
+def _existing_dir(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise MaskgenError(f"data path does not exist: {path}")
+    if not path.is_dir():
+        raise MaskgenError(f"data path is not a folder: {path}")
+    return path
+
+
+def is_token_spec(spec: str) -> bool:
+    """True when ``spec`` names a token cache (``tokens:DIR`` or a folder holding one)."""
+    spec = spec.strip()
+    if spec.startswith("tokens:"):
+        return True
+    if ":" in spec.split("/", 1)[0] and spec.split(":", 1)[0] in ("folder", "fashion-mnist"):
+        return False
+    return spec not in ("embedded", "fashion-mnist") and is_token_cache(Path(spec).expanduser())
+
+
+def open_dataset(spec: str = "embedded", image_size: int = 32, channels: int | None = None, split: str = "train") -> Dataset:
+    """Open the dataset named by ``spec`` (see the module docstring for the forms).
+
+    Image specs give an ``ImageDataset``/``ImageFolderDataset`` at ``image_size`` with
+    ``channels`` (None: the source's own); token specs give a ``TokenDataset``.
+    """
+    _check_split(split)
+    spec = spec.strip()
+    kind, sep, rest = spec.partition(":")
+    if spec == "embedded":
+        if split != "train":
+            raise MaskgenError("the embedded dataset has only a train split; use fashion-mnist for the test split")
+        return load_embedded(image_size, channels)
+    if spec == "fashion-mnist" or (sep and kind == "fashion-mnist"):
+        folder = Path(rest).expanduser() if rest else FASHION_MNIST_DIR
+        if not folder.is_dir():
+            hint = "; install the Debian package dataset-fashion-mnist or pass fashion-mnist:DIR" if not rest else ""
+            raise MaskgenError(f"data path does not exist: {folder}{hint}")
+        return load_idx_dataset(folder, split, image_size, channels, FASHION_MNIST_CLASSES)
+    if sep and kind == "folder":
+        return ImageFolderDataset(_existing_dir(rest), image_size, 3 if channels is None else channels)
+    if sep and kind == "tokens":
+        return TokenDataset(_existing_dir(rest))
+    if not spec:
+        raise MaskgenError(f"empty data spec; {_EXPECTED}")
+    path = Path(spec).expanduser()
+    if not path.exists():
+        # a bare word or unknown prefix is a typo of a spec; anything path-like is a missing path
+        if ("/" not in spec and "\\" not in spec and not spec.startswith((".", "~"))) or (sep and "/" not in kind):
+            raise MaskgenError(f"unknown data spec {spec!r}; {_EXPECTED}")
+        raise MaskgenError(f"data path does not exist: {path}")
+    path = _existing_dir(spec)
+    if is_token_cache(path):
+        return TokenDataset(path)
+    if _has_idx(path):
+        return load_idx_dataset(path, split, image_size, channels)
+    return ImageFolderDataset(path, image_size, 3 if channels is None else channels)

@@ -1,0 +1,178 @@
+"""The generator: a bidirectional pre-norm transformer over the token grid plus a class token.
+
+Inputs are token ids in {0..K-1} with K the mask id, and class labels in {0..C-1} with C
+meaning "no class" (classifier-free guidance). The unconditional input is either a
+learned null-class row (MaskGIT) or the mask embedding itself ("CFG with mask", 002
+Sec. 4). An optional embedding of t makes it an explicit-timestep model (003 ETM); by
+default the model is implicit (003 Sec. 3.2, 002 footnote 1). It never predicts the mask id.
+
+The attention blocks accept per-layer ``value_offsets`` added to the attention values so
+that a parameter-efficient module (TOAST, 000 Appendix A) steers a frozen generator
+without copying this file.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..checkpoint import file_sha256, load_json, load_module_state, save_module
+from ..errors import MaskgenError
+
+
+@dataclass
+class GeneratorConfig:
+    codebook_size: int = 256
+    grid: tuple[int, int] = (8, 8)
+    num_classes: int = 10
+    width: int = 256
+    depth: int = 6
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    uncond: str = "null"  # "null": learned no-class row; "mask": the mask embedding (002)
+    timestep_input: bool = False  # explicit timestep model (003)
+
+    def __post_init__(self) -> None:
+        self.grid = tuple(int(g) for g in self.grid)  # JSON gives lists
+        if self.uncond not in ("null", "mask"):
+            raise MaskgenError(f"unknown uncond mode {self.uncond!r}; choose null or mask")
+        if self.width % self.heads:
+            raise MaskgenError(f"width {self.width} is not divisible by heads {self.heads}")
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def mask_id(self) -> int:
+        return self.codebook_size
+
+
+class Attention(nn.Module):
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: Tensor, value_offset: Tensor | None = None) -> Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        if value_offset is not None:
+            v = v + value_offset
+        q, k, v = (z.view(b, n, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(y.transpose(1, 2).reshape(b, n, d))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width)
+        self.attn = Attention(width, heads)
+        self.norm2 = nn.LayerNorm(width)
+        hidden = int(width * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
+
+    def forward(self, x: Tensor, value_offset: Tensor | None = None) -> Tensor:
+        x = x + self.attn(self.norm1(x), value_offset)
+        return x + self.mlp(self.norm2(x))
+
+
+def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal embedding of t in [0, 1] (scaled by 1000 as in DDPM)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = 1000.0 * t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class MaskedTransformer(nn.Module):
+    """Bidirectional transformer mapping (tokens, labels[, t]) to logits over the K codes."""
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.tok_emb = nn.Embedding(c.codebook_size + 1, c.width)  # row K is [MASK]
+        self.cls_emb = nn.Embedding(c.num_classes + 1, c.width)  # row C is "no class"
+        self.pos_emb = nn.Parameter(torch.zeros(1, c.num_tokens + 1, c.width))
+        if c.timestep_input:
+            self.time_mlp = nn.Sequential(nn.Linear(c.width, c.width), nn.SiLU(), nn.Linear(c.width, c.width))
+        self.blocks = nn.ModuleList(Block(c.width, c.heads, c.mlp_ratio) for _ in range(c.depth))
+        self.norm = nn.LayerNorm(c.width)
+        self.head = nn.Linear(c.width, c.codebook_size)
+        self.sha256: str | None = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+        nn.init.trunc_normal_(self.pos_emb, std=0.02)
+
+    @property
+    def mask_id(self) -> int:
+        return self.config.mask_id
+
+    @property
+    def null_class(self) -> int:
+        return self.config.num_classes
+
+    def embed(self, tokens: Tensor, labels: Tensor, t: Tensor | None = None) -> Tensor:
+        """Input sequence: class slot first, then the N token embeddings, plus positions."""
+        c = self.config
+        cls = self.cls_emb(labels)
+        if c.uncond == "mask":
+            # 002: the unconditional input is the mask embedding in the class slot.
+            mask_row = self.tok_emb.weight[c.mask_id].expand_as(cls)
+            cls = torch.where((labels == c.num_classes)[:, None], mask_row, cls)
+        x = torch.cat([cls[:, None], self.tok_emb(tokens)], dim=1) + self.pos_emb
+        if c.timestep_input:
+            if t is None:
+                raise MaskgenError("this generator was trained with explicit timesteps: pass t")
+            x = x + self.time_mlp(timestep_embedding(t, c.width))[:, None]
+        return x
+
+    def forward(
+        self,
+        tokens: Tensor,
+        labels: Tensor,
+        t: Tensor | None = None,
+        value_offsets: list[Tensor] | None = None,
+        return_hidden: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Logits [B, N, K] for tokens [B, N] (ids in 0..K), labels [B] (0..C), t [B] or None."""
+        x = self.embed(tokens, labels, t)
+        for i, block in enumerate(self.blocks):
+            x = block(x, None if value_offsets is None else value_offsets[i])
+        h = self.norm(x)
+        logits = self.head(h[:, 1:])
+        return (logits, h) if return_hidden else logits
+
+    # -- persistence ---------------------------------------------------------------------
+    def save(self, folder: str | Path, name: str = "generator", **extra) -> Path:
+        return save_module(folder, name, self, asdict(self.config), **extra)
+
+    @classmethod
+    def load(cls, folder: str | Path, name: str = "generator") -> "MaskedTransformer":
+        record = load_json(Path(folder) / f"{name}.json")
+        try:
+            config = GeneratorConfig(**record["config"])
+        except (KeyError, TypeError) as e:
+            raise MaskgenError(f"malformed generator config in {folder}/{name}.json: {e}") from None
+        model = cls(config)
+        load_module_state(folder, name, model)
+        model.sha256 = file_sha256(Path(folder) / f"{name}.safetensors")
+        model.eval()
+        return model

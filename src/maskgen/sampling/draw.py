@@ -1,0 +1,69 @@
+"""Token draws: softmax temperature, top-k, top-p (nucleus), argmax on the last step (003)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..errors import MaskgenError
+
+
+def uniform(shape: tuple[int, ...], generator: torch.Generator, device: torch.device | str | None = None) -> Tensor:
+    """U(0,1) from ``generator``; on the generator's device, moved to ``device``."""
+    u = torch.rand(shape, generator=generator, device=generator.device)
+    return u.to(device) if device is not None else u
+
+
+def gumbel(shape: tuple[int, ...], generator: torch.Generator, device=None) -> Tensor:
+    u = uniform(shape, generator, device).clamp_(1e-20, 1.0 - 1e-7)
+    return -torch.log(-torch.log(u))
+
+
+@dataclass
+class TokenDraw:
+    """How a candidate token is drawn at each position from the (guided) log-probabilities.
+
+    ``temperature`` divides the logits (0 means argmax); ``top_k`` keeps the k most likely
+    codes (0: all); ``top_p`` keeps the smallest set whose mass reaches p (1: all);
+    ``argmax_last`` takes the most likely code at the last step (003 Sec. 3.3).
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    argmax_last: bool = False
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise MaskgenError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise MaskgenError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise MaskgenError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    def log_probs(self, logits: Tensor) -> Tensor:
+        """The distribution tokens are drawn from: tempered, truncated, renormalised."""
+        if self.temperature > 0:
+            logits = logits / self.temperature
+        if 0 < self.top_k < logits.shape[-1]:
+            kth = logits.topk(self.top_k, dim=-1).values[..., -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if self.top_p < 1.0:
+            sorted_logits, order = logits.sort(dim=-1, descending=True)
+            probs = sorted_logits.softmax(-1)
+            # drop a code when the mass before it already reaches p (the top code always stays)
+            drop_sorted = (probs.cumsum(-1) - probs) >= self.top_p
+            drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+            logits = logits.masked_fill(drop, float("-inf"))
+        return logits.log_softmax(-1)
+
+    def __call__(self, logits: Tensor, generator: torch.Generator, last: bool = False) -> tuple[Tensor, Tensor]:
+        """Return drawn tokens [B, N] and their log-probability under the draw distribution."""
+        logp = self.log_probs(logits.float())
+        if self.temperature == 0 or (last and self.argmax_last):
+            tokens = logp.argmax(-1)
+        else:
+            tokens = (logp + gumbel(tuple(logp.shape), generator, logp.device)).argmax(-1)
+        return tokens, logp.gather(-1, tokens[..., None]).squeeze(-1)

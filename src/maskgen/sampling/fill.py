@@ -1,0 +1,167 @@
+"""Fill rules: which masked positions receive their drawn token at a step t -> s.
+
+Every rule sees the current tokens, the (guided) log-probabilities and the step, draws
+candidates with the sampler's ``TokenDraw``, and returns the tokens after the step. At the
+last step (s = 0) every rule fills every position that is still masked.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..errors import MaskgenError
+from ..schedules import Schedule
+from .draw import TokenDraw, gumbel, uniform
+
+
+@dataclass
+class Step:
+    """Step ``index`` of ``total``, from time ``t`` to ``s`` (t=1 all masked, s=0 clean)."""
+
+    index: int
+    total: int
+    t: float
+    s: float
+    schedule: Schedule
+
+    @property
+    def last(self) -> bool:
+        return self.index == self.total - 1
+
+    @property
+    def progress(self) -> float:
+        """(index + 1) / total: MaskGIT's ``ratio``."""
+        return (self.index + 1) / self.total
+
+    @property
+    def gamma_t(self) -> float:
+        return float(self.schedule.gamma(self.t))
+
+    @property
+    def gamma_s(self) -> float:
+        return float(self.schedule.gamma(self.s))
+
+
+class FillRule:
+    name = "fill"
+
+    def __call__(self, x: Tensor, logp: Tensor, step: Step, draw: TokenDraw, mask_id: int, generator: torch.Generator) -> Tensor:
+        raise NotImplementedError
+
+    def settings(self) -> dict:
+        return {"fill": self.name}
+
+
+def fill_where(x: Tensor, reveal: Tensor, candidates: Tensor) -> Tensor:
+    return torch.where(reveal, candidates, x)
+
+
+GUMBEL_ANNEALING = ("linear", "compound", "warmup", "random", "none")
+
+
+class ConfidenceFill(FillRule):
+    """MaskGIT: keep the most confident draws so the masked count follows gamma(s).
+
+    Confidence is the log-probability of the drawn token plus Gumbel noise scaled by
+    ``choice_temperature * a(step)`` (REFERENCE.md, MaskGIT sampling). Annealing ``a``:
+    ``linear`` 1 - (i+1)/T, afresh each step (official MaskGIT, the default);
+    ``compound`` prod_{j<=i} (1 - (j+1)/T), the cumulative decay in 000's code (its tuned
+    temperatures assume it); ``warmup`` the linear rule ramped up over the first quarter
+    of the steps; ``random`` ignores confidence and reveals a uniformly random subset;
+    ``none`` uses the confidence alone. Decoded positions are never re-masked.
+    """
+
+    name = "confidence"
+
+    def __init__(self, choice_temperature: float = 4.5, annealing: str = "linear"):
+        if annealing not in GUMBEL_ANNEALING:
+            raise MaskgenError(f"unknown Gumbel annealing {annealing!r}; choose from {', '.join(GUMBEL_ANNEALING)}")
+        if choice_temperature < 0:
+            raise MaskgenError(f"choice temperature must be >= 0, got {choice_temperature}")
+        self.choice_temperature = choice_temperature
+        self.annealing = annealing
+
+    def noise_scale(self, step: Step) -> float:
+        a = 1.0 - step.progress
+        if self.annealing == "compound":
+            a = math.prod(1.0 - (j + 1) / step.total for j in range(step.index + 1))
+        elif self.annealing == "warmup":
+            a *= min(1.0, (step.index + 1) / max(1, math.ceil(step.total / 4)))
+        elif self.annealing == "none":
+            a = 0.0
+        return self.choice_temperature * a
+
+    def __call__(self, x, logp, step, draw, mask_id, generator):
+        masked = x == mask_id
+        candidates, cand_logp = draw(logp, generator, step.last)
+        if step.last:
+            return fill_where(x, masked, candidates)
+        n = x.shape[1]
+        remaining = masked.sum(1)
+        # tokens still masked after the step: floor(N gamma(s)), but always at least one fewer
+        target = torch.clamp(torch.minimum(torch.full_like(remaining, math.floor(n * step.gamma_s)), remaining - 1), min=0)
+        if self.annealing == "random":
+            confidence = uniform(tuple(x.shape), generator, x.device)
+        else:
+            confidence = cand_logp
+            scale = self.noise_scale(step)
+            if scale > 0:
+                confidence = confidence + scale * gumbel(tuple(x.shape), generator, x.device)
+        confidence = confidence.masked_fill(~masked, float("inf"))
+        ranks = confidence.argsort(dim=1).argsort(dim=1)
+        keep_masked = ranks < target[:, None]
+        return fill_where(x, masked & ~keep_masked, candidates)
+
+    def settings(self):
+        return {"fill": self.name, "choice_temperature": self.choice_temperature, "annealing": self.annealing}
+
+
+class AncestralFill(FillRule):
+    """MDM ancestral step (002 Eq. 6): each masked token is revealed independently with
+    probability (gamma_t - gamma_s) / gamma_t at a random position, not by confidence."""
+
+    name = "ancestral"
+
+    def __call__(self, x, logp, step, draw, mask_id, generator):
+        masked = x == mask_id
+        candidates, _ = draw(logp, generator, step.last)
+        gt = step.gamma_t
+        p = 1.0 if step.last or gt <= 0 else (gt - step.gamma_s) / gt
+        reveal = masked & (uniform(tuple(x.shape), generator, x.device) < p)
+        return fill_where(x, reveal, candidates)
+
+
+class FlowEulerFill(FillRule):
+    """Euler step of the discrete flow (003 Algorithm 1).
+
+    With u_t = kappa'/(1 - kappa) (p_theta - delta_{x_t}) and step h, a masked position
+    leaves the mask with probability h kappa'/(1 - kappa), which in gamma's time is
+    min(1, (t - s) gamma'(t) / gamma(t)), and takes a token from p_theta. Positions still
+    masked at the last step are filled there (with argmax if the draw says so).
+    """
+
+    name = "flow"
+
+    def __call__(self, x, logp, step, draw, mask_id, generator):
+        masked = x == mask_id
+        candidates, _ = draw(logp, generator, step.last)
+        if step.last:
+            return fill_where(x, masked, candidates)
+        rate = float(step.schedule.derivative(step.t) / max(step.gamma_t, 1e-12))
+        p = min(1.0, (step.t - step.s) * rate)
+        reveal = masked & (uniform(tuple(x.shape), generator, x.device) < p)
+        return fill_where(x, reveal, candidates)
+
+
+FILL_RULES = {"confidence": ConfidenceFill, "ancestral": AncestralFill, "flow": FlowEulerFill}
+
+
+def make_fill(name: str, **kwargs) -> FillRule:
+    if name not in FILL_RULES:
+        raise MaskgenError(f"unknown sampler {name!r}; choose from {', '.join(FILL_RULES)}")
+    cls = FILL_RULES[name]
+    return cls(**kwargs) if cls is ConfidenceFill else cls()

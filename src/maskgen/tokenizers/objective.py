@@ -1,0 +1,57 @@
+"""Training loss of the VQ tokenizer, in the shape the shared trainer expects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..training.context import StepContext
+from .metrics import codebook_usage
+from .vq import VQTokenizer, to_unit
+
+
+@dataclass
+class VQObjective:
+    """Reconstruction (MSE, optionally + L1) plus the commitment loss, VQ-VAE style.
+
+    The codebook is trained by EMA inside the forward pass (van den Oord et al. 2017,
+    App. A.1), so the returned loss carries no codebook term.  Every ``restart_every``
+    steps, codes whose usage died are moved onto random encoder outputs of this batch,
+    drawn with ``ctx.rng`` so every rank draws the same rows.  ``restart_every=0``
+    disables restarts.
+    """
+
+    l1_weight: float = 0.0
+    restart_every: int = 1
+
+    def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        tok: VQTokenizer = getattr(model, "module", model)
+        images = batch[0]
+        device = next(tok.parameters()).device
+        x = to_unit(images.to(device))
+        recon, vq_loss, codes = model(x)
+        mse = F.mse_loss(recon, x)
+        loss = mse + vq_loss
+        if self.l1_weight:
+            loss = loss + self.l1_weight * F.l1_loss(recon, x)
+        restarted = 0
+        latents = tok.quantizer.last_latents
+        if self.restart_every and ctx.step % self.restart_every == 0 and latents is not None:
+            restarted = tok.restart_dead_codes(latents, ctx.rng)
+        with torch.no_grad():
+            # Images live in [-1, 1] (peak-to-peak 2), so PSNR = 10 log10(4 / MSE).
+            psnr = 10.0 * torch.log10(4.0 / mse.detach().clamp_min(1e-10)).item()
+        usage = codebook_usage(codes, tok.codebook_size)
+        metrics = {
+            "loss": float(loss.detach()),
+            "mse": float(mse.detach()),
+            "vq_loss": float(vq_loss.detach()),
+            "psnr": psnr,
+            "usage": usage["usage"],
+            "perplexity": usage["perplexity"],
+            "restarted": float(restarted),
+        }
+        return loss, metrics

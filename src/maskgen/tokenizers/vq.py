@@ -1,0 +1,335 @@
+"""A small convolutional VQ tokenizer: images <-> grids of discrete codes.
+
+The model is a VQ-VAE (van den Oord, Vinyals & Kavukcuoglu 2017, "Neural Discrete
+Representation Learning"): a convolutional encoder, a nearest-neighbour vector quantizer
+with a straight-through gradient and a commitment loss, and a decoder that mirrors the
+encoder.  The codebook is not trained by gradient descent but by exponential moving
+averages of the encoder outputs assigned to each code (the EMA variant of the same
+paper's appendix, also Razavi et al. 2019, VQ-VAE-2), and codes that stop being used are
+restarted on random encoder outputs (Dhariwal et al. 2020, Jukebox; Zeghidour et al.
+2021, SoundStream), which keeps codebook usage high in short runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..checkpoint import file_sha256, load_json, load_module_state, save_module
+from ..errors import MaskgenError
+
+CHECKPOINT_NAME = "tokenizer"
+
+
+@dataclass
+class VQConfig:
+    """Shape and training constants of a :class:`VQTokenizer`.
+
+    ``width`` is the channel count at full resolution; it doubles at every stride-2 stage
+    (capped at ``4 * width``), so most compute sits at the cheap low resolutions.
+    ``dead_code_threshold`` is relative: a code is restarted when its EMA assignment
+    count falls below ``threshold * (mean count per code)``, which makes the rule
+    independent of batch size and grid size.
+    """
+
+    image_size: int = 32
+    channels: int = 1
+    codebook_size: int = 256
+    code_dim: int = 32
+    downsample: int = 4
+    width: int = 32
+    num_res_blocks: int = 1
+    commitment: float = 0.25
+    ema_decay: float = 0.99
+    dead_code_threshold: float = 0.03
+    normalize: bool = False
+
+    def __post_init__(self) -> None:
+        def bad(msg: str) -> MaskgenError:
+            return MaskgenError(f"invalid VQConfig: {msg}")
+
+        for name in ("image_size", "channels", "codebook_size", "code_dim", "downsample", "width"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise bad(f"{name} must be a positive integer, got {v!r}")
+        if self.downsample & (self.downsample - 1):
+            raise bad(f"downsample must be a power of 2, got {self.downsample}")
+        if self.image_size % self.downsample:
+            raise bad(f"downsample {self.downsample} does not divide image_size {self.image_size}")
+        if self.codebook_size < 2:
+            raise bad(f"codebook_size must be at least 2, got {self.codebook_size}")
+        if self.width % 8:
+            raise bad(f"width must be a multiple of 8 (GroupNorm groups), got {self.width}")
+        if not isinstance(self.num_res_blocks, int) or self.num_res_blocks < 0:
+            raise bad(f"num_res_blocks must be a non-negative integer, got {self.num_res_blocks!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise bad(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.commitment < 0 or self.dead_code_threshold < 0:
+            raise bad("commitment and dead_code_threshold must be non-negative")
+
+    @property
+    def stages(self) -> int:
+        return int(math.log2(self.downsample))
+
+    def stage_width(self, level: int) -> int:
+        return self.width * min(2**level, 4)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VQConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise MaskgenError(f"invalid VQConfig: unknown keys {', '.join(unknown)}")
+        return cls(**d)
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images in [0, 255] -> float32 in [-1, 1]."""
+    if images.dtype != torch.uint8:
+        raise MaskgenError(f"expected uint8 images, got {images.dtype}")
+    return images.float().div(127.5).sub(1.0)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float in [-1, 1] -> uint8 in [0, 255], rounded and clamped."""
+    return x.detach().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def _norm(ch: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(8, ch), ch)
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block (GroupNorm, SiLU, 3x3 conv) x 2."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.norm1, self.conv1 = _norm(ch), nn.Conv2d(ch, ch, 3, padding=1)
+        self.norm2, self.conv2 = _norm(ch), nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        return x + self.conv2(F.silu(self.norm2(h)))
+
+
+class Upsample(nn.Module):
+    """Nearest x2 then 3x3 conv: avoids the checkerboard artefacts of transposed convs."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+def _encoder(cfg: VQConfig) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cfg.channels, cfg.stage_width(0), 3, padding=1)]
+    for level in range(cfg.stages):
+        layers += [ResBlock(cfg.stage_width(level)) for _ in range(cfg.num_res_blocks)]
+        layers.append(nn.Conv2d(cfg.stage_width(level), cfg.stage_width(level + 1), 3, stride=2, padding=1))
+    top = cfg.stage_width(cfg.stages)
+    layers += [ResBlock(top) for _ in range(cfg.num_res_blocks)]
+    layers += [_norm(top), nn.SiLU(), nn.Conv2d(top, cfg.code_dim, 1)]
+    return nn.Sequential(*layers)
+
+
+def _decoder(cfg: VQConfig) -> nn.Sequential:
+    top = cfg.stage_width(cfg.stages)
+    layers: list[nn.Module] = [nn.Conv2d(cfg.code_dim, top, 3, padding=1)]
+    layers += [ResBlock(top) for _ in range(cfg.num_res_blocks)]
+    for level in reversed(range(cfg.stages)):
+        layers.append(Upsample(cfg.stage_width(level + 1), cfg.stage_width(level)))
+        layers += [ResBlock(cfg.stage_width(level)) for _ in range(cfg.num_res_blocks)]
+    layers += [_norm(cfg.stage_width(0)), nn.SiLU(), nn.Conv2d(cfg.stage_width(0), cfg.channels, 3, padding=1)]
+    return nn.Sequential(*layers)
+
+
+def _dist_ready() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+class VectorQuantizer(nn.Module):
+    """Nearest-code quantizer with an EMA codebook (VQ-VAE, van den Oord et al. 2017, App. A.1).
+
+    The codebook lives in buffers, not parameters: it moves towards the mean of the
+    encoder outputs assigned to each code, ``e_k = m_k / N_k`` with ``N_k`` and ``m_k``
+    exponential moving averages of the assignment counts and sums.  With ``normalize``
+    both the encoder outputs and the codes are l2-normalised (Yu et al. 2022, ViT-VQGAN).
+    """
+
+    def __init__(self, cfg: VQConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        # A fixed-seed init keeps construction free of the global RNG; restarts replace it anyway.
+        g = torch.Generator().manual_seed(0)
+        embed = torch.randn(cfg.codebook_size, cfg.code_dim, generator=g)
+        embed = F.normalize(embed, dim=1) if cfg.normalize else embed * (1.0 / math.sqrt(cfg.code_dim))
+        self.register_buffer("embedding", embed)
+        self.register_buffer("cluster_size", torch.ones(cfg.codebook_size))
+        self.register_buffer("embed_sum", embed.clone())
+        self.last_latents: torch.Tensor | None = None
+
+    def prepare(self, z: torch.Tensor) -> torch.Tensor:
+        return F.normalize(z, dim=-1) if self.cfg.normalize else z
+
+    def nearest(self, z_flat: torch.Tensor) -> torch.Tensor:
+        e = self.embedding
+        # |z|^2 is constant per row, so argmin over -2 z.e + |e|^2 is the nearest code.
+        d = torch.addmm((e * e).sum(1)[None, :], z_flat, e.t(), alpha=-2.0)
+        return d.argmin(dim=1)
+
+    @torch.no_grad()
+    def _ema_update(self, z_flat: torch.Tensor, idx: torch.Tensor) -> None:
+        k, decay = self.cfg.codebook_size, self.cfg.ema_decay
+        counts = torch.bincount(idx, minlength=k).to(z_flat.dtype)
+        sums = torch.zeros_like(self.embed_sum).index_add_(0, idx, z_flat)
+        if _dist_ready():
+            # Every rank must take the same codebook step, so EMA sees the global batch.
+            torch.distributed.all_reduce(counts)
+            torch.distributed.all_reduce(sums)
+        self.cluster_size.mul_(decay).add_(counts, alpha=1 - decay)
+        self.embed_sum.mul_(decay).add_(sums, alpha=1 - decay)
+        # Laplace smoothing keeps unused codes from dividing by zero.
+        n, eps = self.cluster_size.sum(), 1e-5
+        size = (self.cluster_size + eps) / (n + k * eps) * n
+        embed = self.embed_sum / size[:, None]
+        self.embedding.copy_(F.normalize(embed, dim=1) if self.cfg.normalize else embed)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``z`` [B,D,h,w] -> (straight-through quantized z, commitment loss, codes [B,h,w])."""
+        b, d, h, w = z.shape
+        z_flat = self.prepare(z.permute(0, 2, 3, 1).reshape(-1, d))
+        idx = self.nearest(z_flat.detach())
+        q = self.embedding[idx]
+        if self.training:
+            self._ema_update(z_flat.detach(), idx)
+            self.last_latents = z_flat.detach()
+        # The codebook follows the encoder by EMA; only the encoder is pulled towards its codes.
+        loss = self.cfg.commitment * F.mse_loss(z_flat, q)
+        q = z_flat + (q - z_flat).detach()
+        q = q.view(b, h, w, d).permute(0, 3, 1, 2)
+        return q, loss, idx.view(b, h, w)
+
+    @torch.no_grad()
+    def restart_dead_codes(self, z_flat: torch.Tensor, rng: torch.Generator) -> int:
+        k = self.cfg.codebook_size
+        mean = self.cluster_size.sum() / k
+        dead = (self.cluster_size < self.cfg.dead_code_threshold * mean).nonzero().flatten()
+        n = int(dead.numel())
+        if n == 0 or z_flat.numel() == 0:
+            return 0
+        z_flat = self.prepare(z_flat.detach().to(self.embedding))
+        if z_flat.shape[0] >= n:
+            pick = torch.randperm(z_flat.shape[0], generator=rng)[:n]
+        else:
+            pick = torch.randint(z_flat.shape[0], (n,), generator=rng)
+        new = z_flat[pick.to(z_flat.device)]
+        if _dist_ready():
+            # Ranks hold different batches, so rank 0's choice is the one everyone adopts.
+            torch.distributed.broadcast(new, src=0)
+        # A restarted code starts at the mean count so it is not judged dead again at once.
+        self.embedding[dead] = new
+        self.cluster_size[dead] = mean
+        self.embed_sum[dead] = new * mean
+        return n
+
+
+class VQTokenizer(nn.Module):
+    """VQ-VAE tokenizer (van den Oord et al. 2017) with an EMA codebook and dead-code restarts.
+
+    ``encode`` maps uint8 images [B,C,H,W] to codes [B,h,w]; ``decode`` maps codes back to
+    uint8 images; ``forward`` is the training path on images scaled to [-1, 1].
+    """
+
+    def __init__(self, config: VQConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else VQConfig()
+        self.encoder = _encoder(self.config)
+        self.quantizer = VectorQuantizer(self.config)
+        self.decoder = _decoder(self.config)
+        self.sha256: str | None = None
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        s = self.config.image_size // self.config.downsample
+        return (s, s)
+
+    @property
+    def num_tokens(self) -> int:
+        h, w = self.grid
+        return h * w
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _check_images(self, images: torch.Tensor) -> None:
+        c, s = self.config.channels, self.config.image_size
+        if images.dim() != 4 or tuple(images.shape[1:]) != (c, s, s):
+            raise MaskgenError(f"expected images of shape [B,{c},{s},{s}], got {list(images.shape)}")
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x`` float [B,C,H,W] in [-1,1] -> (reconstruction, vq loss, codes [B,h,w])."""
+        q, vq_loss, codes = self.quantizer(self.encoder(x))
+        return self.decoder(q), vq_loss, codes
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images [B,C,H,W] -> LongTensor codes [B,h,w]; never touches the codebook."""
+        self._check_images(images)
+        z = self.encoder(to_unit(images.to(self._device())))
+        b, d, h, w = z.shape
+        z_flat = self.quantizer.prepare(z.permute(0, 2, 3, 1).reshape(-1, d))
+        return self.quantizer.nearest(z_flat).view(b, h, w)
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Codes [B,h,w] or [B,h*w] -> uint8 images [B,C,H,W]."""
+        h, w = self.grid
+        if tokens.dim() == 2 and tokens.shape[1] == h * w:
+            tokens = tokens.view(-1, h, w)
+        if tokens.dim() != 3 or tuple(tokens.shape[1:]) != (h, w):
+            raise MaskgenError(f"expected tokens of shape [B,{h},{w}] or [B,{h * w}], got {list(tokens.shape)}")
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.codebook_size):
+            raise MaskgenError(f"token ids must lie in [0, {self.codebook_size}), got [{int(tokens.min())}, {int(tokens.max())}]")
+        q = self.quantizer.embedding[tokens.to(self._device()).long()].permute(0, 3, 1, 2)
+        return to_uint8(self.decoder(q))
+
+    def restart_dead_codes(self, z_flat: torch.Tensor, rng: torch.Generator) -> int:
+        """Replace codes whose EMA usage fell below the threshold by random rows of ``z_flat``.
+
+        ``z_flat`` is [N, code_dim] encoder outputs (``self.quantizer.last_latents`` holds
+        the latest training batch's).  Under torch.distributed the EMA statistics are
+        already all-reduced every step and the new codes are broadcast from rank 0, so
+        every rank keeps the same codebook.  Returns the number of codes restarted.
+        """
+        return self.quantizer.restart_dead_codes(z_flat, rng)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``folder/tokenizer.safetensors`` and ``folder/tokenizer.json``."""
+        return save_module(folder, CHECKPOINT_NAME, self, asdict(self.config), kind="vq_tokenizer")
+
+    @classmethod
+    def load(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> "VQTokenizer":
+        """Build from ``folder/tokenizer.json`` and load the weights strictly, in eval mode."""
+        folder = Path(folder)
+        record = load_json(folder / f"{CHECKPOINT_NAME}.json")
+        if not isinstance(record.get("config"), dict):
+            raise MaskgenError(f"checkpoint {folder}/{CHECKPOINT_NAME}.json has no config")
+        weights = folder / f"{CHECKPOINT_NAME}.safetensors"
+        recorded = record.get("sha256")
+        if weights.is_file() and recorded is not None and file_sha256(weights) != recorded:
+            raise MaskgenError(f"checkpoint {weights} is inconsistent: its sha256 does not match {CHECKPOINT_NAME}.json")
+        model = cls(VQConfig.from_dict(record["config"]))
+        load_module_state(folder, CHECKPOINT_NAME, model)
+        model.sha256 = recorded
+        return model.to(map_location).eval()

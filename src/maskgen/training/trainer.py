@@ -1,0 +1,285 @@
+"""The one training loop: AdamW, warmup + cosine learning rate, gradient clipping, EMA
+weights, bf16 autocast on CUDA, atomic checkpoints, exact resume, DistributedDataParallel.
+
+Every source of randomness is a function of (seed, step): the batch indices come from a
+per-epoch permutation and the objective's noise from a generator seeded per step. So a
+resumed run replays exactly what an uninterrupted one would have done, and a run under
+``torchrun`` with P processes sees the same global batch as one process.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..checkpoint import load_json, load_tensors, save_json, save_tensors
+from ..errors import MaskgenError
+from .context import Objective, StepContext
+
+STATE = "train_state"
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 64  # global, over all processes
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    warmup: int = 100
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    ema: float = 0.0  # 0 disables EMA weights
+    seed: int = 0
+    save_every: int = 500
+    log_every: int = 25
+    num_workers: int = 0
+    bf16: bool = True  # autocast, CUDA only
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        for name in ("steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise MaskgenError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise MaskgenError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.ema < 1.0:
+            raise MaskgenError(f"ema must be in [0, 1), got {self.ema}")
+
+
+def learning_rate(step: int, c: TrainConfig) -> float:
+    """Linear warmup to ``lr`` then cosine decay to ``min_lr`` at ``steps``."""
+    if step < c.warmup:
+        return c.lr * (step + 1) / c.warmup
+    progress = (step - c.warmup) / max(1, c.steps - c.warmup)
+    return c.min_lr + 0.5 * (c.lr - c.min_lr) * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed((seed * 1_000_003 + step * 7919 + stream * 104_729) % (2**63))
+    return g
+
+
+def distributed_setup() -> tuple[int, int]:
+    """Join the process group ``torchrun`` describes (gloo on CPU, NCCL on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+class StepBatches:
+    """Yields (step, local batch) from ``start``; indices depend on (seed, step) only."""
+
+    def __init__(self, dataset, batch_size: int, seed: int, rows: slice, num_workers: int = 0):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rows = rows
+        self.num_workers = num_workers
+        if len(dataset) < batch_size:
+            raise MaskgenError(f"dataset has {len(dataset)} items, fewer than the batch size {batch_size}")
+        self.per_epoch = len(dataset) // batch_size
+
+    def indices(self, step: int) -> Tensor:
+        epoch, k = divmod(step, self.per_epoch)
+        perm = torch.randperm(len(self.dataset), generator=step_generator(self.seed, epoch, stream=1))
+        return perm[k * self.batch_size : (k + 1) * self.batch_size][self.rows]
+
+    def iterate(self, start: int, stop: int) -> Iterator[tuple[int, Any]]:
+        if hasattr(self.dataset, "batch"):
+            for step in range(start, stop):
+                yield step, self.dataset.batch(self.indices(step))
+            return
+        loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_sampler=[self.indices(s).tolist() for s in range(start, stop)],
+            num_workers=self.num_workers,
+        )
+        yield from zip(range(start, stop), loader)
+
+
+class Trainer:
+    """Optimises ``model`` on ``objective`` over ``dataset``; writes to ``out``.
+
+    ``save_model(module, folder)`` writes the deliverable (EMA weights when EMA is on) in
+    the model's own format; the trainer adds ``train_state.{safetensors,json}`` with what
+    resuming needs: raw weights, EMA weights, AdamW state and the step.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: Objective,
+        dataset,
+        config: TrainConfig,
+        out: str | Path,
+        save_model: Callable[[nn.Module, Path], Any],
+        trainable: Callable[[nn.Module], list[nn.Parameter]] | None = None,
+        record: dict[str, Any] | None = None,
+        tokens_per_item: int = 1,
+    ):
+        self.config = config
+        self.out = Path(out)
+        self.rank, self.world = distributed_setup()
+        if config.batch_size % self.world:
+            raise MaskgenError(f"batch size {config.batch_size} does not split over {self.world} processes")
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.ema_model = copy.deepcopy(self.model).eval() if config.ema > 0 else None
+        if self.ema_model is not None:
+            self.ema_model.requires_grad_(False)
+        params = trainable(self.model) if trainable else [p for p in self.model.parameters() if p.requires_grad]
+        self.params = params
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.lr,
+            betas=config.betas,
+        )
+        self.objective = objective
+        local = config.batch_size // self.world
+        self.rows = slice(self.rank * local, (self.rank + 1) * local)
+        self.batches = StepBatches(dataset, config.batch_size, config.seed, self.rows, config.num_workers)
+        self.save_model = save_model
+        self.record = dict(record or {})
+        self.tokens_per_item = tokens_per_item
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        self.wrapped = self.model
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.wrapped = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+    # -- state ---------------------------------------------------------------------------
+    def state_tensors(self) -> dict[str, Tensor]:
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        if self.ema_model is not None:
+            tensors.update({f"ema.{k}": v for k, v in self.ema_model.state_dict().items()})
+        for i, state in self.optimizer.state_dict()["state"].items():
+            for k, v in state.items():
+                tensors[f"optim.{i}.{k}"] = torch.as_tensor(v)
+        return tensors
+
+    def save(self) -> None:
+        if self.rank != 0:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        save_tensors(self.out / f"{STATE}.safetensors", self.state_tensors())
+        save_json(self.out / f"{STATE}.json", {"step": self.step, "train": asdict(self.config), "history": self.history[-200:], **self.record})
+        self.save_model(self.ema_model if self.ema_model is not None else self.model, self.out)
+
+    def resume(self) -> bool:
+        """Load ``train_state`` from ``out`` if there is one; return whether it was found."""
+        path = self.out / f"{STATE}.safetensors"
+        if not path.exists():
+            return False
+        meta = load_json(self.out / f"{STATE}.json")
+        tensors = load_tensors(path)
+        from ..checkpoint import check_state_dict
+
+        model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        check_state_dict(self.model.state_dict(), model_state, f"the model being trained (resume from {self.out})")
+        self.model.load_state_dict(model_state)
+        if self.ema_model is not None:
+            ema_state = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+            check_state_dict(self.ema_model.state_dict(), ema_state, "the EMA model")
+            self.ema_model.load_state_dict(ema_state)
+        opt = self.optimizer.state_dict()
+        state: dict[int, dict[str, Tensor]] = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, i, name = k.split(".", 2)
+                state.setdefault(int(i), {})[name] = v.to(self.device) if name != "step" else v
+        opt["state"] = state
+        self.optimizer.load_state_dict(opt)
+        self.step = int(meta["step"])
+        self.history = list(meta.get("history", []))
+        return True
+
+    # -- loop ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        if self.ema_model is None:
+            return
+        # Warm the decay up so early EMA weights are not dominated by the random init.
+        d = min(self.config.ema, (1 + self.step) / (10 + self.step))
+        for e, p in zip(self.ema_model.parameters(), self.model.parameters()):
+            e.lerp_(p.detach(), 1.0 - d)
+        for e, b in zip(self.ema_model.buffers(), self.model.buffers()):
+            e.copy_(b)
+
+    def _to_device(self, batch):
+        return tuple(x.to(self.device, non_blocking=True) if isinstance(x, Tensor) else x for x in batch)
+
+    def fit(self, resume: bool = False, progress: bool = True) -> list[dict[str, float]]:
+        c = self.config
+        if resume and self.resume() and self.rank == 0:
+            tqdm.write(f"resumed from {self.out} at step {self.step}")
+        self.model.train()
+        autocast = self.device.type == "cuda" and c.bf16
+        bar = tqdm(total=c.steps, initial=self.step, desc="train", disable=not progress or self.rank != 0, dynamic_ncols=True)
+        t0, items = time.perf_counter(), 0
+        for step, batch in self.batches.iterate(self.step, c.steps):
+            self.step = step
+            batch = self._to_device(batch)
+            lr = learning_rate(step, c)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            ctx = StepContext(step=step, rng=step_generator(c.seed, step), rows=self.rows, global_batch=c.batch_size)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss, metrics = self.objective(self.wrapped, batch, ctx)
+            self._check_finite(loss, step)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if c.grad_clip > 0:
+                metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip))
+            self.optimizer.step()
+            self.step = step + 1
+            self.update_ema()
+            items += c.batch_size
+            if self.step % c.log_every == 0 or self.step == c.steps:
+                rate = items * self.tokens_per_item / (time.perf_counter() - t0)
+                self.history.append({"step": self.step, "lr": lr, **metrics})
+                bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k in ("loss", "acc", "psnr", "usage")} | {"tok/s": f"{rate:.0f}"})
+            bar.update(1)
+            if self.step % c.save_every == 0 or self.step == c.steps:
+                self.save()
+        bar.close()
+        if self.step >= c.steps and not (self.out / f"{STATE}.json").exists():
+            self.save()
+        self.model.eval()
+        return self.history
+
+    def _check_finite(self, loss: Tensor, step: int) -> None:
+        bad = torch.tensor(0.0 if torch.isfinite(loss).item() else 1.0, device=self.device)
+        if self.world > 1:
+            dist.all_reduce(bad)
+        if bad.item() > 0:
+            last = self.out / f"{STATE}.json"
+            where = f"last good checkpoint: {last} (step {load_json(last)['step']})" if last.exists() else "no checkpoint was written yet"
+            raise MaskgenError(f"loss is {loss.item()} at step {step}: training stopped; {where}")
