@@ -62,10 +62,21 @@ def _image_dataset(images: np.ndarray, labels: np.ndarray, class_names: list[str
     x = torch.from_numpy(np.ascontiguousarray(images))
     if x.ndim == 3:
         x = x.unsqueeze(1)
-    if channels is not None:
+    # convert channels on the side with fewer pixels: resizing 3 copies of grey is wasted work
+    if channels is not None and channels < x.shape[1]:
         x = to_channels(x, channels)
     x = fit_to_size(x, image_size)
+    if channels is not None:
+        x = to_channels(x, channels)
     return ImageDataset(x, labels.astype(np.int64), class_names)
+
+
+def fit_to_square(images: np.ndarray) -> np.ndarray:
+    """Center-crop [N,H,W] images to a square."""
+    h, w = images.shape[1:3]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return images[:, top : top + s, left : left + s]
 
 
 def load_idx_dataset(folder: str | Path, split: str = "train", image_size: int = 32, channels: int | None = None,
@@ -92,14 +103,6 @@ def load_idx_dataset(folder: str | Path, split: str = "train", image_size: int =
     return _image_dataset(images, labels, class_names, image_size, channels)
 
 
-def fit_to_square(images: np.ndarray) -> np.ndarray:
-    """Center-crop [N,H,W] images to a square."""
-    h, w = images.shape[1:3]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    return images[:, top : top + s, left : left + s]
-
-
 def load_embedded(image_size: int = 32, channels: int | None = None) -> ImageDataset:
     """The bundled class-balanced Fashion-MNIST subset (see LICENSE-fashion-mnist)."""
     ref = resources.files("maskgen.data").joinpath(EMBEDDED_FILE)
@@ -114,20 +117,21 @@ def load_embedded(image_size: int = 32, channels: int | None = None) -> ImageDat
 def _existing_dir(text: str) -> Path:
     path = Path(text).expanduser()
     if not path.exists():
-        raise MaskgenError(f"data path does not exist: {path}")
+        raise MaskgenError(f"data path does not exist: {text}")
     if not path.is_dir():
-        raise MaskgenError(f"data path is not a folder: {path}")
+        raise MaskgenError(f"data path is not a folder: {text}")
     return path
 
 
 def is_token_spec(spec: str) -> bool:
     """True when ``spec`` names a token cache (``tokens:DIR`` or a folder holding one)."""
     spec = spec.strip()
-    if spec.startswith("tokens:"):
+    kind, sep, _ = spec.partition(":")
+    if sep and kind == "tokens":
         return True
-    if ":" in spec.split("/", 1)[0] and spec.split(":", 1)[0] in ("folder", "fashion-mnist"):
+    if spec in ("", "embedded", "fashion-mnist") or (sep and kind in ("folder", "fashion-mnist")):
         return False
-    return spec not in ("embedded", "fashion-mnist") and is_token_cache(Path(spec).expanduser())
+    return is_token_cache(Path(spec).expanduser())
 
 
 def open_dataset(spec: str = "embedded", image_size: int = 32, channels: int | None = None, split: str = "train") -> Dataset:
@@ -160,7 +164,7 @@ def open_dataset(spec: str = "embedded", image_size: int = 32, channels: int | N
         # a bare word or unknown prefix is a typo of a spec; anything path-like is a missing path
         if ("/" not in spec and "\\" not in spec and not spec.startswith((".", "~"))) or (sep and "/" not in kind):
             raise MaskgenError(f"unknown data spec {spec!r}; {_EXPECTED}")
-        raise MaskgenError(f"data path does not exist: {path}")
+        raise MaskgenError(f"data path does not exist: {spec}")
     path = _existing_dir(spec)
     if is_token_cache(path):
         return TokenDataset(path)
