@@ -102,6 +102,7 @@ def encode_dataset(
     try:
         labels = np.empty(n, dtype=np.int64)
         tokens = None
+        grid: list[int] = []
         pos = 0
         with torch.no_grad(), tqdm(total=n, unit="img", desc="encoding tokens", disable=None) as bar:
             for images, batch_labels in _batches(dataset, batch_size, num_workers):
