@@ -1,0 +1,252 @@
+"""``maskgen <verb>``: train-tokenizer, encode, train, sample, demo.
+
+Every option of a verb can also come from a YAML recipe (``--config FILE``); options given
+on the command line win over the recipe. Bad input ends in one line on stderr, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .errors import MaskgenError
+
+TRAIN_DEFAULTS = {
+    "train-tokenizer": dict(steps=1500, batch_size=64, lr=2e-3, min_lr=1e-4, warmup=50, weight_decay=0.0, ema=0.0),
+    "train": dict(steps=3000, batch_size=64, lr=1e-3, min_lr=1e-5, warmup=100, weight_decay=0.05, ema=0.999),
+}
+
+
+def _train_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--steps", type=int, help="optimizer steps")
+    g.add_argument("--batch-size", type=int, help="global batch size (split over torchrun processes)")
+    g.add_argument("--lr", type=float, help="peak learning rate (AdamW)")
+    g.add_argument("--min-lr", type=float, help="learning rate at the end of the cosine decay")
+    g.add_argument("--warmup", type=int, help="linear warmup steps")
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.95))
+    g.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0: off)")
+    g.add_argument("--ema", type=float, help="EMA decay of the saved weights (0: off)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps (atomic)")
+    g.add_argument("--log-every", type=int, default=25)
+    g.add_argument("--num-workers", type=int, default=0, help="data loader workers for lazy image folders")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    g.add_argument("--no-bf16", dest="bf16", action="store_false", help="disable bf16 autocast on CUDA")
+    g.add_argument("--resume", action="store_true", help="continue from OUT/train_state if present")
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = argparse.ArgumentParser(prog="maskgen", description="Masked generative image models (MaskGIT family).")
+    subs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    verbs: dict[str, argparse.ArgumentParser] = {}
+
+    def verb(name: str, help: str) -> argparse.ArgumentParser:
+        p = subs.add_parser(name, help=help, description=help)
+        p.add_argument("--config", help="YAML recipe whose keys are this verb's options")
+        verbs[name] = p
+        return p
+
+    p = verb("train-tokenizer", "Train a convolutional VQ tokenizer; report PSNR and codebook usage.")
+    p.add_argument("--data", default="embedded", help="embedded, fashion-mnist[:DIR], folder:DIR")
+    p.add_argument("--out", required=False, help="output folder")
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--channels", type=int, default=None, help="1 or 3 (default: the data's)")
+    p.add_argument("--codebook-size", type=int, default=256)
+    p.add_argument("--code-dim", type=int, default=32)
+    p.add_argument("--downsample", type=int, default=4, help="downsampling factor (power of 2)")
+    p.add_argument("--width", type=int, default=32, help="base channel width")
+    p.add_argument("--num-res-blocks", type=int, default=1)
+    p.add_argument("--commitment", type=float, default=0.25)
+    _train_options(p)
+
+    p = verb("encode", "Pre-extract token ids and labels into a memory-mapped cache.")
+    p.add_argument("--tokenizer", required=False, help="tokenizer folder")
+    p.add_argument("--data", default="embedded")
+    p.add_argument("--out", required=False, help="cache folder")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="cpu")
+
+    p = verb("train", "Train a class-conditional generator with the unified masked objective (002 Eq. 7).")
+    p.add_argument("--data", default="embedded", help="image data spec, or tokens:CACHE from `maskgen encode`")
+    p.add_argument("--tokenizer", required=False, help="tokenizer folder")
+    p.add_argument("--out", required=False, help="output model folder")
+    g = p.add_argument_group("model")
+    g.add_argument("--width", type=int, default=256)
+    g.add_argument("--depth", type=int, default=6)
+    g.add_argument("--heads", type=int, default=4)
+    g.add_argument("--mlp-ratio", type=float, default=4.0)
+    g.add_argument("--uncond", default="null", help="null (learned no-class row) or mask (002's CFG with mask)")
+    g.add_argument("--timestep-input", action="store_true", help="explicit timestep model (003 ETM)")
+    g = p.add_argument_group("objective")
+    g.add_argument("--schedule", default="cosine", help="linear, cosine, arccos, root, quadratic, cubic(a,b), exp, log-exp")
+    g.add_argument("--masking", default="count", help="count (ceil(N gamma)) or bernoulli")
+    g.add_argument("--weighting", default="one", help="one or elbo")
+    g.add_argument("--t-min", type=float, default=0.0, help="time truncation (002: 0.2)")
+    g.add_argument("--cond-drop", type=float, default=0.1, help="probability of the unconditional input")
+    g.add_argument("--label-smoothing", type=float, default=0.0)
+    g.add_argument("--batch-time", action="store_true", help="one t per batch (002) instead of one per image")
+    _train_options(p)
+
+    p = verb("sample", "Sample images with the shared sampling loop.")
+    _sample_options(p)
+    p.add_argument("--model", required=False, help="model folder (generator + tokenizer)")
+    p.add_argument("--num", type=int, default=100, help="number of images")
+    p.add_argument("--out", required=False, help="output folder")
+    p.add_argument("--classes", default=None, help="comma-separated class ids (default: all classes, round robin)")
+
+    p = verb("demo", "Train a tokenizer and a generator on the embedded data, then sample grids with and without CFG.")
+    p.add_argument("--out", default="maskgen-demo", help="output folder")
+    p.add_argument("--tokenizer-steps", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="generator steps")
+    p.add_argument("--seed", type=int, default=0)
+    return parser, verbs
+
+
+def _sample_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sampler")
+    g.add_argument("--sampler", default="confidence", help="fill rule: confidence (MaskGIT), ancestral (002), flow (003)")
+    g.add_argument("--steps", type=int, default=8)
+    g.add_argument("--schedule", default="cosine")
+    g.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of the token draw")
+    g.add_argument("--top-k", type=int, default=0)
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--argmax-last", action="store_true", help="argmax draw on the last step (003)")
+    g.add_argument("--choice-temperature", type=float, default=4.5, help="Gumbel temperature of the confidence rule")
+    g.add_argument("--annealing", default="linear", help="Gumbel annealing: linear, compound, warmup, random, none")
+    g.add_argument("--cfg", type=float, default=0.0, help="classifier-free guidance scale s (0: off)")
+    g.add_argument("--cfg-ramp", default="constant", help="constant or linear")
+    g.add_argument("--cfg-interval", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="guide only when LO < s <= HI")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--device", default="cpu")
+
+
+def load_recipe(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise MaskgenError(f"recipe file does not exist: {p}")
+    try:
+        recipe = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise MaskgenError(f"malformed YAML recipe {p}: {str(e).splitlines()[0]}") from None
+    if not isinstance(recipe, dict):
+        raise MaskgenError(f"recipe {p} must be a mapping of option: value")
+    known = {a.dest for a in parser._actions}
+    out = {}
+    for key, value in recipe.items():
+        dest = str(key).replace("-", "_")
+        if dest not in known or dest in ("help", "config"):
+            raise MaskgenError(f"unknown option {key!r} in recipe {p}")
+        out[dest] = value
+    return out
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser, verbs = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    sub = verbs[args.verb]
+    sub.set_defaults(**{k: v for k, v in TRAIN_DEFAULTS.get(args.verb, {}).items()})
+    if args.config:
+        sub.set_defaults(**load_recipe(args.config, sub))
+    args = parser.parse_args(argv)
+    for name in ("out", "model", "tokenizer"):
+        if name in vars(args) and getattr(args, name) is None and any(a.dest == name for a in sub._actions):
+            raise MaskgenError(f"{args.verb}: --{name} is required (on the command line or in the recipe)")
+    return args
+
+
+def pick(cls, args: argparse.Namespace, **overrides):
+    """Build dataclass ``cls`` from the matching fields of ``args``."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    return cls(**{**values, **overrides})
+
+
+def run(args: argparse.Namespace) -> None:
+    from . import workflows
+    from .training.trainer import TrainConfig
+
+    if args.verb == "train-tokenizer":
+        from .tokenizers import VQConfig
+
+        channels = args.channels
+        if channels is None:
+            from .data import open_dataset
+
+            channels = open_dataset(args.data, image_size=args.image_size).channels
+        vq = pick(VQConfig, args, channels=channels)
+        _, metrics = workflows.train_tokenizer(args.data, args.out, vq, pick(TrainConfig, args), resume=args.resume)
+        if metrics:
+            print(f"tokenizer saved to {args.out}: PSNR {metrics['psnr']:.2f} dB, codebook usage {metrics['usage']:.1%}")
+    elif args.verb == "encode":
+        path = workflows.encode(args.tokenizer, args.data, args.out, args.batch_size, args.device)
+        print(f"token cache written to {path}")
+    elif args.verb == "train":
+        from .models.transformer import GeneratorConfig
+        from .training.masking import MaskedObjectiveConfig
+
+        gen = pick(GeneratorConfig, args)
+        workflows.train_generator(
+            args.data, args.tokenizer, args.out, gen, pick(MaskedObjectiveConfig, args), pick(TrainConfig, args), resume=args.resume
+        )
+        print(f"generator saved to {args.out}")
+    elif args.verb == "sample":
+        sample(args)
+    elif args.verb == "demo":
+        from .demo import run_demo
+
+        run_demo(args.out, tokenizer_steps=args.tokenizer_steps, steps=args.steps, seed=args.seed)
+
+
+def parse_classes(text: str | None, num: int, num_classes: int) -> torch.Tensor:
+    if text is None:
+        return torch.arange(num) % num_classes
+    try:
+        ids = [int(c) for c in str(text).split(",") if c.strip()]
+    except ValueError:
+        raise MaskgenError(f"--classes must be comma-separated integers, got {text!r}") from None
+    if not ids:
+        raise MaskgenError("--classes is empty")
+    return torch.tensor(ids)[torch.arange(num) % len(ids)]
+
+
+def sample(args: argparse.Namespace) -> None:
+    from .pipeline import MaskGen, save_samples
+
+    if args.num < 1:
+        raise MaskgenError(f"--num must be >= 1, got {args.num}")
+    model = MaskGen.load(args.model, device=args.device)
+    sampler = model.sampler(
+        args.sampler, args.steps, args.schedule, args.temperature, args.top_k, args.top_p, args.argmax_last,
+        args.choice_temperature, args.annealing, args.cfg, args.cfg_ramp, tuple(args.cfg_interval) if args.cfg_interval else None,
+    )
+    labels = parse_classes(args.classes, args.num, model.generator.config.num_classes)
+    images, result = model.generate(labels, sampler, seed=args.seed, batch_size=args.batch_size)
+    paths = save_samples(args.out, images, result, model.generator.config.num_classes, {"model": str(args.model)})
+    print(f"{len(images)} samples (NFE {result.nfe:g}) -> grid {paths['grid']}, arrays {paths['npz']}, settings {paths['json']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        run(parse_args(argv))
+    except MaskgenError as e:
+        print(f"maskgen: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("maskgen: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""A trained model folder (generator + its tokenizer) and sampling from it in a few lines.
+
+    model = MaskGen.load("runs/gen")
+    sampler = model.sampler("confidence", steps=8, cfg=2.0)
+    images, result = model.generate(torch.arange(10), sampler, seed=0)
+
+A model folder holds ``generator.{safetensors,json}`` and ``tokenizer.{safetensors,json}``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .checkpoint import save_json
+from .errors import MaskgenError
+from .images import class_grid_order, save_grid
+from .models.transformer import MaskedTransformer
+from .sampling.draw import TokenDraw
+from .sampling.fill import make_fill
+from .sampling.guidance import ClassifierFreeGuidance, GuidanceScale
+from .sampling.loop import SampleResult, Sampler
+from .tokenizers import VQTokenizer
+
+
+def copy_tokenizer(src: str | Path, dst: str | Path) -> None:
+    """Put the tokenizer's files next to a generator so the model folder stands alone."""
+    src, dst = Path(src), Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    for suffix in (".safetensors", ".json"):
+        f = src / f"tokenizer{suffix}"
+        if not f.is_file():
+            raise MaskgenError(f"no tokenizer checkpoint in {src} (missing {f.name})")
+        if f.resolve() != (dst / f.name).resolve():
+            shutil.copyfile(f, dst / f.name)
+
+
+class MaskGen:
+    """A generator and the tokenizer that decodes its tokens."""
+
+    def __init__(self, generator: MaskedTransformer, tokenizer: VQTokenizer):
+        if generator.config.codebook_size != tokenizer.codebook_size or tuple(generator.config.grid) != tuple(tokenizer.grid):
+            raise MaskgenError(
+                f"generator (codebook {generator.config.codebook_size}, grid {generator.config.grid}) does not match "
+                f"tokenizer (codebook {tokenizer.codebook_size}, grid {tokenizer.grid})"
+            )
+        self.generator = generator
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> "MaskGen":
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise MaskgenError(f"model folder does not exist: {folder}")
+        generator = MaskedTransformer.load(folder).to(device).eval()
+        tokenizer = VQTokenizer.load(folder).to(device).eval()
+        return cls(generator, tokenizer)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+    def sampler(
+        self,
+        fill: str = "confidence",
+        steps: int = 8,
+        schedule: str = "cosine",
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        argmax_last: bool = False,
+        choice_temperature: float = 4.5,
+        annealing: str = "linear",
+        cfg: float = 0.0,
+        cfg_ramp: str = "constant",
+        cfg_interval: tuple[float, float] | None = None,
+    ) -> Sampler:
+        """Build the shared sampling loop from its pieces by name."""
+        fill_rule = make_fill(fill, choice_temperature=choice_temperature, annealing=annealing)
+        guidance = []
+        if cfg != 0.0:
+            guidance.append(ClassifierFreeGuidance(GuidanceScale(cfg, cfg_ramp, cfg_interval), self.generator.null_class))
+        draw = TokenDraw(temperature, top_k, top_p, argmax_last)
+        return Sampler(self.generator, fill_rule, draw, steps, schedule, guidance)
+
+    @torch.no_grad()
+    def generate(
+        self, labels: Tensor, sampler: Sampler, seed: int = 0, batch_size: int = 64, progress: bool = True
+    ) -> tuple[Tensor, SampleResult]:
+        """Sample images (uint8 [B, C, H, W]) for ``labels``, ``batch_size`` at a time, seeded."""
+        labels = torch.as_tensor(labels, dtype=torch.long)
+        sampler.check_labels(labels)
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        tokens, images, rows = [], [], 0.0
+        for start in tqdm(range(0, len(labels), batch_size), desc="sampling", disable=not progress):
+            chunk = labels[start : start + batch_size].to(self.device)
+            res = sampler(chunk, gen)
+            tokens.append(res.tokens)
+            images.append(self.tokenizer.decode(res.tokens.view(-1, *self.tokenizer.grid)).cpu())
+            rows += res.nfe * len(chunk)
+        settings = {**sampler.settings(), "nfe": rows / len(labels), "seed": seed, "batch_size": batch_size}
+        result = SampleResult(torch.cat(tokens).cpu(), labels, rows / len(labels), settings)
+        return torch.cat(images), result
+
+
+def save_samples(out: str | Path, images: Tensor, result: SampleResult, num_classes: int, extra: dict | None = None) -> dict[str, Path]:
+    """Write ``grid.png`` (a row per class), ``samples.npz`` and ``samples.json`` to ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    order, per_row = class_grid_order(result.labels, num_classes)
+    paths = {"grid": save_grid(out / "grid.png", images[order], nrow=per_row), "npz": out / "samples.npz"}
+    tmp = out / ".samples.tmp.npz"
+    np.savez(tmp, images=images.numpy().astype(np.uint8), labels=result.labels.numpy(), tokens=result.tokens.numpy())
+    tmp.replace(paths["npz"])
+    paths["json"] = out / "samples.json"
+    save_json(paths["json"], {"num": len(images), "nfe": result.nfe, "settings": result.settings, **(extra or {})})
+    return paths

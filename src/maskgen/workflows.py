@@ -1,0 +1,102 @@
+"""What each CLI verb does, as plain functions: train a tokenizer, encode a dataset, train a
+generator, sample. The CLI only parses options and calls these."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import save_json
+from .data import TokenDataset, encode_dataset, is_token_spec, open_dataset
+from .errors import MaskgenError
+from .models.transformer import GeneratorConfig, MaskedTransformer
+from .pipeline import copy_tokenizer
+from .tokenizers import VQConfig, VQObjective, VQTokenizer
+from .tokenizers.metrics import evaluate_tokenizer
+from .training.masking import MaskedObjectiveConfig, MaskedTokenObjective
+from .training.trainer import Trainer, TrainConfig
+
+
+def train_tokenizer(data: str, out: str | Path, vq: VQConfig, train: TrainConfig, resume: bool = False, progress: bool = True) -> tuple[VQTokenizer, dict]:
+    """Train a VQ tokenizer on ``data``; return it and its reconstruction PSNR / codebook usage."""
+    dataset = open_dataset(data, image_size=vq.image_size, channels=vq.channels)
+    model = VQTokenizer(vq)
+    trainer = Trainer(
+        model,
+        VQObjective(),
+        dataset,
+        train,
+        out,
+        save_model=lambda m, folder: m.save(folder),
+        record={"data": data, "tokenizer": asdict(vq)},
+        tokens_per_item=vq.image_size**2,
+    )
+    trainer.fit(resume=resume, progress=progress)
+    if trainer.rank != 0:
+        return model, {}
+    model = VQTokenizer.load(out)
+    metrics = evaluate_tokenizer(model, dataset, progress=progress)
+    save_json(Path(out) / "metrics.json", {"data": data, "steps": train.steps, **metrics})
+    return model, metrics
+
+
+def encode(tokenizer_dir: str | Path, data: str, out: str | Path, batch_size: int = 256, device: str = "cpu") -> Path:
+    """Pre-extract token ids and labels of ``data`` into a memory-mapped cache at ``out``."""
+    tokenizer = VQTokenizer.load(tokenizer_dir).to(device)
+    dataset = open_dataset(data, image_size=tokenizer.config.image_size, channels=tokenizer.config.channels)
+    return encode_dataset(tokenizer, dataset, out, batch_size=batch_size, device=device)
+
+
+@torch.no_grad()
+def token_dataset(data: str, tokenizer: VQTokenizer, batch_size: int = 256, progress: bool = True) -> TokenDataset:
+    """Tokens for training: a cache as it is, or image data encoded once, in memory."""
+    if is_token_spec(data):
+        ds = open_dataset(data)
+        if ds.codebook_size != tokenizer.codebook_size or tuple(ds.grid) != tuple(tokenizer.grid):
+            raise MaskgenError(
+                f"token cache {data} (codebook {ds.codebook_size}, grid {ds.grid}) was not made by this tokenizer "
+                f"(codebook {tokenizer.codebook_size}, grid {tokenizer.grid})"
+            )
+        return ds
+    images = open_dataset(data, image_size=tokenizer.config.image_size, channels=tokenizer.config.channels)
+    loader = torch.utils.data.DataLoader(images, batch_size=batch_size)
+    tokens, labels = [], []
+    for x, y in tqdm(loader, desc="encode", disable=not progress):
+        tokens.append(tokenizer.encode(x).cpu())
+        labels.append(y)
+    return TokenDataset.from_tensors(torch.cat(tokens), torch.cat(labels), tokenizer.codebook_size, images.class_names)
+
+
+def train_generator(
+    data: str,
+    tokenizer_dir: str | Path,
+    out: str | Path,
+    gen: GeneratorConfig,
+    objective: MaskedObjectiveConfig,
+    train: TrainConfig,
+    resume: bool = False,
+    progress: bool = True,
+) -> MaskedTransformer:
+    """Train a class-conditional generator with the unified masked objective (002 Eq. 7)."""
+    tokenizer = VQTokenizer.load(tokenizer_dir)
+    dataset = token_dataset(data, tokenizer, progress=progress)
+    gen.codebook_size, gen.grid, gen.num_classes = tokenizer.codebook_size, tuple(tokenizer.grid), dataset.num_classes
+    out = Path(out)
+    copy_tokenizer(tokenizer_dir, out)
+    model = MaskedTransformer(gen)
+    record = {"data": data, "objective": asdict(objective), "class_names": list(dataset.class_names)}
+    trainer = Trainer(
+        model,
+        MaskedTokenObjective(objective, gen.mask_id, gen.num_classes, gen.timestep_input),
+        dataset,
+        train,
+        out,
+        save_model=lambda m, folder: m.save(folder, **record),
+        record=record,
+        tokens_per_item=gen.num_tokens,
+    )
+    trainer.fit(resume=resume, progress=progress)
+    return model
