@@ -40,6 +40,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     g.add_argument("--no-bf16", dest="bf16", action="store_false", help="disable bf16 autocast on CUDA")
     g.add_argument("--resume", action="store_true", help="continue from OUT/train_state if present")
+    g.add_argument("--stop-at", type=int, default=None, help="stop (checkpointed) at this step; continue later with --resume")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -185,7 +186,7 @@ def run(args: argparse.Namespace) -> None:
 
             channels = open_dataset(args.data, image_size=args.image_size).channels
         vq = pick(VQConfig, args, channels=channels)
-        _, metrics = workflows.train_tokenizer(args.data, args.out, vq, pick(TrainConfig, args), resume=args.resume)
+        _, metrics = workflows.train_tokenizer(args.data, args.out, vq, pick(TrainConfig, args), resume=args.resume, until=args.stop_at)
         if metrics:
             print(f"tokenizer saved to {args.out}: PSNR {metrics['psnr']:.2f} dB, codebook usage {metrics['usage']:.1%}")
     elif args.verb == "encode":
@@ -197,7 +198,8 @@ def run(args: argparse.Namespace) -> None:
 
         gen = pick(GeneratorConfig, args)
         workflows.train_generator(
-            args.data, args.tokenizer, args.out, gen, pick(MaskedObjectiveConfig, args), pick(TrainConfig, args), resume=args.resume
+            args.data, args.tokenizer, args.out, gen, pick(MaskedObjectiveConfig, args), pick(TrainConfig, args),
+            resume=args.resume, until=args.stop_at,
         )
         print(f"generator saved to {args.out}")
     elif args.verb == "sample":

@@ -20,7 +20,7 @@ from .training.masking import MaskedObjectiveConfig, MaskedTokenObjective
 from .training.trainer import Trainer, TrainConfig
 
 
-def train_tokenizer(data: str, out: str | Path, vq: VQConfig, train: TrainConfig, resume: bool = False, progress: bool = True) -> tuple[VQTokenizer, dict]:
+def train_tokenizer(data: str, out: str | Path, vq: VQConfig, train: TrainConfig, resume: bool = False, progress: bool = True, until: int | None = None) -> tuple[VQTokenizer, dict]:
     """Train a VQ tokenizer on ``data``; return it and its reconstruction PSNR / codebook usage."""
     dataset = open_dataset(data, image_size=vq.image_size, channels=vq.channels)
     model = VQTokenizer(vq)
@@ -34,7 +34,7 @@ def train_tokenizer(data: str, out: str | Path, vq: VQConfig, train: TrainConfig
         record={"data": data, "tokenizer": asdict(vq)},
         tokens_per_item=vq.image_size**2,
     )
-    trainer.fit(resume=resume, progress=progress)
+    trainer.fit(resume=resume, progress=progress, until=until)
     if trainer.rank != 0:
         return model, {}
     model = VQTokenizer.load(out)
@@ -79,6 +79,7 @@ def train_generator(
     train: TrainConfig,
     resume: bool = False,
     progress: bool = True,
+    until: int | None = None,
 ) -> MaskedTransformer:
     """Train a class-conditional generator with the unified masked objective (002 Eq. 7)."""
     tokenizer = VQTokenizer.load(tokenizer_dir)
@@ -98,5 +99,5 @@ def train_generator(
         record=record,
         tokens_per_item=gen.num_tokens,
     )
-    trainer.fit(resume=resume, progress=progress)
+    trainer.fit(resume=resume, progress=progress, until=until)
     return model

@@ -236,7 +236,8 @@ class Trainer:
     def _to_device(self, batch):
         return tuple(x.to(self.device, non_blocking=True) if isinstance(x, Tensor) else x for x in batch)
 
-    def fit(self, resume: bool = False, progress: bool = True) -> list[dict[str, float]]:
+    def fit(self, resume: bool = False, progress: bool = True, until: int | None = None) -> list[dict[str, float]]:
+        """Train to ``config.steps`` (or stop early at step ``until``, saving, to resume later)."""
         c = self.config
         if resume and self.resume() and self.rank == 0:
             tqdm.write(f"resumed from {self.out} at step {self.step}")
@@ -244,7 +245,8 @@ class Trainer:
         autocast = self.device.type == "cuda" and c.bf16
         bar = tqdm(total=c.steps, initial=self.step, desc="train", disable=not progress or self.rank != 0, dynamic_ncols=True)
         t0, items = time.perf_counter(), 0
-        for step, batch in self.batches.iterate(self.step, c.steps):
+        stop = c.steps if until is None else min(until, c.steps)
+        for step, batch in self.batches.iterate(self.step, stop):
             self.step = step
             batch = self._to_device(batch)
             lr = learning_rate(step, c)
@@ -267,11 +269,9 @@ class Trainer:
                 self.history.append({"step": self.step, "lr": lr, **metrics})
                 bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k in ("loss", "acc", "psnr", "usage")} | {"tok/s": f"{rate:.0f}"})
             bar.update(1)
-            if self.step % c.save_every == 0 or self.step == c.steps:
+            if self.step % c.save_every == 0 or self.step == stop:
                 self.save()
         bar.close()
-        if self.step >= c.steps and not (self.out / f"{STATE}.json").exists():
-            self.save()
         self.model.eval()
         return self.history
 
