@@ -1,0 +1,121 @@
+"""The command line as a user meets it: recipes, outputs, and one-line errors for bad input."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskgen.cli import main
+
+TOK = ["--steps", "3", "--batch-size", "16", "--width", "8", "--codebook-size", "16", "--code-dim", "8", "--log-every", "1"]
+GEN = ["--steps", "3", "--batch-size", "16", "--width", "32", "--depth", "1", "--heads", "2", "--log-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    assert main(["train-tokenizer", "--data", "embedded", "--out", str(root / "tok"), *TOK]) == 0
+    assert main(["train", "--data", "embedded", "--tokenizer", str(root / "tok"), "--out", str(root / "gen"), *GEN]) == 0
+    return root / "gen"
+
+
+def run_error(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("maskgen: error:"), err
+    return err
+
+
+def test_sample_writes_grid_arrays_and_settings(model_dir, tmp_path, capsys):
+    out = tmp_path / "s"
+    assert main(["sample", "--model", str(model_dir), "--num", "6", "--out", str(out), "--steps", "3", "--cfg", "1.0"]) == 0
+    data = np.load(out / "samples.npz")
+    assert data["images"].shape == (6, 1, 32, 32) and data["images"].dtype == np.uint8
+    assert data["labels"].tolist() == [0, 1, 2, 3, 4, 5]
+    assert data["tokens"].shape == (6, 64)
+    meta = json.loads((out / "samples.json").read_text())
+    assert meta["nfe"] == 6 and meta["settings"]["steps"] == 3 and meta["settings"]["guidance"][0]["scale"] == 1.0
+    assert Image.open(out / "grid.png").size[0] > 32
+    # same seed, same images; another seed, other images
+    assert main(["sample", "--model", str(model_dir), "--num", "6", "--out", str(tmp_path / "t"), "--steps", "3", "--cfg", "1.0"]) == 0
+    assert np.array_equal(np.load(tmp_path / "t/samples.npz")["images"], data["images"])
+    assert main(["sample", "--model", str(model_dir), "--num", "6", "--out", str(tmp_path / "u"), "--steps", "3", "--seed", "1"]) == 0
+    assert not np.array_equal(np.load(tmp_path / "u/samples.npz")["tokens"], data["tokens"])
+
+
+def test_yaml_recipe_sets_options_and_command_line_wins(model_dir, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: %s\nnum: 4\nsteps: 2\nsampler: ancestral\nclasses: '7'\nout: %s\n" % (model_dir, tmp_path / "r"))
+    assert main(["sample", "--config", str(recipe), "--steps", "3"]) == 0
+    meta = json.loads((tmp_path / "r/samples.json").read_text())
+    assert meta["num"] == 4 and meta["settings"]["fill"] == "ancestral" and meta["settings"]["steps"] == 3
+    assert np.load(tmp_path / "r/samples.npz")["labels"].tolist() == [7, 7, 7, 7]
+
+
+def test_encode_cache_then_train_and_resume(model_dir, tmp_path):
+    tok = model_dir.parent / "tok"
+    assert main(["encode", "--tokenizer", str(tok), "--data", "embedded", "--out", str(tmp_path / "cache")]) == 0
+    assert (tmp_path / "cache/tokens.npy").exists()
+    args = ["train", "--data", f"tokens:{tmp_path / 'cache'}", "--tokenizer", str(tok), "--out", str(tmp_path / "g"), *GEN]
+    assert main(args[:-len(GEN)] + ["--steps", "4", *GEN[2:], "--stop-at", "2"]) == 0
+    assert json.loads((tmp_path / "g/train_state.json").read_text())["step"] == 2
+    assert main(args[:-len(GEN)] + ["--steps", "4", *GEN[2:], "--resume"]) == 0
+    assert json.loads((tmp_path / "g/train_state.json").read_text())["step"] == 4
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["train-tokenizer", "--data", "/no/such/dir", "--out", "X", *TOK], "does not exist"),
+        (["train-tokenizer", "--data", "mnist-ish", "--out", "X", *TOK], "unknown data spec"),
+        (["train", "--data", "embedded", "--tokenizer", "TOK", "--out", "X", "--schedule", "sigmoid"], "unknown schedule"),
+        (["train", "--data", "embedded", "--tokenizer", "TOK", "--out", "X", "--masking", "blocks"], "unknown masking"),
+        (["sample", "--model", "MODEL", "--out", "X", "--sampler", "beam"], "unknown sampler"),
+        (["sample", "--model", "MODEL", "--out", "X", "--classes", "3,12"], "class id 12 out of range"),
+        (["sample", "--model", "MODEL", "--out", "X", "--steps", "0"], "steps must be >= 1"),
+        (["sample", "--model", "MODEL", "--out", "X", "--temperature", "-1"], "temperature must be >= 0"),
+        (["sample", "--model", "/no/such/model", "--out", "X"], "does not exist"),
+        (["sample", "--model", "MODEL"], "--out is required"),
+    ],
+)
+def test_bad_input_is_one_line(model_dir, tmp_path, capsys, argv, match):
+    argv = [str(model_dir.parent / "tok") if a == "TOK" else str(model_dir) if a == "MODEL" else a for a in argv]
+    argv = [str(tmp_path / "x") if a == "X" else a for a in argv]
+    assert match in run_error(capsys, argv)
+
+
+def test_corrupt_and_mismatched_checkpoints(model_dir, tmp_path, capsys):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(model_dir, bad)
+    weights = bad / "generator.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    assert "corrupt or truncated" in run_error(capsys, ["sample", "--model", str(bad), "--out", str(tmp_path / "o")])
+
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other)
+    cfg = json.loads((other / "generator.json").read_text())
+    cfg["config"]["depth"] = 2
+    (other / "generator.json").write_text(json.dumps(cfg))
+    err = run_error(capsys, ["sample", "--model", str(other), "--out", str(tmp_path / "o")])
+    assert "missing keys: blocks.1." in err
+
+    wide = tmp_path / "wide"
+    shutil.copytree(model_dir, wide)
+    cfg = json.loads((wide / "generator.json").read_text())
+    cfg["config"]["width"] = 64
+    (wide / "generator.json").write_text(json.dumps(cfg))
+    assert "shape mismatch: " in run_error(capsys, ["sample", "--model", str(wide), "--out", str(tmp_path / "o")])
+
+
+def test_recipe_errors(tmp_path, capsys):
+    r = tmp_path / "r.yaml"
+    r.write_text("stepz: 3\n")
+    assert "unknown option 'stepz'" in run_error(capsys, ["sample", "--config", str(r)])
+    r.write_text("steps: [1\n")
+    assert "malformed YAML" in run_error(capsys, ["sample", "--config", str(r)])
+    assert "recipe file does not exist" in run_error(capsys, ["sample", "--config", str(tmp_path / "none.yaml")])
