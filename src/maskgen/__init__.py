@@ -1,0 +1,45 @@
+"""maskgen: masked generative image models (MaskGIT family) in one codebase.
+
+One training objective (002 Eq. 7) and one sampling loop; schedules, masking, weighting,
+fill rules, token draws and guidances are small pieces that combine freely.
+"""
+
+from .errors import MaskgenError
+from .models.transformer import GeneratorConfig, MaskedTransformer
+from .pipeline import MaskGen, save_samples
+from .sampling import (
+    AncestralFill,
+    ClassifierFreeGuidance,
+    ConfidenceFill,
+    FlowEulerFill,
+    GuidanceScale,
+    SampleResult,
+    Sampler,
+    TokenDraw,
+    make_fill,
+)
+from .schedules import get_schedule, schedule_names
+from .tokenizers import VQConfig, VQTokenizer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MaskgenError",
+    "GeneratorConfig",
+    "MaskedTransformer",
+    "MaskGen",
+    "save_samples",
+    "Sampler",
+    "SampleResult",
+    "TokenDraw",
+    "ConfidenceFill",
+    "AncestralFill",
+    "FlowEulerFill",
+    "make_fill",
+    "ClassifierFreeGuidance",
+    "GuidanceScale",
+    "get_schedule",
+    "schedule_names",
+    "VQConfig",
+    "VQTokenizer",
+]

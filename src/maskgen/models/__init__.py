@@ -1,0 +1,3 @@
+from .transformer import GeneratorConfig, MaskedTransformer
+
+__all__ = ["GeneratorConfig", "MaskedTransformer"]
