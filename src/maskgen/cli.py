@@ -126,7 +126,7 @@ def _sample_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cfg-interval", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="guide only when LO < s <= HI")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--device", default="cpu")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
 
 
 def load_recipe(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
@@ -227,7 +227,9 @@ def sample(args: argparse.Namespace) -> None:
 
     if args.num < 1:
         raise MaskgenError(f"--num must be >= 1, got {args.num}")
-    model = MaskGen.load(args.model, device=args.device)
+    from .training.trainer import resolve_device
+
+    model = MaskGen.load(args.model, device=resolve_device(args.device))
     sampler = model.sampler(
         args.sampler, args.steps, args.schedule, args.temperature, args.top_k, args.top_p, args.argmax_last,
         args.choice_temperature, args.annealing, args.cfg, args.cfg_ramp, tuple(args.cfg_interval) if args.cfg_interval else None,
