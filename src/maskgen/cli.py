@@ -1,4 +1,4 @@
-"""``maskgen <verb>``: train-tokenizer, encode, train, sample, demo.
+"""``maskgen <verb>``: train-tokenizer, encode, train, sample, train-classifier, ref-stats, eval, demo.
 
 Every option of a verb can also come from a YAML recipe (``--config FILE``); options given
 on the command line win over the recipe. Bad input ends in one line on stderr, exit code 2.
@@ -19,6 +19,7 @@ from .errors import MaskgenError
 TRAIN_DEFAULTS = {
     "train-tokenizer": dict(steps=1500, batch_size=64, lr=2e-3, min_lr=1e-4, warmup=50, weight_decay=0.0, ema=0.0),
     "train": dict(steps=3000, batch_size=64, lr=1e-3, min_lr=1e-5, warmup=100, weight_decay=0.05, ema=0.999),
+    "train-classifier": dict(steps=1500, batch_size=128, lr=2e-3, min_lr=1e-5, warmup=50, weight_decay=0.05, ema=0.0),
 }
 
 
@@ -102,6 +103,35 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--out", required=False, help="output folder")
     p.add_argument("--classes", default=None, help="comma-separated class ids (default: all classes, round robin)")
 
+    p = verb("train-classifier", "Train the small dataset classifier behind FD-clf, classifier score and class accuracy.")
+    p.add_argument("--data", default="embedded", help="image data spec")
+    p.add_argument("--out", required=False, help="output folder")
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--width", type=int, default=None, help="base channel width")
+    p.add_argument("--feature-dim", type=int, default=None, help="size of the feature layer FD-clf reads")
+    _train_options(p)
+
+    p = verb("ref-stats", "Compute reference feature statistics of a dataset once (for eval).")
+    p.add_argument("--data", default="embedded", help="image data spec")
+    p.add_argument("--split", default="train", help="train or test (IDX data)")
+    p.add_argument("--num", type=int, default=None, help="use the first N images (default: all)")
+    p.add_argument("--network", default="inception", help="inception, inception:FILE or classifier:DIR")
+    p.add_argument("--out", required=False, help="statistics file (.npz)")
+    p.add_argument("--batch-size", type=int, default=200)
+    p.add_argument("--device", default="auto")
+
+    p = verb("eval", "FID/FD-clf, precision, recall, KID and IS/classifier score of samples against reference statistics.")
+    _sample_options(p)
+    p.add_argument("--samples", default=None, help="samples .npz (from maskgen sample)")
+    p.add_argument("--model", default=None, help="or: a model folder to sample --num images from first")
+    p.add_argument("--num", type=int, default=1000)
+    p.add_argument("--classes", default=None)
+    p.add_argument("--ref", required=False, help="reference statistics .npz (from maskgen ref-stats)")
+    p.add_argument("--network", default=None, help="feature network (default: the one --ref was made with)")
+    p.add_argument("--out", default=None, help="results JSON (default: next to the samples)")
+    p.add_argument("--kid-subsets", type=int, default=100)
+    p.add_argument("--is-mode", default="evaluator", help="evaluator (chunks of 5000) or torch-fidelity (10 splits)")
+
     p = verb("demo", "Train a tokenizer and a generator on the embedded data, then sample grids with and without CFG.")
     p.add_argument("--out", default="maskgen-demo", help="output folder")
     p.add_argument("--tokenizer-steps", type=int, default=None)
@@ -160,7 +190,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.config:
         sub.set_defaults(**load_recipe(args.config, sub))
     args = parser.parse_args(argv)
-    for name in ("out", "model", "tokenizer"):
+    for name in ("out", "model", "tokenizer", "ref"):
         if name in vars(args) and getattr(args, name) is None and any(a.dest == name for a in sub._actions):
             raise MaskgenError(f"{args.verb}: --{name} is required (on the command line or in the recipe)")
     return args
@@ -180,11 +210,7 @@ def run(args: argparse.Namespace) -> None:
     if args.verb == "train-tokenizer":
         from .tokenizers import VQConfig
 
-        channels = args.channels
-        if channels is None:
-            from .data import open_dataset
-
-            channels = open_dataset(args.data, image_size=args.image_size).channels
+        channels = args.channels if args.channels is not None else _data_channels(args.data, args.image_size)
         vq = pick(VQConfig, args, channels=channels)
         _, metrics = workflows.train_tokenizer(args.data, args.out, vq, pick(TrainConfig, args), resume=args.resume, until=args.stop_at)
         if metrics:
@@ -204,10 +230,74 @@ def run(args: argparse.Namespace) -> None:
         print(f"generator saved to {args.out}")
     elif args.verb == "sample":
         sample(args)
+    elif args.verb == "train-classifier":
+        from .classify import train_classifier
+        from .models.classifier import ClassifierConfig
+
+        data = args.data
+        clf_cfg = pick(ClassifierConfig, args, channels=_data_channels(data, args.image_size))
+        _, metrics = train_classifier(data, args.out, clf_cfg, pick(TrainConfig, args), resume=args.resume, until=args.stop_at)
+        if metrics:
+            print(f"classifier saved to {args.out}: held-out accuracy {metrics['accuracy']:.2%} ({metrics['heldout']})")
+    elif args.verb == "ref-stats":
+        from .evaluate import reference_stats
+        from .training.trainer import resolve_device
+
+        stats = reference_stats(args.data, args.network, args.out, args.split, args.num, args.batch_size, resolve_device(args.device))
+        print(f"reference statistics of {stats.count} images ({stats.network}) written to {args.out}")
+    elif args.verb == "eval":
+        evaluate(args)
     elif args.verb == "demo":
         from .demo import run_demo
 
         run_demo(args.out, tokenizer_steps=args.tokenizer_steps, steps=args.steps, seed=args.seed)
+
+
+def _data_channels(data: str, image_size: int) -> int:
+    from .data import open_dataset
+
+    return open_dataset(data, image_size=image_size).channels
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    import json
+
+    from .evaluate import evaluate_images, load_network, load_samples, reference_network
+    from .metrics import load_stats
+    from .training.trainer import resolve_device
+
+    device = resolve_device(args.device)
+    if (args.samples is None) == (args.model is None):
+        raise MaskgenError("eval needs exactly one of --samples FILE.npz or --model DIR")
+    ref = load_stats(args.ref)
+    net = load_network(args.network or reference_network(args.ref), device)
+    if args.samples:
+        images, labels, record = load_samples(args.samples)
+        out = Path(args.out) if args.out else Path(args.samples).with_name("eval.json")
+        sampler = record.get("settings", {})
+    else:
+        from .pipeline import MaskGen
+
+        model = MaskGen.load(args.model, device=device)
+        sampler_obj = build_sampler(model, args)
+        labels_t = parse_classes(args.classes, args.num, model.generator.config.num_classes)
+        imgs, result = model.generate(labels_t, sampler_obj, seed=args.seed, batch_size=args.batch_size)
+        images, labels, sampler = imgs.numpy(), labels_t.numpy(), result.settings
+        out = Path(args.out) if args.out else Path(args.model) / "eval.json"
+    metrics = evaluate_images(images, labels, ref, net, device=device, kid_subsets=args.kid_subsets, is_mode=args.is_mode)
+    from .checkpoint import save_json
+
+    save_json(out, {"metrics": metrics, "sampler": sampler, "nfe": sampler.get("nfe"), "samples": args.samples or args.model, "ref": args.ref})
+    shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if not k.endswith("sha256")}
+    print(json.dumps(shown, indent=1))
+    print(f"results written to {out}")
+
+
+def build_sampler(model, args: argparse.Namespace):
+    return model.sampler(
+        args.sampler, args.steps, args.schedule, args.temperature, args.top_k, args.top_p, args.argmax_last,
+        args.choice_temperature, args.annealing, args.cfg, args.cfg_ramp, tuple(args.cfg_interval) if args.cfg_interval else None,
+    )
 
 
 def parse_classes(text: str | None, num: int, num_classes: int) -> torch.Tensor:
@@ -230,10 +320,7 @@ def sample(args: argparse.Namespace) -> None:
     from .training.trainer import resolve_device
 
     model = MaskGen.load(args.model, device=resolve_device(args.device))
-    sampler = model.sampler(
-        args.sampler, args.steps, args.schedule, args.temperature, args.top_k, args.top_p, args.argmax_last,
-        args.choice_temperature, args.annealing, args.cfg, args.cfg_ramp, tuple(args.cfg_interval) if args.cfg_interval else None,
-    )
+    sampler = build_sampler(model, args)
     labels = parse_classes(args.classes, args.num, model.generator.config.num_classes)
     images, result = model.generate(labels, sampler, seed=args.seed, batch_size=args.batch_size)
     paths = save_samples(args.out, images, result, model.generator.config.num_classes, {"model": str(args.model)})
