@@ -1,0 +1,411 @@
+"""Sampling speed of the shared MaskGIT loop against the bare network forward passes.
+
+For one sampler configuration (or, with ``--sweep``, every fill rule with and without
+classifier-free guidance) this measures
+
+- the full sampler (``maskgen.sampling.loop.Sampler``): images/s and NFE per image;
+- the bare forward passes alone: the same number of ``model(tokens, labels)`` calls on
+  batches of the same shapes as the sampler really ran (recorded with a forward hook, so a
+  CFG step counts as one call on 2B rows), timed the same way;
+- the loop's overhead, sampler time / bare forward time - 1 (everything that is not the
+  network: log-softmax, guidance, token draws, Gumbel noise, ranking, bookkeeping).
+
+Each measurement is warmed up, then repeated; sampler and bare-forward runs are
+interleaved and the overhead is the median of the per-repeat ratios, so a slow patch
+caused by other processes hits both sides of a ratio.  Times are medians.
+
+    python benchmarks/sampling_speed.py                       # default config, confidence, 8 steps
+    python benchmarks/sampling_speed.py --sweep --cfg 2.0     # 3 fill rules x {no CFG, CFG 2.0}
+    python benchmarks/sampling_speed.py --model runs/gen --steps 12 --cfg 3
+    python benchmarks/sampling_speed.py --profile 25          # + top non-forward ops
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from maskgen.models.transformer import GeneratorConfig, MaskedTransformer
+from maskgen.sampling.draw import TokenDraw
+from maskgen.sampling.fill import FILL_RULES, make_fill
+from maskgen.sampling.guidance import ClassifierFreeGuidance, GuidanceScale
+from maskgen.sampling.loop import Sampler
+
+
+def parse_grid(text: str) -> tuple[int, int]:
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"grid must look like 8x8 or 8, got {text!r}") from None
+    if len(dims) == 1:
+        dims = dims * 2
+    if len(dims) != 2 or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"grid must look like 8x8 or 8, got {text!r}")
+    return dims  # type: ignore[return-value]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        description="Images/s of the MaskGIT sampling loop vs. its bare forward passes (loop overhead).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    m = ap.add_argument_group("model (a trained folder, or a randomly initialised generator)")
+    m.add_argument("--model", type=Path, default=None, help="model folder with generator.{json,safetensors}; overrides the shape options")
+    m.add_argument("--width", type=int, default=128)
+    m.add_argument("--depth", type=int, default=4)
+    m.add_argument("--heads", type=int, default=4)
+    m.add_argument("--grid", type=parse_grid, default=(8, 8), help="token grid, e.g. 8x8")
+    m.add_argument("--codebook-size", type=int, default=256)
+    m.add_argument("--num-classes", type=int, default=10)
+    m.add_argument("--timestep-input", action="store_true", help="explicit-timestep generator (random init only)")
+    s = ap.add_argument_group("sampler")
+    s.add_argument("--sampler", choices=sorted(FILL_RULES), default="confidence", help="fill rule")
+    s.add_argument("--steps", type=int, default=8)
+    s.add_argument("--schedule", default="cosine")
+    s.add_argument("--cfg", type=float, default=0.0, help="classifier-free guidance scale (0: off); --sweep uses it, or 2.0, for its CFG rows")
+    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--top-k", type=int, default=0)
+    s.add_argument("--top-p", type=float, default=1.0)
+    s.add_argument("--choice-temperature", type=float, default=4.5)
+    s.add_argument("--annealing", default="linear")
+    s.add_argument("--sweep", action="store_true", help="every fill rule, with and without CFG, in one table")
+    r = ap.add_argument_group("run")
+    r.add_argument("--batch-size", type=int, default=64)
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    r.add_argument("--repeats", type=int, default=5, help="timed repetitions (median reported)")
+    r.add_argument("--warmup", type=int, default=1, help="untimed runs before the repetitions (after one untimed run that records the call pattern)")
+    r.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="wall: time.perf_counter; cpu: time.process_time, CPU time of this process over all its threads (robust to other processes on the machine; use it with --threads 1, since idle worker threads may spin)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--profile", type=int, default=0, metavar="K", help="also profile one sampler run and print the K ops with most self CPU time outside the forward passes")
+    r.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    return ap
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def load_model(args) -> MaskedTransformer:
+    if args.model is not None:
+        model = MaskedTransformer.load(args.model)
+    else:
+        torch.manual_seed(args.seed)
+        config = GeneratorConfig(
+            codebook_size=args.codebook_size,
+            grid=args.grid,
+            num_classes=args.num_classes,
+            width=args.width,
+            depth=args.depth,
+            heads=args.heads,
+            timestep_input=args.timestep_input,
+        )
+        model = MaskedTransformer(config)
+    return model.to(args.device).eval()
+
+
+def make_sampler(model: MaskedTransformer, args, fill: str, cfg: float) -> Sampler:
+    """The sampler ``MaskGen.sampler`` would build (pipeline.py), without needing a tokenizer."""
+    rule = make_fill(fill, choice_temperature=args.choice_temperature, annealing=args.annealing)
+    guidance = [ClassifierFreeGuidance(GuidanceScale(cfg), model.null_class)] if cfg != 0.0 else []
+    draw = TokenDraw(args.temperature, args.top_k, args.top_p)
+    return Sampler(model, rule, draw, args.steps, args.schedule, guidance)
+
+
+class CallRecorder:
+    """Forward hook that records the batch rows of every network call."""
+
+    def __init__(self, model: nn.Module):
+        self.rows: list[int] = []
+        self.handle = model.register_forward_hook(self.hook)
+
+    def hook(self, module, inputs, output) -> None:
+        self.rows.append(int(inputs[0].shape[0]))
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+def bare_inputs(model: MaskedTransformer, rows: list[int], device: torch.device, seed: int):
+    """Random (tokens, labels[, t]) for each recorded call; made once, outside the timing."""
+    c = model.config
+    g = torch.Generator().manual_seed(seed)
+    inputs = []
+    for b in rows:
+        tokens = torch.randint(0, c.codebook_size + 1, (b, c.num_tokens), generator=g).to(device)
+        labels = torch.randint(0, c.num_classes + 1, (b,), generator=g).to(device)
+        t = torch.rand(b, generator=g).to(device) if c.timestep_input else None
+        inputs.append((tokens, labels, t))
+    return inputs
+
+
+def run_bare(model: MaskedTransformer, inputs) -> None:
+    for tokens, labels, t in inputs:
+        if t is None:
+            model(tokens, labels)
+        else:
+            model(tokens, labels, t)
+
+
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def timed(fn, device: torch.device, clock=time.perf_counter) -> float:
+    gc.collect()
+    sync(device)
+    t0 = clock()
+    fn()
+    sync(device)
+    return clock() - t0
+
+
+class CachedLogits(nn.Module):
+    """Stands in for the generator: returns precomputed logits of the right shape at no cost,
+    so a sampler run on it times the loop alone (draws, ranking, guidance, bookkeeping)."""
+
+    def __init__(self, model: MaskedTransformer, inputs):
+        super().__init__()
+        self.config = model.config
+        self._null_class = model.null_class
+        self.anchor = nn.Parameter(torch.zeros(1, device=next(model.parameters()).device))
+        self.cache: dict[int, torch.Tensor] = {}
+        for tokens, labels, t in inputs:
+            if len(tokens) not in self.cache:
+                self.cache[len(tokens)] = model(tokens, labels) if t is None else model(tokens, labels, t)
+
+    @property
+    def null_class(self) -> int:
+        return self._null_class
+
+    def forward(self, tokens, labels, t=None, **kw):
+        return self.cache[len(tokens)]
+
+
+def bench_one(model: MaskedTransformer, args, fill: str, cfg: float) -> dict:
+    device = torch.device(args.device)
+    sampler = make_sampler(model, args, fill, cfg)
+    c = model.config
+    labels = torch.arange(args.batch_size, device=device) % max(c.num_classes, 1)
+    if c.num_classes == 0:
+        labels = torch.full_like(labels, model.null_class)
+
+    def run_sampler(s=sampler):
+        gen = torch.Generator(device=device).manual_seed(args.seed)
+        return s(labels, gen)
+
+    # The call pattern (rows per network call) of this configuration, from a real run.
+    recorder = CallRecorder(model)
+    with torch.inference_mode():
+        result = run_sampler()
+    recorder.remove()
+    rows = recorder.rows
+    inputs = bare_inputs(model, rows, device, args.seed + 1)
+    with torch.inference_mode():
+        stub_sampler = make_sampler(CachedLogits(model, inputs), args, fill, cfg)
+
+    clock = CLOCKS[args.clock]
+    runs = {
+        "sampler": run_sampler,
+        "bare": lambda: run_bare(model, inputs),
+        "loop": lambda: run_sampler(stub_sampler),
+    }
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    order = list(runs)
+    with torch.inference_mode():
+        for _ in range(args.warmup):
+            for fn in runs.values():
+                fn()
+        for i in range(args.repeats):
+            # rotate the order so no measurement always runs first
+            for k in order[i % 3 :] + order[: i % 3]:
+                times[k].append(timed(runs[k], device, clock))
+    ts, tf, tl = (statistics.median(times[k]) for k in ("sampler", "bare", "loop"))
+    calls = len(rows)
+    pairs = list(zip(times["sampler"], times["bare"]))
+    return {
+        "sampler": fill,
+        "steps": args.steps,
+        "cfg": cfg,
+        "batch": args.batch_size,
+        "nfe_per_image": result.nfe,
+        "forward_calls": calls,
+        "rows_per_call": sorted(set(rows)),
+        "sampler_s": ts,
+        "images_per_s": args.batch_size / ts,
+        "bare_forward_s": tf,
+        "bare_images_per_s": args.batch_size / tf,
+        # paired per repeat, so a slow patch from other processes hits both sides of a ratio
+        "overhead": statistics.median(a / b - 1.0 for a, b in pairs),
+        "overhead_min_ratio": min(times["sampler"]) / min(times["bare"]) - 1.0,
+        "overhead_ms_per_call": statistics.median(a - b for a, b in pairs) / max(calls, 1) * 1e3,
+        "loop_only_s": tl,
+        "loop_only_ms_per_call": tl / max(calls, 1) * 1e3,
+        "loop_only_over_forward": tl / tf,
+        "sampler_s_all": times["sampler"],
+        "bare_forward_s_all": times["bare"],
+        "loop_only_s_all": times["loop"],
+    }
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ["sampler", "steps", "cfg", "batch", "NFE/img", "rows/call", "sampler ms", "images/s", "bare fwd ms", "overhead", "overhead ms/call", "loop-only ms/call", "loop-only / fwd"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["--:"] * (len(head) - 2)) + "|"]
+    for r in rows:
+        cells = [
+            r["sampler"],
+            str(r["steps"]),
+            f"{r['cfg']:g}",
+            str(r["batch"]),
+            f"{r['nfe_per_image']:g}",
+            "/".join(str(x) for x in r["rows_per_call"]),
+            f"{r['sampler_s'] * 1e3:.1f}",
+            f"{r['images_per_s']:.1f}",
+            f"{r['bare_forward_s'] * 1e3:.1f}",
+            f"{r['overhead'] * 100:+.1f}%",
+            f"{r['overhead_ms_per_call']:.2f}",
+            f"{r['loop_only_ms_per_call']:.2f}",
+            f"{r['loop_only_over_forward'] * 100:.1f}%",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+class Labelled(nn.Module):
+    """The generator with its forward wrapped in a profiler range, for ``--profile``."""
+
+    def __init__(self, inner: MaskedTransformer):
+        super().__init__()
+        self.inner = inner
+        self.config = inner.config
+
+    @property
+    def null_class(self) -> int:
+        return self.inner.null_class
+
+    def forward(self, *a, **kw):
+        with torch.profiler.record_function("model_forward"):
+            return self.inner(*a, **kw)
+
+
+def profile_loop(model: MaskedTransformer, args, fill: str, cfg: float, top: int) -> str:
+    """Self CPU time of the ops that run outside the network forward, over one sampler run."""
+    from torch.profiler import ProfilerActivity, profile
+
+    device = torch.device(args.device)
+    wrapped = Labelled(model)
+    sampler = make_sampler(wrapped, args, fill, cfg)
+    labels = torch.arange(args.batch_size, device=device) % max(model.config.num_classes, 1)
+    with torch.inference_mode():
+        sampler(labels, torch.Generator(device=device).manual_seed(args.seed))  # warm
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            t0 = time.perf_counter()
+            sampler(labels, torch.Generator(device=device).manual_seed(args.seed))
+            wall = time.perf_counter() - t0
+    events = prof.events()
+
+    def inside_forward(e) -> bool:
+        p = e
+        while p is not None:
+            if p.name == "model_forward":
+                return True
+            p = p.cpu_parent
+        return False
+
+    fwd_us = sum(e.cpu_time_total for e in events if e.name == "model_forward")
+    per_op: dict[str, list[float]] = {}
+    for e in events:
+        if e.name == "model_forward" or inside_forward(e):
+            continue
+        if e.device_type.name != "CPU":
+            continue
+        acc = per_op.setdefault(e.name, [0.0, 0])
+        acc[0] += e.self_cpu_time_total
+        acc[1] += 1
+    outside = sum(v[0] for v in per_op.values())
+    lines = [
+        f"### Profile: {fill}, cfg {cfg:g}, {args.steps} steps, batch {args.batch_size}",
+        "",
+        f"one sampler run under the profiler: {wall * 1e3:.1f} ms wall; forward ranges {fwd_us / 1e3:.1f} ms; "
+        f"ops outside the forward passes {outside / 1e3:.1f} ms self CPU (profiler overhead inflates both)",
+        "",
+        "| op (outside forward) | calls | self CPU ms | share of outside |",
+        "|---|--:|--:|--:|",
+    ]
+    for name, (us, n) in sorted(per_op.items(), key=lambda kv: -kv[1][0])[:top]:
+        lines.append(f"| {name} | {n} | {us / 1e3:.2f} | {us / max(outside, 1e-9) * 100:.1f}% |")
+    return "\n".join(lines)
+
+
+def load_note() -> str:
+    try:
+        return f"load average {os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "load average n/a"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.batch_size < 1 or args.repeats < 1 or args.steps < 1:
+        raise SystemExit("--batch-size, --repeats and --steps must be >= 1")
+    torch.set_num_threads(args.threads)
+    load_start = load_note()
+    model = load_model(args)
+    c = model.config
+    if args.sweep:
+        cfg = args.cfg if args.cfg != 0.0 else 2.0
+        configs = [(fill, s) for fill in ("confidence", "ancestral", "flow") for s in (0.0, cfg)]
+    else:
+        configs = [(args.sampler, args.cfg)]
+    rows = []
+    for fill, cfg in configs:
+        rows.append(bench_one(model, args, fill, cfg))
+        print(f"done: {fill} cfg={cfg:g}", file=sys.stderr, flush=True)
+    params = sum(p.numel() for p in model.parameters())
+    source = str(args.model) if args.model else "random init"
+    print(
+        f"Generator ({source}): width {c.width}, depth {c.depth}, heads {c.heads}, grid {c.grid[0]}x{c.grid[1]}, "
+        f"codebook {c.codebook_size}, {c.num_classes} classes, {params / 1e6:.2f}M params | "
+        f"device {args.device}, {torch.get_num_threads()} threads, torch {torch.__version__} | "
+        f"{args.clock} clock, median of {args.repeats} repeats after {args.warmup} warmup runs | {load_start} at start"
+    )
+    print()
+    print(markdown(rows))
+    if args.profile:
+        for fill, cfg in configs:
+            print()
+            print(profile_loop(model, args, fill, cfg, args.profile))
+    if args.json:
+        record = {
+            "benchmark": "sampling_speed",
+            "model": source,
+            "generator": {k: getattr(c, k) for k in ("codebook_size", "grid", "num_classes", "width", "depth", "heads", "timestep_input")},
+            "params": params,
+            "device": args.device,
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "repeats": args.repeats,
+            "warmup": args.warmup,
+            "clock": args.clock,
+            "load_start": load_start,
+            "results": rows,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=2, default=list) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
