@@ -19,3 +19,18 @@ def tiny_generator(seed: int = 0, **kw) -> MaskedTransformer:
 @pytest.fixture
 def generator() -> MaskedTransformer:
     return tiny_generator()
+
+
+TOK = ["--steps", "3", "--batch-size", "16", "--width", "8", "--codebook-size", "16", "--code-dim", "8", "--log-every", "1"]
+GEN = ["--steps", "3", "--batch-size", "16", "--width", "32", "--depth", "1", "--heads", "2", "--log-every", "1"]
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A tokenizer and a generator trained for a few steps through the CLI: <root>/tok, <root>/gen."""
+    from maskgen.cli import main
+
+    root = tmp_path_factory.mktemp("cli")
+    assert main(["train-tokenizer", "--data", "embedded", "--out", str(root / "tok"), *TOK]) == 0
+    assert main(["train", "--data", "embedded", "--tokenizer", str(root / "tok"), "--out", str(root / "gen"), *GEN]) == 0
+    return root / "gen"

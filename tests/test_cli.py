@@ -9,16 +9,7 @@ from PIL import Image
 
 from maskgen.cli import main
 
-TOK = ["--steps", "3", "--batch-size", "16", "--width", "8", "--codebook-size", "16", "--code-dim", "8", "--log-every", "1"]
-GEN = ["--steps", "3", "--batch-size", "16", "--width", "32", "--depth", "1", "--heads", "2", "--log-every", "1"]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli")
-    assert main(["train-tokenizer", "--data", "embedded", "--out", str(root / "tok"), *TOK]) == 0
-    assert main(["train", "--data", "embedded", "--tokenizer", str(root / "tok"), "--out", str(root / "gen"), *GEN]) == 0
-    return root / "gen"
+from conftest import GEN, TOK
 
 
 def run_error(capsys, argv):

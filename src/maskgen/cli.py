@@ -22,6 +22,17 @@ TRAIN_DEFAULTS = {
     "train-classifier": dict(steps=1500, batch_size=128, lr=2e-3, min_lr=1e-5, warmup=50, weight_decay=0.05, ema=0.0),
 }
 
+# Required, but may come from a recipe, so argparse cannot enforce them itself.
+REQUIRED = {
+    "train-tokenizer": ("out",),
+    "encode": ("tokenizer", "out"),
+    "train": ("tokenizer", "out"),
+    "sample": ("model", "out"),
+    "train-classifier": ("out",),
+    "ref-stats": ("out",),
+    "eval": ("ref",),
+}
+
 
 def _train_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("optimisation")
@@ -190,8 +201,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.config:
         sub.set_defaults(**load_recipe(args.config, sub))
     args = parser.parse_args(argv)
-    for name in ("out", "model", "tokenizer", "ref"):
-        if name in vars(args) and getattr(args, name) is None and any(a.dest == name for a in sub._actions):
+    for name in REQUIRED.get(args.verb, ()):
+        if getattr(args, name) is None:
             raise MaskgenError(f"{args.verb}: --{name} is required (on the command line or in the recipe)")
     return args
 

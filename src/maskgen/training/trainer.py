@@ -168,6 +168,7 @@ class Trainer:
         self.save_model = save_model
         self.record = dict(record or {})
         self.tokens_per_item = tokens_per_item
+        self.rate_unit = "tok/s" if tokens_per_item > 1 else "items/s"
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.wrapped = self.model
@@ -267,7 +268,7 @@ class Trainer:
             if self.step % c.log_every == 0 or self.step == c.steps:
                 rate = items * self.tokens_per_item / (time.perf_counter() - t0)
                 self.history.append({"step": self.step, "lr": lr, **metrics})
-                bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k in ("loss", "acc", "psnr", "usage")} | {"tok/s": f"{rate:.0f}"})
+                bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k in ("loss", "acc", "psnr", "usage")} | {self.rate_unit: f"{rate:.0f}"})
             bar.update(1)
             if self.step % c.save_every == 0 or self.step == stop:
                 self.save()
