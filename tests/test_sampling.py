@@ -176,3 +176,17 @@ def test_explicit_timestep_model_receives_t():
     m.forward = spy
     Sampler(m, make_fill("flow"), steps=4)(LABELS, gen())
     assert [float(t[0]) for t in seen] == [1.0, 0.75, 0.5, 0.25]
+
+
+def test_token_draw_follows_the_distribution():
+    probs = torch.tensor([0.1, 0.0, 0.6, 0.3])
+    logits = probs.log().expand(1, 100_000, 4)
+    tokens, logp = TokenDraw()(logits, gen())
+    freq = torch.bincount(tokens.flatten(), minlength=4).float() / tokens.numel()
+    assert torch.allclose(freq, probs, atol=0.006)
+    assert freq[1] == 0  # zero-probability codes are never drawn
+    assert torch.allclose(logp.exp(), probs[tokens])
+    # temperature 2 flattens: p^(1/2) renormalised
+    tokens, _ = TokenDraw(temperature=2.0)(logits, gen())
+    flat = probs.sqrt() / probs.sqrt().sum()
+    assert torch.allclose(torch.bincount(tokens.flatten(), minlength=4).float() / tokens.numel(), flat, atol=0.006)

@@ -45,7 +45,7 @@ class TokenDraw:
 
     def log_probs(self, logits: Tensor) -> Tensor:
         """The distribution tokens are drawn from: tempered, truncated, renormalised."""
-        if self.temperature > 0:
+        if self.temperature > 0 and self.temperature != 1.0:
             logits = logits / self.temperature
         if 0 < self.top_k < logits.shape[-1]:
             kth = logits.topk(self.top_k, dim=-1).values[..., -1:]
@@ -65,5 +65,10 @@ class TokenDraw:
         if self.temperature == 0 or (last and self.argmax_last):
             tokens = logp.argmax(-1)
         else:
-            tokens = (logp + gumbel(tuple(logp.shape), generator, logp.device)).argmax(-1)
+            # Inverse-CDF sampling: one uniform per position instead of K Gumbel draws,
+            # which made the draw the loop's largest cost. Zero-probability codes have flat
+            # CDF segments, so searchsorted(right=True) never lands on them.
+            cdf = logp.exp().cumsum(-1)
+            u = uniform((*logp.shape[:-1], 1), generator, logp.device) * cdf[..., -1:]
+            tokens = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=logp.shape[-1] - 1)
         return tokens, logp.gather(-1, tokens[..., None]).squeeze(-1)

@@ -78,6 +78,9 @@ class ClassifierFreeGuidance(Guidance):
 
 def combine(strong: Tensor, weaks: list[Tensor], scales: list[float]) -> Tensor:
     """strong + sum_g s_g (strong - weak_g), all log-probabilities."""
+    if len(weaks) == 1:
+        # one fused op instead of three [B, N, K] temporaries
+        return torch.lerp(weaks[0], strong, 1.0 + scales[0])
     out = strong
     for weak, s in zip(weaks, scales):
         out = out + s * (strong - weak)

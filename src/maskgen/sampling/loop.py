@@ -70,7 +70,7 @@ class Sampler:
             raise MaskgenError(f"class id {int(bad[0])} out of range: the model has classes 0..{c - 1} ({c} = unconditional)")
 
     def log_probs(self, x: Tensor, labels: Tensor, step: Step) -> tuple[Tensor, int]:
-        """Guided log-probabilities [B, N, K] and the number of network rows it cost."""
+        """Guided log-probabilities [B, N, K] (up to a per-position constant) and the network rows it cost."""
         active = [(g, s) for g in self.guidance if (s := g.scale.at(step)) != 0.0]
         xs, ls = [x], [labels]
         for g, _ in active:
@@ -79,8 +79,11 @@ class Sampler:
             ls.append(wl)
         inputs, conds = torch.cat(xs), torch.cat(ls)
         t = torch.full((len(inputs),), step.t, device=x.device) if self.config.timestep_input else None
-        logits = self.model(inputs, conds, t)
-        logp = logits.float().log_softmax(-1).chunk(len(xs))
+        logits = self.model(inputs, conds, t).float()
+        if not active:
+            # The token draw normalises anyway; logits are log-probabilities up to a constant.
+            return logits, len(inputs)
+        logp = logits.log_softmax(-1).chunk(len(xs))
         return combine(logp[0], list(logp[1:]), [s for _, s in active]), len(inputs)
 
     @torch.no_grad()
