@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from safetensors import SafetensorError
@@ -122,3 +122,25 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def load_checkpoint(folder: str | Path, name: str, build: Callable[[dict[str, Any]], torch.nn.Module]) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Build a module from ``folder/name.json``'s config, load its tensors strictly, check
+    the file against the recorded hash; return it (eval mode, ``.sha256`` set) and the record."""
+    folder = Path(folder)
+    record = load_json(folder / f"{name}.json")
+    if not isinstance(record.get("config"), dict):
+        raise MaskgenError(f"checkpoint {folder}/{name}.json has no config")
+    try:
+        module = build(record["config"])
+    except TypeError as e:
+        raise MaskgenError(f"malformed config in {folder}/{name}.json: {e}") from None
+    weights = folder / f"{name}.safetensors"
+    state = load_tensors(weights)
+    check_state_dict(module.state_dict(), state, f"{type(module).__name__} in {folder}/{name}")
+    module.load_state_dict(state, strict=True)
+    sha = file_sha256(weights)
+    if record.get("sha256") not in (None, sha):
+        raise MaskgenError(f"checkpoint {weights} is inconsistent: its sha256 does not match {name}.json")
+    module.sha256 = sha
+    return module.eval(), record

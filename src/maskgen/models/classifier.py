@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import file_sha256, load_json, load_module_state, save_module
+from ..checkpoint import load_checkpoint, save_module
 from ..data import fit_to_size
 from ..data.images import to_channels
 from ..errors import MaskgenError
@@ -133,17 +133,7 @@ class ImageClassifier(nn.Module):
     @classmethod
     def load(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> "ImageClassifier":
         """Build from ``folder/classifier.json``, load the weights strictly, in eval mode."""
-        folder = Path(folder)
-        record = load_json(folder / f"{CHECKPOINT_NAME}.json")
-        if not isinstance(record.get("config"), dict):
-            raise MaskgenError(f"checkpoint {folder}/{CHECKPOINT_NAME}.json has no config")
-        weights = folder / f"{CHECKPOINT_NAME}.safetensors"
-        model = cls(ClassifierConfig.from_dict(record["config"]))
-        load_module_state(folder, CHECKPOINT_NAME, model)
-        sha = file_sha256(weights)
-        if record.get("sha256") not in (None, sha):
-            raise MaskgenError(f"checkpoint {weights} is inconsistent: its sha256 does not match {CHECKPOINT_NAME}.json")
-        model.sha256 = sha
+        model, record = load_checkpoint(folder, CHECKPOINT_NAME, lambda config: cls(ClassifierConfig.from_dict(config)))
         names = record.get("class_names")
         model.class_names = [str(n) for n in names] if isinstance(names, list) else None
         return model.to(map_location).eval()

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import file_sha256, load_json, load_module_state, save_module
+from ..checkpoint import load_checkpoint, save_module
 from ..errors import MaskgenError
 
 
@@ -166,13 +166,5 @@ class MaskedTransformer(nn.Module):
 
     @classmethod
     def load(cls, folder: str | Path, name: str = "generator") -> "MaskedTransformer":
-        record = load_json(Path(folder) / f"{name}.json")
-        try:
-            config = GeneratorConfig(**record["config"])
-        except (KeyError, TypeError) as e:
-            raise MaskgenError(f"malformed generator config in {folder}/{name}.json: {e}") from None
-        model = cls(config)
-        load_module_state(folder, name, model)
-        model.sha256 = file_sha256(Path(folder) / f"{name}.safetensors")
-        model.eval()
+        model, _ = load_checkpoint(folder, name, lambda config: cls(GeneratorConfig(**config)))
         return model
