@@ -30,12 +30,12 @@ def run_demo(out: str | Path, tokenizer_steps: int | None = None, steps: int | N
     tok_dir, gen_dir = out / "tokenizer", out / "generator"
 
     print(f"[1/3] training the VQ tokenizer -> {tok_dir}")
-    tok_train = TrainConfig(steps=tokenizer_steps or 800, batch_size=64, lr=2e-3, min_lr=1e-4, warmup=50, weight_decay=0.0, seed=seed, save_every=200)
+    tok_train = TrainConfig(steps=tokenizer_steps or 600, batch_size=64, lr=2e-3, min_lr=1e-4, warmup=50, weight_decay=0.0, seed=seed, save_every=200)
     _, tok_metrics = train_tokenizer("embedded", tok_dir, DEMO_TOKENIZER, tok_train, resume=True)
     print(f"      PSNR {tok_metrics['psnr']:.2f} dB, codebook usage {tok_metrics['usage']:.1%}")
 
     print(f"[2/3] training the generator -> {gen_dir}")
-    gen_train = TrainConfig(steps=steps or 2000, batch_size=64, lr=1e-3, min_lr=1e-5, warmup=100, ema=0.995, seed=seed, save_every=250)
+    gen_train = TrainConfig(steps=steps or 1400, batch_size=64, lr=1e-3, min_lr=1e-5, warmup=100, ema=0.995, seed=seed, save_every=250)
     objective = MaskedObjectiveConfig(schedule="cosine", masking="count", cond_drop=0.1)
     train_generator("embedded", tok_dir, gen_dir, GeneratorConfig(**vars(DEMO_GENERATOR)), objective, gen_train, resume=True)
 

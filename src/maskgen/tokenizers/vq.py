@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import file_sha256, load_json, load_module_state, save_module
+from ..checkpoint import load_checkpoint, save_module
 from ..errors import MaskgenError
 
 CHECKPOINT_NAME = "tokenizer"
@@ -31,22 +31,27 @@ class VQConfig:
     """Shape and training constants of a :class:`VQTokenizer`.
 
     ``width`` is the channel count at full resolution; it doubles at every stride-2 stage
-    (capped at ``4 * width``), so most compute sits at the cheap low resolutions.
-    ``dead_code_threshold`` is relative: a code is restarted when its EMA assignment
-    count falls below ``threshold * (mean count per code)``, which makes the rule
-    independent of batch size and grid size.
+    (capped at ``4 * width``), and the ``num_res_blocks`` residual blocks per side sit at
+    the latent resolution, where they are cheapest.  ``dead_code_threshold`` is relative:
+    a code is restarted when its EMA assignment count falls below ``threshold * (mean
+    count per code)``, which makes the rule independent of batch size and grid size.
+    ``normalize`` switches to l2-normalised (cosine) code lookup.
+
+    The defaults won equal-CPU-time runs on Fashion-MNIST 32x32 (2 cores, ~2 min, batch
+    32, AdamW lr 3e-3): wider nets (width 24/32), residual blocks at every resolution,
+    normalised codes and code_dim 32 all reached lower PSNR in the same time.
     """
 
     image_size: int = 32
     channels: int = 1
     codebook_size: int = 256
-    code_dim: int = 32
+    code_dim: int = 16
     downsample: int = 4
-    width: int = 32
+    width: int = 16
     num_res_blocks: int = 1
     commitment: float = 0.25
     ema_decay: float = 0.99
-    dead_code_threshold: float = 0.03
+    dead_code_threshold: float = 0.1
     normalize: bool = False
 
     def __post_init__(self) -> None:
@@ -117,36 +122,48 @@ class ResBlock(nn.Module):
         return x + self.conv2(F.silu(self.norm2(h)))
 
 
-class Upsample(nn.Module):
-    """Nearest x2 then 3x3 conv: avoids the checkerboard artefacts of transposed convs."""
+class Downsample(nn.Module):
+    """(GroupNorm, SiLU) then a stride-2 3x3 conv; the activation keeps stacked stages non-linear."""
 
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
+        self.pre = nn.Sequential(_norm(cin), nn.SiLU())
+        self.conv = nn.Conv2d(cin, cout, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.pre(x))
+
+
+class Upsample(nn.Module):
+    """GroupNorm, SiLU, nearest x2, 3x3 conv: avoids the checkerboard artefacts of transposed convs."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.pre = nn.Sequential(_norm(cin), nn.SiLU())
         self.conv = nn.Conv2d(cin, cout, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return self.conv(F.interpolate(self.pre(x), scale_factor=2.0, mode="nearest"))
 
 
+# Residual blocks sit only at the latent resolution: on CPU a block at 32x32 costs as much as
+# one at 8x8 with 4x the channels, and in equal-time runs the extra steps bought by leaving the
+# high resolutions to a single conv per stage won (Fashion-MNIST, ~2 min on 2 cores).
 def _encoder(cfg: VQConfig) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(cfg.channels, cfg.stage_width(0), 3, padding=1)]
-    for level in range(cfg.stages):
-        layers += [ResBlock(cfg.stage_width(level)) for _ in range(cfg.num_res_blocks)]
-        layers.append(nn.Conv2d(cfg.stage_width(level), cfg.stage_width(level + 1), 3, stride=2, padding=1))
-    top = cfg.stage_width(cfg.stages)
-    layers += [ResBlock(top) for _ in range(cfg.num_res_blocks)]
-    layers += [_norm(top), nn.SiLU(), nn.Conv2d(top, cfg.code_dim, 1)]
+    w = cfg.stage_width
+    layers: list[nn.Module] = [nn.Conv2d(cfg.channels, w(0), 3, padding=1)]
+    layers += [Downsample(w(level), w(level + 1)) for level in range(cfg.stages)]
+    layers += [ResBlock(w(cfg.stages)) for _ in range(cfg.num_res_blocks)]
+    layers += [_norm(w(cfg.stages)), nn.SiLU(), nn.Conv2d(w(cfg.stages), cfg.code_dim, 1)]
     return nn.Sequential(*layers)
 
 
 def _decoder(cfg: VQConfig) -> nn.Sequential:
-    top = cfg.stage_width(cfg.stages)
-    layers: list[nn.Module] = [nn.Conv2d(cfg.code_dim, top, 3, padding=1)]
-    layers += [ResBlock(top) for _ in range(cfg.num_res_blocks)]
-    for level in reversed(range(cfg.stages)):
-        layers.append(Upsample(cfg.stage_width(level + 1), cfg.stage_width(level)))
-        layers += [ResBlock(cfg.stage_width(level)) for _ in range(cfg.num_res_blocks)]
-    layers += [_norm(cfg.stage_width(0)), nn.SiLU(), nn.Conv2d(cfg.stage_width(0), cfg.channels, 3, padding=1)]
+    w = cfg.stage_width
+    layers: list[nn.Module] = [nn.Conv2d(cfg.code_dim, w(cfg.stages), 3, padding=1)]
+    layers += [ResBlock(w(cfg.stages)) for _ in range(cfg.num_res_blocks)]
+    layers += [Upsample(w(level + 1), w(level)) for level in reversed(range(cfg.stages))]
+    layers += [_norm(w(0)), nn.SiLU(), nn.Conv2d(w(0), cfg.channels, 3, padding=1)]
     return nn.Sequential(*layers)
 
 
@@ -173,6 +190,8 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("embedding", embed)
         self.register_buffer("cluster_size", torch.ones(cfg.codebook_size))
         self.register_buffer("embed_sum", embed.clone())
+        # Set once the codebook has been seeded from data; persistent so a resumed run keeps it.
+        self.register_buffer("initialized", torch.zeros((), dtype=torch.uint8))
         self.last_latents: torch.Tensor | None = None
 
     def prepare(self, z: torch.Tensor) -> torch.Tensor:
@@ -220,16 +239,27 @@ class VectorQuantizer(nn.Module):
     def restart_dead_codes(self, z_flat: torch.Tensor, rng: torch.Generator) -> int:
         k = self.cfg.codebook_size
         mean = self.cluster_size.sum() / k
-        dead = (self.cluster_size < self.cfg.dead_code_threshold * mean).nonzero().flatten()
+        if not bool(self.initialized):
+            # The first call seeds every code from data (all "dead"): a random init far from the
+            # encoder outputs would otherwise leave most codes unused for hundreds of steps.
+            dead = torch.arange(k, device=self.cluster_size.device)
+            self.initialized.fill_(1)
+        else:
+            dead = (self.cluster_size < self.cfg.dead_code_threshold * mean).nonzero().flatten()
         n = int(dead.numel())
-        if n == 0 or z_flat.numel() == 0:
+        # cluster_size is identical on every rank, so all ranks agree on n and on returning here.
+        if n == 0:
             return 0
         z_flat = self.prepare(z_flat.detach().to(self.embedding))
-        if z_flat.shape[0] >= n:
-            pick = torch.randperm(z_flat.shape[0], generator=rng)[:n]
+        rows = z_flat.shape[0]
+        if rows == 0:
+            if not _dist_ready():
+                return 0
+            new = torch.zeros(n, self.cfg.code_dim, dtype=z_flat.dtype, device=z_flat.device)
         else:
-            pick = torch.randint(z_flat.shape[0], (n,), generator=rng)
-        new = z_flat[pick.to(z_flat.device)]
+            # Distinct rows when the batch allows, so restarted codes do not start as duplicates.
+            pick = torch.randperm(rows, generator=rng)[:n] if rows >= n else torch.randint(rows, (n,), generator=rng)
+            new = z_flat[pick.to(z_flat.device)]
         if _dist_ready():
             # Ranks hold different batches, so rank 0's choice is the one everyone adopts.
             torch.distributed.broadcast(new, src=0)
@@ -320,16 +350,7 @@ class VQTokenizer(nn.Module):
 
     @classmethod
     def load(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> "VQTokenizer":
-        """Build from ``folder/tokenizer.json`` and load the weights strictly, in eval mode."""
-        folder = Path(folder)
-        record = load_json(folder / f"{CHECKPOINT_NAME}.json")
-        if not isinstance(record.get("config"), dict):
-            raise MaskgenError(f"checkpoint {folder}/{CHECKPOINT_NAME}.json has no config")
-        weights = folder / f"{CHECKPOINT_NAME}.safetensors"
-        recorded = record.get("sha256")
-        if weights.is_file() and recorded is not None and file_sha256(weights) != recorded:
-            raise MaskgenError(f"checkpoint {weights} is inconsistent: its sha256 does not match {CHECKPOINT_NAME}.json")
-        model = cls(VQConfig.from_dict(record["config"]))
-        load_module_state(folder, CHECKPOINT_NAME, model)
-        model.sha256 = recorded
-        return model.to(map_location).eval()
+        """Build from ``folder/tokenizer.json``, load the weights strictly and check them against
+        the recorded sha256 (mismatch: "checkpoint ... is inconsistent"); eval mode, ``sha256`` set."""
+        model, _ = load_checkpoint(folder, CHECKPOINT_NAME, lambda config: cls(VQConfig.from_dict(config)))
+        return model.to(map_location)
