@@ -41,18 +41,7 @@ from maskgen.sampling.fill import FILL_RULES, make_fill
 from maskgen.sampling.guidance import ClassifierFreeGuidance, GuidanceScale
 from maskgen.sampling.loop import Sampler
 
-
-def parse_grid(text: str) -> tuple[int, int]:
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        dims = tuple(int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"grid must look like 8x8 or 8, got {text!r}") from None
-    if len(dims) == 1:
-        dims = dims * 2
-    if len(dims) != 2 or min(dims) < 1:
-        raise argparse.ArgumentTypeError(f"grid must look like 8x8 or 8, got {text!r}")
-    return dims  # type: ignore[return-value]
+from common import parse_grid
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,18 +40,7 @@ from maskgen.tokenizers import VQConfig, VQObjective, VQTokenizer
 from maskgen.training.masking import MASKINGS, WEIGHTINGS, MaskedObjectiveConfig, MaskedTokenObjective
 from maskgen.training.trainer import Trainer, TrainConfig
 
-
-def parse_grid(text: str) -> tuple[int, int]:
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        dims = tuple(int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"grid must look like 8x8 or 8, got {text!r}") from None
-    if len(dims) == 1:
-        dims = dims * 2
-    if len(dims) != 2 or min(dims) < 1:
-        raise argparse.ArgumentTypeError(f"grid must look like 8x8 or 8, got {text!r}")
-    return dims  # type: ignore[return-value]
+from common import parse_grid
 
 
 def build_parser() -> argparse.ArgumentParser:
