@@ -1,6 +1,7 @@
 """Helpers the benchmark scripts share."""
 
 import argparse
+import os
 
 
 def parse_grid(text: str) -> tuple[int, int]:
@@ -14,3 +15,10 @@ def parse_grid(text: str) -> tuple[int, int]:
     if len(dims) != 2 or min(dims) < 1:
         raise argparse.ArgumentTypeError(f"grid must look like 8x8 or 8, got {text!r}")
     return dims  # type: ignore[return-value]
+
+
+def load_note() -> str:
+    try:
+        return f"load average {os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "load average n/a"

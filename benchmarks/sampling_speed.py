@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import platform
 import statistics
 import sys
@@ -41,7 +40,7 @@ from maskgen.sampling.fill import FILL_RULES, make_fill
 from maskgen.sampling.guidance import ClassifierFreeGuidance, GuidanceScale
 from maskgen.sampling.loop import Sampler
 
-from common import parse_grid
+from common import load_note, parse_grid
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -335,13 +334,6 @@ def profile_loop(model: MaskedTransformer, args, fill: str, cfg: float, top: int
     for name, (us, n) in sorted(per_op.items(), key=lambda kv: -kv[1][0])[:top]:
         lines.append(f"| {name} | {n} | {us / 1e3:.2f} | {us / max(outside, 1e-9) * 100:.1f}% |")
     return "\n".join(lines)
-
-
-def load_note() -> str:
-    try:
-        return f"load average {os.getloadavg()[0]:.2f}"
-    except OSError:
-        return "load average n/a"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,7 +40,7 @@ from maskgen.tokenizers import VQConfig, VQObjective, VQTokenizer
 from maskgen.training.masking import MASKINGS, WEIGHTINGS, MaskedObjectiveConfig, MaskedTokenObjective
 from maskgen.training.trainer import Trainer, TrainConfig
 
-from common import parse_grid
+from common import load_note, parse_grid
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,13 +189,6 @@ def table(head: list[str], rows: list[list[str]], left: int) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * left + ["--:"] * (len(head) - left)) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
-
-
-def load_note() -> str:
-    try:
-        return f"load average {os.getloadavg()[0]:.2f}"
-    except OSError:
-        return "load average n/a"
 
 
 def main(argv: list[str] | None = None) -> int:
