@@ -1,4 +1,4 @@
-"""``maskgen <verb>``: train-tokenizer, encode, train, sample, train-classifier, ref-stats, eval, demo.
+"""``maskgen <verb>``: train-tokenizer, encode, train, finetune-sg, sample, train-classifier, ref-stats, eval, demo.
 
 Every option of a verb can also come from a YAML recipe (``--config FILE``); options given
 on the command line win over the recipe. Bad input ends in one line on stderr, exit code 2.
@@ -19,6 +19,8 @@ from .errors import MaskgenError
 TRAIN_DEFAULTS = {
     "train-tokenizer": dict(steps=1500, batch_size=64, lr=2e-3, min_lr=1e-4, warmup=50, weight_decay=0.0, ema=0.0),
     "train": dict(steps=3000, batch_size=64, lr=1e-3, min_lr=1e-5, warmup=100, weight_decay=0.05, ema=0.999),
+    # 000's fine-tuning recipe: lr 1e-4, betas (0.9, 0.96), no weight decay, EMA
+    "finetune-sg": dict(steps=2000, batch_size=64, lr=1e-4, min_lr=1e-6, warmup=100, weight_decay=0.0, ema=0.999, betas=(0.9, 0.96)),
     "train-classifier": dict(steps=1500, batch_size=128, lr=2e-3, min_lr=1e-5, warmup=50, weight_decay=0.05, ema=0.0),
 }
 
@@ -27,6 +29,7 @@ REQUIRED = {
     "train-tokenizer": ("out",),
     "encode": ("tokenizer", "out"),
     "train": ("tokenizer", "out"),
+    "finetune-sg": ("model",),
     "sample": ("model", "out"),
     "train-classifier": ("out",),
     "ref-stats": ("out",),
@@ -107,6 +110,19 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     g.add_argument("--batch-time", action="store_true", help="one t per batch (002) instead of one per image")
     _train_options(p)
 
+    p = verb("finetune-sg", "Fine-tune a TOAST self-guidance module on a frozen generator (000); only the module trains.")
+    p.add_argument("--model", required=False, help="model folder (generator + tokenizer)")
+    p.add_argument("--out", default=None, help="module folder (default: MODEL/self-guidance)")
+    p.add_argument("--data", default=None, help="token or image data (default: what the generator was trained on)")
+    g = p.add_argument_group("objective")
+    g.add_argument("--task", default="aux", help="aux: error-token correction (000 Eq. 7); mask: plain masked loss (000 Table 2 ablation)")
+    g.add_argument("--error-rate", type=float, default=0.3, help="share of visible tokens replaced by generator draws")
+    g.add_argument("--label-smoothing", type=float, default=0.1)
+    g.add_argument("--reg-weight", type=float, default=0.1, help="weight of the top-down reconstruction regulariser")
+    g.add_argument("--schedule", default="cosine", help="masking schedule of the fine-tuning inputs")
+    g.add_argument("--cond-drop", type=float, default=0.1, help="probability of the unconditional anchor")
+    _train_options(p)
+
     p = verb("sample", "Sample images with the shared sampling loop.")
     _sample_options(p)
     p.add_argument("--model", required=False, help="model folder (generator + tokenizer)")
@@ -165,6 +181,13 @@ def _sample_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cfg", type=float, default=0.0, help="classifier-free guidance scale s (0: off)")
     g.add_argument("--cfg-ramp", default="constant", help="constant or linear")
     g.add_argument("--cfg-interval", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="guide only when LO < s <= HI")
+    g.add_argument("--guidance", default="none", help="a (further) guidance: none, cfg, blur, sag, self (000)")
+    g.add_argument("--scale", type=float, default=1.0, help="scale s of --guidance")
+    g.add_argument("--ramp", default="constant", help="scale schedule of --guidance: constant or linear")
+    g.add_argument("--interval", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="apply --guidance only when LO < s <= HI")
+    g.add_argument("--blur-sigma", type=float, default=1.0, help="blur guidance: Gaussian sigma in tokens")
+    g.add_argument("--sag-threshold", type=float, default=1.0, help="SAG: re-mask tokens receiving more attention than this (mean 1)")
+    g.add_argument("--sg-module", default=None, help="self-guidance module folder (default: MODEL/self-guidance)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--batch-size", type=int, default=64)
     g.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
@@ -239,6 +262,18 @@ def run(args: argparse.Namespace) -> None:
             resume=args.resume, until=args.stop_at,
         )
         print(f"generator saved to {args.out}")
+    elif args.verb == "finetune-sg":
+        from .training.self_guidance import SelfGuidanceObjectiveConfig
+
+        out = args.out or str(Path(args.model) / "self-guidance")
+        _, counts = workflows.finetune_self_guidance(
+            args.model, out, pick(SelfGuidanceObjectiveConfig, args), pick(TrainConfig, args), data=args.data,
+            resume=args.resume, until=args.stop_at,
+        )
+        print(
+            f"self-guidance module saved to {out}: {counts['module']:,} trainable parameters, "
+            f"{counts['trainable_fraction']:.2%} of generator + module ({counts['generator']:,} frozen)"
+        )
     elif args.verb == "sample":
         sample(args)
     elif args.verb == "train-classifier":
@@ -308,6 +343,8 @@ def build_sampler(model, args: argparse.Namespace):
     return model.sampler(
         args.sampler, args.steps, args.schedule, args.temperature, args.top_k, args.top_p, args.argmax_last,
         args.choice_temperature, args.annealing, args.cfg, args.cfg_ramp, tuple(args.cfg_interval) if args.cfg_interval else None,
+        args.guidance, args.scale, args.ramp, tuple(args.interval) if args.interval else None, args.blur_sigma,
+        args.sag_threshold, args.sg_module,
     )
 
 

@@ -4,7 +4,9 @@
     sampler = model.sampler("confidence", steps=8, cfg=2.0)
     images, result = model.generate(torch.arange(10), sampler, seed=0)
 
-A model folder holds ``generator.{safetensors,json}`` and ``tokenizer.{safetensors,json}``.
+A model folder holds ``generator.{safetensors,json}`` and ``tokenizer.{safetensors,json}``,
+and optionally a ``self-guidance/`` folder with the TOAST module fine-tuned on that generator
+(``maskgen finetune-sg``), which ``guidance="self"`` uses unless given another folder.
 """
 
 from __future__ import annotations
@@ -20,10 +22,18 @@ from tqdm.auto import tqdm
 from .checkpoint import save_json
 from .errors import MaskgenError
 from .images import class_grid_order, save_grid
+from .models.toast import ToastModule
 from .models.transformer import MaskedTransformer
 from .sampling.draw import TokenDraw
 from .sampling.fill import make_fill
-from .sampling.guidance import ClassifierFreeGuidance, GuidanceScale
+from .sampling.guidance import (
+    BlurGuidance,
+    ClassifierFreeGuidance,
+    Guidance,
+    GuidanceScale,
+    SelfAttentionGuidance,
+    SelfGuidance,
+)
 from .sampling.loop import SampleResult, Sampler
 from .tokenizers import VQTokenizer
 
@@ -43,7 +53,9 @@ def copy_tokenizer(src: str | Path, dst: str | Path) -> None:
 class MaskGen:
     """A generator and the tokenizer that decodes its tokens."""
 
-    def __init__(self, generator: MaskedTransformer, tokenizer: VQTokenizer):
+    GUIDANCES = ("none", "cfg", "blur", "sag", "self")
+
+    def __init__(self, generator: MaskedTransformer, tokenizer: VQTokenizer, folder: str | Path | None = None):
         if generator.config.codebook_size != tokenizer.codebook_size or tuple(generator.config.grid) != tuple(tokenizer.grid):
             raise MaskgenError(
                 f"generator (codebook {generator.config.codebook_size}, grid {generator.config.grid}) does not match "
@@ -51,6 +63,8 @@ class MaskGen:
             )
         self.generator = generator
         self.tokenizer = tokenizer
+        self.folder = Path(folder) if folder is not None else None
+        self._toast: dict[Path, ToastModule] = {}
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> "MaskGen":
@@ -59,7 +73,44 @@ class MaskGen:
             raise MaskgenError(f"model folder does not exist: {folder}")
         generator = MaskedTransformer.load(folder).to(device).eval()
         tokenizer = VQTokenizer.load(folder).to(device).eval()
-        return cls(generator, tokenizer)
+        return cls(generator, tokenizer, folder)
+
+    def self_guidance_module(self, folder: str | Path | None = None) -> ToastModule:
+        """The TOAST module in ``folder`` (default ``<model>/self-guidance``), checked against this generator."""
+        if folder is None:
+            if self.folder is None:
+                raise MaskgenError("self-guidance needs a module folder (sg_module=...)")
+            folder = self.folder / "self-guidance"
+        folder = Path(folder)
+        if not (folder / "self-guidance.safetensors").is_file():
+            raise MaskgenError(f"no self-guidance module in {folder}: train one with `maskgen finetune-sg --model {self.folder or 'DIR'}`")
+        if folder not in self._toast:
+            self._toast[folder] = ToastModule.load(folder, self.generator).eval()
+        return self._toast[folder]
+
+    def guidance(
+        self,
+        name: str,
+        scale: float,
+        ramp: str = "constant",
+        interval: tuple[float, float] | None = None,
+        blur_sigma: float = 1.0,
+        sag_threshold: float = 1.0,
+        sg_module: str | Path | None = None,
+    ) -> Guidance | None:
+        """One guidance by name: cfg, blur, sag, self (or none)."""
+        if name not in self.GUIDANCES:
+            raise MaskgenError(f"unknown guidance {name!r}; choose from {', '.join(self.GUIDANCES)}")
+        g, s = self.generator, GuidanceScale(scale, ramp, interval)
+        if name == "none":
+            return None
+        if name == "cfg":
+            return ClassifierFreeGuidance(s, g.null_class)
+        if name == "blur":
+            return BlurGuidance(s, g.config.grid, blur_sigma)
+        if name == "sag":
+            return SelfAttentionGuidance(s, g.mask_id, sag_threshold)
+        return SelfGuidance(s, self.self_guidance_module(sg_module))
 
     @property
     def device(self) -> torch.device:
@@ -79,14 +130,30 @@ class MaskGen:
         cfg: float = 0.0,
         cfg_ramp: str = "constant",
         cfg_interval: tuple[float, float] | None = None,
+        guidance: str = "none",
+        scale: float = 1.0,
+        ramp: str = "constant",
+        interval: tuple[float, float] | None = None,
+        blur_sigma: float = 1.0,
+        sag_threshold: float = 1.0,
+        sg_module: str | Path | None = None,
     ) -> Sampler:
-        """Build the shared sampling loop from its pieces by name."""
+        """Build the shared sampling loop from its pieces by name.
+
+        ``cfg`` adds classifier-free guidance; ``guidance`` (cfg, blur, sag, self) with its own
+        ``scale``, ``ramp`` and ``interval`` adds a second one, combined as in ``guidance.combine``.
+        """
         fill_rule = make_fill(fill, choice_temperature=choice_temperature, annealing=annealing)
-        guidance = []
+        guidances = []
         if cfg != 0.0:
-            guidance.append(ClassifierFreeGuidance(GuidanceScale(cfg, cfg_ramp, cfg_interval), self.generator.null_class))
+            if guidance == "cfg":
+                raise MaskgenError("classifier-free guidance given twice: use either cfg=S or guidance='cfg'")
+            guidances.append(ClassifierFreeGuidance(GuidanceScale(cfg, cfg_ramp, cfg_interval), self.generator.null_class))
+        extra = self.guidance(guidance, scale, ramp, interval, blur_sigma, sag_threshold, sg_module)
+        if extra is not None and scale != 0.0:
+            guidances.append(extra)
         draw = TokenDraw(temperature, top_k, top_p, argmax_last)
-        return Sampler(self.generator, fill_rule, draw, steps, schedule, guidance)
+        return Sampler(self.generator, fill_rule, draw, steps, schedule, guidances)
 
     @torch.no_grad()
     def generate(

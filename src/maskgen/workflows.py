@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
@@ -18,6 +19,10 @@ from .tokenizers import VQConfig, VQObjective, VQTokenizer
 from .tokenizers.metrics import evaluate_tokenizer
 from .training.masking import MaskedObjectiveConfig, MaskedTokenObjective
 from .training.trainer import Trainer, TrainConfig
+
+if TYPE_CHECKING:
+    from .models.toast import ToastModule
+    from .training.self_guidance import SelfGuidanceObjectiveConfig
 
 
 def train_tokenizer(data: str, out: str | Path, vq: VQConfig, train: TrainConfig, resume: bool = False, progress: bool = True, until: int | None = None) -> tuple[VQTokenizer, dict]:
@@ -101,3 +106,50 @@ def train_generator(
     )
     trainer.fit(resume=resume, progress=progress, until=until)
     return model
+
+
+def finetune_self_guidance(
+    model_dir: str | Path,
+    out: str | Path,
+    objective: "SelfGuidanceObjectiveConfig",
+    train: TrainConfig,
+    data: str | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    until: int | None = None,
+) -> tuple["ToastModule", dict]:
+    """Fine-tune a TOAST module on the frozen generator in ``model_dir`` (000 Sec. 3.2-3.3).
+
+    ``data`` defaults to the data the generator was trained on. Returns the module and its
+    parameter counts.
+    """
+    from .checkpoint import load_json
+    from .models.toast import ToastModule
+    from .training.self_guidance import SelfGuidanceObjective
+    from .training.trainer import resolve_device
+
+    model_dir = Path(model_dir)
+    generator = MaskedTransformer.load(model_dir).to(resolve_device(train.device))
+    data = data or load_json(model_dir / "generator.json").get("data")
+    if not data:
+        raise MaskgenError(f"{model_dir}/generator.json does not say what data it was trained on: pass --data")
+    dataset = token_dataset(data, VQTokenizer.load(model_dir), progress=progress)
+    if dataset.num_classes != generator.config.num_classes:
+        raise MaskgenError(f"data {data} has {dataset.num_classes} classes, the generator {generator.config.num_classes}")
+    module = ToastModule.for_generator(generator)
+    counts = {"module": sum(p.numel() for p in module.parameters()), "generator": sum(p.numel() for p in generator.parameters())}
+    counts["trainable_fraction"] = counts["module"] / (counts["module"] + counts["generator"])
+    record = {"data": data, "generator": str(model_dir), "objective": asdict(objective), "parameters": counts}
+    trainer = Trainer(
+        module,
+        SelfGuidanceObjective(objective, generator),
+        dataset,
+        train,
+        out,
+        save_model=lambda m, folder: m.save(folder, **record),
+        record=record,
+        tokens_per_item=generator.config.num_tokens,
+    )
+    trainer.fit(resume=resume, progress=progress, until=until)
+    return module, counts
+

@@ -6,15 +6,18 @@ learned null-class row (MaskGIT) or the mask embedding itself ("CFG with mask", 
 Sec. 4). An optional embedding of t makes it an explicit-timestep model (003 ETM); by
 default the model is implicit (003 Sec. 3.2, 002 footnote 1). It never predicts the mask id.
 
-The attention blocks accept per-layer ``value_offsets`` added to the attention values so
-that a parameter-efficient module (TOAST, 000 Appendix A) steers a frozen generator
-without copying this file.
+``run`` exposes what guidances and fine-tuning modules read from a pass: the final hidden
+states, the attention each token receives in the last block (SAG), and every block's
+input and output. Per-layer ``top_down`` features, projected by each block's own value
+weights and added to its attention values, let a parameter-efficient module (TOAST,
+000 Appendix A) steer a frozen generator without copying this file. ``labels=None`` puts
+the mask embedding in the class slot too: the "blank canvas" of 000 Sec. 3.3.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -60,14 +63,22 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
 
-    def forward(self, x: Tensor, value_offset: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, top_down: Tensor | None = None, weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Output, and the head-averaged attention probabilities [B, S, S] if ``weights``."""
         b, n, d = x.shape
         q, k, v = self.qkv(x).chunk(3, dim=-1)
-        if value_offset is not None:
-            v = v + value_offset
+        if top_down is not None:
+            # TOAST: the top-down feature goes through this layer's own value weights (no
+            # bias, so a zero feature leaves the pass unchanged).
+            v = v + F.linear(top_down, self.qkv.weight[2 * d :])
         q, k, v = (z.view(b, n, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(y.transpose(1, 2).reshape(b, n, d))
+        probs = None
+        if weights:
+            att = (q @ k.transpose(-2, -1) * (d // self.heads) ** -0.5).softmax(-1)
+            y, probs = att @ v, att.mean(1)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(y.transpose(1, 2).reshape(b, n, d)), probs
 
 
 class Block(nn.Module):
@@ -81,9 +92,25 @@ class Block(nn.Module):
         hidden = int(width * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
 
-    def forward(self, x: Tensor, value_offset: Tensor | None = None) -> Tensor:
-        x = x + self.attn(self.norm1(x), value_offset)
-        return x + self.mlp(self.norm2(x))
+    def forward(self, x: Tensor, top_down: Tensor | None = None, weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        y, probs = self.attn(self.norm1(x), top_down, weights)
+        x = x + y
+        return x + self.mlp(self.norm2(x)), probs
+
+
+@dataclass
+class ForwardPass:
+    """What one pass of the generator gives: logits, and on request its internals."""
+
+    logits: Tensor  # [B, N, K]
+    hidden: Tensor | None = None  # final normalised states [B, 1 + N, D], class slot first
+    saliency: Tensor | None = None  # [B, N] attention each token receives in the last block (mean 1)
+    layer_io: list[tuple[Tensor, Tensor]] = field(default_factory=list)  # (input, output) per block
+
+    def rows(self, n: int) -> "ForwardPass":
+        """The first ``n`` rows (the strong branch of a batched pass)."""
+        cut = lambda z: None if z is None else z[:n]  # noqa: E731
+        return ForwardPass(self.logits[:n], cut(self.hidden), cut(self.saliency), [(a[:n], b[:n]) for a, b in self.layer_io])
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -129,11 +156,14 @@ class MaskedTransformer(nn.Module):
     def null_class(self) -> int:
         return self.config.num_classes
 
-    def embed(self, tokens: Tensor, labels: Tensor, t: Tensor | None = None) -> Tensor:
+    def embed(self, tokens: Tensor, labels: Tensor | None, t: Tensor | None = None) -> Tensor:
         """Input sequence: class slot first, then the N token embeddings, plus positions."""
         c = self.config
-        cls = self.cls_emb(labels)
-        if c.uncond == "mask":
+        if labels is None:
+            cls = self.tok_emb.weight[c.mask_id].expand(len(tokens), -1)
+        else:
+            cls = self.cls_emb(labels)
+        if labels is not None and c.uncond == "mask":
             # 002: the unconditional input is the mask embedding in the class slot.
             mask_row = self.tok_emb.weight[c.mask_id].expand_as(cls)
             cls = torch.where((labels == c.num_classes)[:, None], mask_row, cls)
@@ -144,21 +174,35 @@ class MaskedTransformer(nn.Module):
             x = x + self.time_mlp(timestep_embedding(t, c.width))[:, None]
         return x
 
-    def forward(
+    def forward(self, tokens: Tensor, labels: Tensor | None, t: Tensor | None = None, top_down: list[Tensor] | None = None) -> Tensor:
+        """Logits [B, N, K] for tokens [B, N] (ids in 0..K), labels [B] (0..C, or None: blank), t [B] or None."""
+        return self.run(tokens, labels, t, top_down).logits
+
+    def run(
         self,
         tokens: Tensor,
-        labels: Tensor,
+        labels: Tensor | None,
         t: Tensor | None = None,
-        value_offsets: list[Tensor] | None = None,
-        return_hidden: bool = False,
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        """Logits [B, N, K] for tokens [B, N] (ids in 0..K), labels [B] (0..C), t [B] or None."""
+        top_down: list[Tensor] | None = None,
+        hidden: bool = False,
+        saliency: bool = False,
+        layer_io: bool = False,
+    ) -> ForwardPass:
+        """One pass; ``hidden``, ``saliency`` and ``layer_io`` ask for internals (see ``ForwardPass``)."""
+        if top_down is not None and len(top_down) != len(self.blocks):
+            raise MaskgenError(f"top_down has {len(top_down)} features for {len(self.blocks)} layers")
         x = self.embed(tokens, labels, t)
+        io, probs = [], None
+        last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            x = block(x, None if value_offsets is None else value_offsets[i])
+            y, p = block(x, None if top_down is None else top_down[i], weights=saliency and i == last)
+            if layer_io:
+                io.append((x, y))
+            x, probs = y, p if p is not None else probs
         h = self.norm(x)
-        logits = self.head(h[:, 1:])
-        return (logits, h) if return_hidden else logits
+        # SAG's aggregation: average over heads, sum over queries; each query row sums to 1.
+        received = probs.sum(1)[:, 1:] if probs is not None else None
+        return ForwardPass(self.head(h[:, 1:]), h if hidden else None, received, io)
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, folder: str | Path, name: str = "generator", **extra) -> Path:

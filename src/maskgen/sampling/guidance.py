@@ -8,6 +8,12 @@ when the others' scales are 0. The scale follows a schedule (constant, or a line
 from 0 at the first step to s at the last, as in valeoai/Maskgit-pytorch) and can be
 limited to a time interval (lo, hi] of the step's end time s (002 Sec. 5, "CFG interval").
 A guidance whose scale is 0 at a step costs no extra forward pass.
+
+Weak branches differ in what they need. A *batched* one (CFG) only changes the inputs, so
+it runs in the same forward pass as the strong branch. A *dependent* one is computed from
+the strong pass: blur guidance smooths its logits (no extra pass), SAG re-masks the tokens
+its attention finds salient and self-guidance feeds its hidden states to a TOAST module;
+both then run one more pass.
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..errors import MaskgenError
+from ..models.transformer import ForwardPass
 
 RAMPS = ("constant", "linear")
 
@@ -49,14 +56,20 @@ class GuidanceScale:
 
 
 class Guidance:
-    """A weak branch fed through the network in the same batch as the strong one."""
+    """A weak branch. Batched ones override ``weak_inputs``, dependent ones ``weak_logits``."""
 
     name = "guidance"
+    batched = False  # the weak input runs in the strong branch's forward pass
+    needs: frozenset[str] = frozenset()  # internals of the strong pass: "hidden", "saliency"
 
     def __init__(self, scale: GuidanceScale):
         self.scale = scale
 
     def weak_inputs(self, x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def weak_logits(self, model: nn.Module, x: Tensor, labels: Tensor, t: Tensor | None, strong: ForwardPass) -> tuple[Tensor, int]:
+        """Weak logits [B, N, K] from the strong pass, and the network rows they cost."""
         raise NotImplementedError
 
     def settings(self) -> dict:
@@ -67,6 +80,7 @@ class ClassifierFreeGuidance(Guidance):
     """Weak branch: the same tokens with the unconditional class input (Ho & Salimans; 002, 003 Eq. 6)."""
 
     name = "cfg"
+    batched = True
 
     def __init__(self, scale: GuidanceScale, null_class: int):
         super().__init__(scale)
@@ -74,6 +88,87 @@ class ClassifierFreeGuidance(Guidance):
 
     def weak_inputs(self, x, labels):
         return x, torch.full_like(labels, self.null_class)
+
+
+def gaussian_blur_matrix(grid: tuple[int, int], sigma: float) -> Tensor:
+    """[N, N] row-stochastic matrix of a separable Gaussian blur over the token grid
+    (kernel truncated at 3 sigma and renormalised at the borders)."""
+    def axis(n: int) -> Tensor:
+        i = torch.arange(n, dtype=torch.float64)
+        w = torch.exp(-0.5 * ((i[:, None] - i[None]) / sigma) ** 2) * ((i[:, None] - i[None]).abs() <= max(1.0, 3 * sigma))
+        return w / w.sum(1, keepdim=True)
+
+    h, w = grid
+    return torch.kron(axis(h), axis(w)).float()
+
+
+class BlurGuidance(Guidance):
+    """Weak branch: the strong logits blurred over the token grid (000 Sec. 3.2, Table 2).
+
+    A Gaussian blur of VQ token ids means nothing, but a blur of the predicted logits is a
+    spatial smoothing of the prediction, the discrete analogue of blur guidance (Lee et al.).
+    It costs no extra forward pass.
+    """
+
+    name = "blur"
+
+    def __init__(self, scale: GuidanceScale, grid: tuple[int, int], sigma: float = 1.0):
+        super().__init__(scale)
+        if sigma <= 0:
+            raise MaskgenError(f"blur sigma must be > 0, got {sigma}")
+        self.sigma = sigma
+        self.matrix = gaussian_blur_matrix(tuple(grid), sigma)
+
+    def weak_logits(self, model, x, labels, t, strong):
+        m = self.matrix.to(strong.logits.device, strong.logits.dtype)
+        return torch.einsum("nm,bmk->bnk", m, strong.logits), 0
+
+    def settings(self):
+        return {**super().settings(), "sigma": self.sigma}
+
+
+class SelfAttentionGuidance(Guidance):
+    """SAG (Hong et al.; 000 Table 2) for masked tokens: adversarial masking by attention.
+
+    The tokens that receive more than the average attention in the strong pass's last
+    block (head mean, summed over queries, > 1: SAG's threshold) are the salient ones; the
+    weak branch re-masks those already decoded and runs the network again.
+    """
+
+    name = "sag"
+    needs = frozenset({"saliency"})
+
+    def __init__(self, scale: GuidanceScale, mask_id: int, threshold: float = 1.0):
+        super().__init__(scale)
+        self.mask_id = mask_id
+        self.threshold = threshold
+
+    def weak_logits(self, model, x, labels, t, strong):
+        salient = strong.saliency > self.threshold
+        weak_x = torch.where(salient, torch.full_like(x, self.mask_id), x)
+        return model(weak_x, labels, t), len(x)
+
+    def settings(self):
+        return {**super().settings(), "threshold": self.threshold}
+
+
+class SelfGuidance(Guidance):
+    """000 Eq. 6: the weak branch is the semantically smoothed prediction of a TOAST
+    module fed the strong pass's hidden states (one extra pass: NFE 2T)."""
+
+    name = "self"
+    needs = frozenset({"hidden"})
+
+    def __init__(self, scale: GuidanceScale, module: nn.Module):
+        super().__init__(scale)
+        self.module = module
+
+    def weak_logits(self, model, x, labels, t, strong):
+        return self.module.weak_logits(model, strong.hidden, labels, t), len(x)
+
+    def settings(self):
+        sha = getattr(self.module, "sha256", None)
+        return {**super().settings(), "module_sha256": sha}
 
 
 def combine(strong: Tensor, weaks: list[Tensor], scales: list[float]) -> Tensor:

@@ -1,9 +1,10 @@
 """The one sampling loop: start all-masked at t=1, move to t=0 over T steps.
 
 At each step t_i = 1 - i/T -> s_i = 1 - (i+1)/T the loop runs the network once on a batch
-holding the strong input and the weak input of every active guidance, combines their
-log-probabilities (``guidance.combine``) and hands them to the fill rule, which draws tokens
-(``TokenDraw``) and decides which positions hold a token after the step. Following the
+holding the strong input and the weak input of every active batched guidance (CFG), then
+whatever the dependent guidances compute from that pass (blur, SAG, self-guidance),
+combines their log-probabilities (``guidance.combine``) and hands them to the fill rule,
+which draws tokens (``TokenDraw``) and decides which positions hold a token after the step. Following the
 official MaskGIT decoder, every variant is a piece plugged in here, never a new loop.
 """
 
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..errors import MaskgenError
+from ..models.transformer import ForwardPass
 from ..schedules import Schedule, get_schedule
 from .draw import TokenDraw
 from .fill import FillRule, Step
@@ -72,19 +74,34 @@ class Sampler:
     def log_probs(self, x: Tensor, labels: Tensor, step: Step) -> tuple[Tensor, int]:
         """Guided log-probabilities [B, N, K] (up to a per-position constant) and the network rows it cost."""
         active = [(g, s) for g in self.guidance if (s := g.scale.at(step)) != 0.0]
+        batched = [g for g, _ in active if g.batched]
         xs, ls = [x], [labels]
-        for g, _ in active:
+        for g in batched:
             wx, wl = g.weak_inputs(x, labels)
             xs.append(wx)
             ls.append(wl)
         inputs, conds = torch.cat(xs), torch.cat(ls)
+        b = len(x)
         t = torch.full((len(inputs),), step.t, device=x.device) if self.config.timestep_input else None
-        logits = self.model(inputs, conds, t).float()
+        needs = set().union(*(g.needs for g, _ in active))
+        if needs:
+            first = self.model.run(inputs, conds, t, hidden="hidden" in needs, saliency="saliency" in needs)
+        else:
+            first = ForwardPass(self.model(inputs, conds, t))
+        rows = len(inputs)
+        logits = first.logits.float()
         if not active:
             # The token draw normalises anyway; logits are log-probabilities up to a constant.
-            return logits, len(inputs)
+            return logits, rows
         logp = logits.log_softmax(-1).chunk(len(xs))
-        return combine(logp[0], list(logp[1:]), [s for _, s in active]), len(inputs)
+        weak = dict(zip(batched, logp[1:]))
+        strong = first.rows(b)
+        for g, _ in active:
+            if not g.batched:
+                w, used = g.weak_logits(self.model, x, labels, None if t is None else t[:b], strong)
+                weak[g] = w.float().log_softmax(-1)
+                rows += used
+        return combine(logp[0], [weak[g] for g, _ in active], [s for _, s in active]), rows
 
     @torch.no_grad()
     def __call__(self, labels: Tensor, generator: torch.Generator, progress: bool = False) -> SampleResult:

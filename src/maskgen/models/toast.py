@@ -1,0 +1,130 @@
+"""TOAST semantic smoothing for self-guidance (000 Sec. 3.3 and Appendix A; Shi et al., TOAST).
+
+A small module attached to a *frozen* generator. From the first (normal) pass it takes the
+final hidden states, keeps the tokens that agree with a learned class anchor (cosine
+similarity clamped to [0, 1], used as a soft token mask), applies a channel transform
+(initialised to the identity) and decodes the result top-down, last layer first, into one
+feature per layer. A second pass of the generator on a blank canvas (every token and the
+class slot masked) adds each layer's feature, through that layer's value projection, to
+its attention values. Its logits are the "semantically smoothed" weak branch of
+self-guidance (000 Eq. 6):
+
+    first  = G(x_t, c)                               # the strong branch, hidden states kept
+    weak   = G(blank, top_down = TOAST(first.hidden, c))
+
+Each decoder is two bias-free linear maps: the first estimates the layer's input from its
+output (and is passed on to the layer below), the second gives the layer's feature. The
+regulariser (weight 0.1 in 000's recipe) trains the first map to invert its layer, MSE on
+detached activations of the frozen first pass.
+
+The module is saved as its own checkpoint (``self-guidance.{safetensors,json}``) that
+records the sha256 of the generator it was trained on; loading it onto any other
+generator fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..checkpoint import load_checkpoint, save_module
+from ..errors import MaskgenError
+from .transformer import MaskedTransformer
+
+CHECKPOINT = "self-guidance"
+
+
+@dataclass
+class ToastConfig:
+    width: int
+    depth: int
+    num_classes: int
+
+
+class TopDownDecoder(nn.Module):
+    """One layer of the top-down path: (estimate of the layer input, this layer's feature)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.down = nn.Linear(width, width, bias=False)
+        self.feature = nn.Linear(width, width, bias=False)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        below = self.down(x)
+        return below, self.feature(below)
+
+
+class ToastModule(nn.Module):
+    """Anchor, token selection, channel transform and per-layer top-down decoders."""
+
+    def __init__(self, config: ToastConfig):
+        super().__init__()
+        self.config = config
+        # row C is the unconditional anchor, used when sampling with the null class
+        self.anchor = nn.Embedding(config.num_classes + 1, config.width)
+        self.transform = nn.Parameter(torch.eye(config.width))
+        self.decoders = nn.ModuleList(TopDownDecoder(config.width) for _ in range(config.depth))
+        self.base_sha256: str | None = None
+        self.sha256: str | None = None
+
+    @classmethod
+    def for_generator(cls, generator: MaskedTransformer) -> "ToastModule":
+        c = generator.config
+        module = cls(ToastConfig(c.width, c.depth, c.num_classes))
+        module.base_sha256 = generator.sha256
+        return module
+
+    def select(self, hidden: Tensor, labels: Tensor) -> Tensor:
+        """Soft token selection by cosine similarity with the class anchor, then the transform."""
+        sim = F.cosine_similarity(hidden, self.anchor(labels)[:, None], dim=-1).clamp(0.0, 1.0)
+        return (hidden * sim[..., None]) @ self.transform
+
+    def forward(self, hidden: Tensor, labels: Tensor) -> list[Tensor]:
+        """Top-down features, one per generator layer (first layer first), each [B, 1 + N, D]."""
+        x = self.select(hidden, labels)
+        features: list[Tensor] = [x] * len(self.decoders)
+        for i in reversed(range(len(self.decoders))):
+            x, features[i] = self.decoders[i](x)
+        return features
+
+    def regulariser(self, layer_io: list[tuple[Tensor, Tensor]]) -> Tensor:
+        """Sum over layers of MSE(down(output), input), activations detached (TOAST's variational loss)."""
+        if len(layer_io) != len(self.decoders):
+            raise MaskgenError(f"need (input, output) of {len(self.decoders)} layers, got {len(layer_io)}")
+        return sum(F.mse_loss(d.down(out.detach().float()), inp.detach().float()) for d, (inp, out) in zip(self.decoders, layer_io))
+
+    def weak_logits(self, generator: MaskedTransformer, hidden: Tensor, labels: Tensor, t: Tensor | None = None) -> Tensor:
+        """The smoothed branch: a blank-canvas pass of ``generator`` steered by ``hidden``."""
+        blank = torch.full(hidden.shape[:1] + (hidden.shape[1] - 1,), generator.mask_id, dtype=torch.long, device=hidden.device)
+        return generator(blank, None, t, top_down=self(hidden, labels))
+
+    def check_base(self, generator: MaskedTransformer, where: str = "") -> None:
+        c = generator.config
+        if (c.width, c.depth, c.num_classes) != (self.config.width, self.config.depth, self.config.num_classes):
+            raise MaskgenError(
+                f"self-guidance module{where} is for a generator of width {self.config.width}, depth {self.config.depth}, "
+                f"{self.config.num_classes} classes; this one has {c.width}, {c.depth}, {c.num_classes}"
+            )
+        if self.base_sha256 and generator.sha256 and self.base_sha256 != generator.sha256:
+            raise MaskgenError(
+                f"self-guidance module{where} was trained on generator sha256 {self.base_sha256[:12]}..., "
+                f"not on this one ({generator.sha256[:12]}...): fine-tune one for it with `maskgen finetune-sg`"
+            )
+
+    # -- persistence ---------------------------------------------------------------------
+    def save(self, folder: str | Path, **extra) -> Path:
+        if not self.base_sha256:
+            raise MaskgenError("cannot save a self-guidance module without the sha256 of its generator")
+        return save_module(folder, CHECKPOINT, self, asdict(self.config), base_sha256=self.base_sha256, **extra)
+
+    @classmethod
+    def load(cls, folder: str | Path, generator: MaskedTransformer) -> "ToastModule":
+        """Load from ``folder`` and check it was trained on ``generator``."""
+        module, record = load_checkpoint(folder, CHECKPOINT, lambda config: cls(ToastConfig(**config)))
+        module.base_sha256 = record.get("base_sha256")
+        module.check_base(generator, f" in {folder}")
+        return module.to(next(generator.parameters()).device)
