@@ -1,4 +1,5 @@
-"""``maskgen <verb>``: train-tokenizer, encode, train, finetune-sg, sample, train-classifier, ref-stats, eval, demo.
+"""``maskgen <verb>``: train-tokenizer, encode, train, finetune-sg, train-critic, sample, refine,
+train-classifier, ref-stats, eval, demo.
 
 Every option of a verb can also come from a YAML recipe (``--config FILE``); options given
 on the command line win over the recipe. Bad input ends in one line on stderr, exit code 2.
@@ -20,6 +21,8 @@ TRAIN_DEFAULTS = {
     "train-tokenizer": dict(steps=1500, batch_size=64, lr=2e-3, min_lr=1e-4, warmup=50, weight_decay=0.0, ema=0.0),
     "train": dict(steps=3000, batch_size=64, lr=1e-3, min_lr=1e-5, warmup=100, weight_decay=0.05, ema=0.999),
     # 000's fine-tuning recipe: lr 1e-4, betas (0.9, 0.96), no weight decay, EMA
+    # 004: Adam betas (0.9, 0.96), like the generator
+    "train-critic": dict(steps=3000, batch_size=64, lr=1e-3, min_lr=1e-5, warmup=100, weight_decay=0.05, ema=0.999, betas=(0.9, 0.96)),
     "finetune-sg": dict(steps=2000, batch_size=64, lr=1e-4, min_lr=1e-6, warmup=100, weight_decay=0.0, ema=0.999, betas=(0.9, 0.96)),
     "train-classifier": dict(steps=1500, batch_size=128, lr=2e-3, min_lr=1e-5, warmup=50, weight_decay=0.05, ema=0.0),
 }
@@ -30,6 +33,8 @@ REQUIRED = {
     "encode": ("tokenizer", "out"),
     "train": ("tokenizer", "out"),
     "finetune-sg": ("model",),
+    "train-critic": ("model",),
+    "refine": ("samples", "model", "out"),
     "sample": ("model", "out"),
     "train-classifier": ("out",),
     "ref-stats": ("out",),
@@ -123,6 +128,27 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     g.add_argument("--cond-drop", type=float, default=0.1, help="probability of the unconditional anchor")
     _train_options(p)
 
+    p = verb("train-critic", "Train a Token-Critic against a frozen generator (004 Algorithm 1).")
+    p.add_argument("--model", required=False, help="model folder (generator + tokenizer)")
+    p.add_argument("--out", default=None, help="critic folder (default: MODEL/critic)")
+    p.add_argument("--data", default=None, help="token or image data (default: what the generator was trained on)")
+    p.add_argument("--width", type=int, default=None, help="critic width (default: the generator's)")
+    p.add_argument("--depth", type=int, default=None, help="critic depth (default: the generator's)")
+    p.add_argument("--heads", type=int, default=None)
+    p.add_argument("--heldout", type=int, default=1000, help="items kept out of training for the final AUC")
+    g = p.add_argument_group("objective")
+    g.add_argument("--schedule", default="cosine", help="masking schedule of the real grids")
+    g.add_argument("--draw-temperature", type=float, default=1.0, help="temperature of the generator's fills")
+    g.add_argument("--cond-drop", type=float, default=0.1)
+    _train_options(p)
+
+    p = verb("refine", "Re-sample the tokens a Token-Critic scores lowest in finished samples (004 Sec. 4.3).")
+    _sample_options(p, sampler="critic", steps=9)
+    p.add_argument("--samples", required=False, help="samples .npz from maskgen sample (with tokens)")
+    p.add_argument("--model", required=False, help="the model folder the samples came from")
+    p.add_argument("--fraction", type=float, default=0.6, help="share of tokens re-sampled at the first step")
+    p.add_argument("--out", required=False, help="output folder")
+
     p = verb("sample", "Sample images with the shared sampling loop.")
     _sample_options(p)
     p.add_argument("--model", required=False, help="model folder (generator + tokenizer)")
@@ -167,10 +193,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     return parser, verbs
 
 
-def _sample_options(p: argparse.ArgumentParser) -> None:
+def _sample_options(p: argparse.ArgumentParser, sampler: str = "confidence", steps: int = 8) -> None:
     g = p.add_argument_group("sampler")
-    g.add_argument("--sampler", default="confidence", help="fill rule: confidence (MaskGIT), ancestral (002), flow (003)")
-    g.add_argument("--steps", type=int, default=8)
+    g.add_argument("--sampler", default=sampler, help="fill rule: confidence (MaskGIT), ancestral (002), flow (003), critic (004)")
+    g.add_argument("--steps", type=int, default=steps)
     g.add_argument("--schedule", default="cosine")
     g.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of the token draw")
     g.add_argument("--top-k", type=int, default=0)
@@ -188,6 +214,11 @@ def _sample_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--blur-sigma", type=float, default=1.0, help="blur guidance: Gaussian sigma in tokens")
     g.add_argument("--sag-threshold", type=float, default=1.0, help="SAG: re-mask tokens receiving more attention than this (mean 1)")
     g.add_argument("--sg-module", default=None, help="self-guidance module folder (default: MODEL/self-guidance)")
+    g.add_argument("--critic", default=None, help="Token-Critic folder for --sampler critic (default: MODEL/critic)")
+    g.add_argument("--critic-noise", type=float, default=1.0, help="selection noise K: K u t added to the critic scores")
+    g.add_argument("--critic-temperature", type=float, nargs=2, default=(0.0, 1.0), metavar=("A", "B"), help="token temperature a t + b")
+    g.add_argument("--acceptance", type=float, default=1.0, help="classifier rejection: keep 1 of round(1/RATE) candidates")
+    g.add_argument("--rejection-classifier", default=None, help="classifier:DIR or torchscript:FILE (class logits)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--batch-size", type=int, default=64)
     g.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
@@ -274,8 +305,20 @@ def run(args: argparse.Namespace) -> None:
             f"self-guidance module saved to {out}: {counts['module']:,} trainable parameters, "
             f"{counts['trainable_fraction']:.2%} of generator + module ({counts['generator']:,} frozen)"
         )
+    elif args.verb == "train-critic":
+        from .training.critic import CriticObjectiveConfig
+
+        out = args.out or str(Path(args.model) / "critic")
+        _, metrics = workflows.train_critic(
+            args.model, out, pick(CriticObjectiveConfig, args), pick(TrainConfig, args), data=args.data,
+            width=args.width, depth=args.depth, heads=args.heads, heldout=args.heldout, resume=args.resume, until=args.stop_at,
+        )
+        if metrics:
+            print(f"critic saved to {out}: AUC {metrics['auc']:.4f} on fresh generator fills of {metrics['heldout']} held-out items")
     elif args.verb == "sample":
         sample(args)
+    elif args.verb == "refine":
+        refine(args)
     elif args.verb == "train-classifier":
         from .classify import train_classifier
         from .models.classifier import ClassifierConfig
@@ -327,7 +370,7 @@ def evaluate(args: argparse.Namespace) -> None:
         model = MaskGen.load(args.model, device=device)
         sampler_obj = build_sampler(model, args)
         labels_t = parse_classes(args.classes, args.num, model.generator.config.num_classes)
-        imgs, result = model.generate(labels_t, sampler_obj, seed=args.seed, batch_size=args.batch_size)
+        imgs, result = model.generate(labels_t, sampler_obj, seed=args.seed, batch_size=args.batch_size, rejection=build_rejection(args, device))
         images, labels, sampler = imgs.numpy(), labels_t.numpy(), result.settings
         out = Path(args.out) if args.out else Path(args.model) / "eval.json"
     metrics = evaluate_images(images, labels, ref, net, device=device, kid_subsets=args.kid_subsets, is_mode=args.is_mode)
@@ -339,13 +382,23 @@ def evaluate(args: argparse.Namespace) -> None:
     print(f"results written to {out}")
 
 
-def build_sampler(model, args: argparse.Namespace):
+def build_sampler(model, args: argparse.Namespace, schedule=None):
     return model.sampler(
-        args.sampler, args.steps, args.schedule, args.temperature, args.top_k, args.top_p, args.argmax_last,
+        args.sampler, args.steps, schedule or args.schedule, args.temperature, args.top_k, args.top_p, args.argmax_last,
         args.choice_temperature, args.annealing, args.cfg, args.cfg_ramp, tuple(args.cfg_interval) if args.cfg_interval else None,
         args.guidance, args.scale, args.ramp, tuple(args.interval) if args.interval else None, args.blur_sigma,
-        args.sag_threshold, args.sg_module,
+        args.sag_threshold, args.sg_module, args.critic, args.critic_noise, tuple(args.critic_temperature),
     )
+
+
+def build_rejection(args: argparse.Namespace, device):
+    if args.acceptance >= 1.0 and args.rejection_classifier is None:
+        return None
+    if args.rejection_classifier is None:
+        raise MaskgenError("--acceptance below 1 needs --rejection-classifier classifier:DIR or torchscript:FILE")
+    from .sampling.rejection import ClassifierRejection, load_rejection_classifier
+
+    return ClassifierRejection.from_acceptance(load_rejection_classifier(args.rejection_classifier, device), args.acceptance)
 
 
 def parse_classes(text: str | None, num: int, num_classes: int) -> torch.Tensor:
@@ -367,12 +420,46 @@ def sample(args: argparse.Namespace) -> None:
         raise MaskgenError(f"--num must be >= 1, got {args.num}")
     from .training.trainer import resolve_device
 
-    model = MaskGen.load(args.model, device=resolve_device(args.device))
+    device = resolve_device(args.device)
+    model = MaskGen.load(args.model, device=device)
     sampler = build_sampler(model, args)
     labels = parse_classes(args.classes, args.num, model.generator.config.num_classes)
-    images, result = model.generate(labels, sampler, seed=args.seed, batch_size=args.batch_size)
+    images, result = model.generate(labels, sampler, seed=args.seed, batch_size=args.batch_size, rejection=build_rejection(args, device))
     paths = save_samples(args.out, images, result, model.generator.config.num_classes, {"model": str(args.model)})
-    print(f"{len(images)} samples (NFE {result.nfe:g}) -> grid {paths['grid']}, arrays {paths['npz']}, settings {paths['json']}")
+    print(f"{len(images)} samples ({_nfe_text(result)}) -> grid {paths['grid']}, arrays {paths['npz']}, settings {paths['json']}")
+
+
+def _nfe_text(result) -> str:
+    s = result.settings
+    if s.get("nfe_critic"):
+        return f"NFE {result.nfe:g} = generator {s['nfe_generator']:g} + critic {s['nfe_critic']:g}"
+    return f"NFE {result.nfe:g}"
+
+
+def refine(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from .pipeline import MaskGen, save_samples
+    from .schedules import ScaledSchedule
+    from .training.trainer import resolve_device
+
+    device = resolve_device(args.device)
+    model = MaskGen.load(args.model, device=device)
+    path = Path(args.samples)
+    if not path.is_file():
+        raise MaskgenError(f"samples file does not exist: {path}")
+    with np.load(path) as f:
+        if "tokens" not in f or "labels" not in f:
+            raise MaskgenError(f"{path} has no tokens/labels arrays: refine needs samples written by maskgen sample")
+        tokens, labels = torch.as_tensor(f["tokens"].astype(np.int64)), torch.as_tensor(f["labels"].astype(np.int64))
+    n = model.generator.config.num_tokens
+    if tokens.reshape(len(tokens), -1).shape[1] != n or tokens.max() >= model.generator.config.codebook_size:
+        raise MaskgenError(f"tokens in {path} do not fit this generator ({n} tokens, {model.generator.config.codebook_size} codes)")
+    sampler = build_sampler(model, args, schedule=ScaledSchedule(args.schedule, args.fraction))
+    images, result = model.generate(labels, sampler, seed=args.seed, batch_size=args.batch_size, init=tokens)
+    changed = (result.tokens != tokens.reshape(len(tokens), -1)).float().mean().item()
+    paths = save_samples(args.out, images, result, model.generator.config.num_classes, {"model": str(args.model), "refined_from": str(path), "tokens_changed": changed})
+    print(f"{len(images)} samples refined ({_nfe_text(result)}, {changed:.1%} of tokens changed) -> {paths['grid']}, {paths['npz']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,7 +6,8 @@
 
 A model folder holds ``generator.{safetensors,json}`` and ``tokenizer.{safetensors,json}``,
 and optionally a ``self-guidance/`` folder with the TOAST module fine-tuned on that generator
-(``maskgen finetune-sg``), which ``guidance="self"`` uses unless given another folder.
+(``maskgen finetune-sg``), which ``guidance="self"`` uses unless given another folder, and
+a ``critic/`` folder with a Token-Critic (``maskgen train-critic``) for ``fill="critic"``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from .errors import MaskgenError
 from .images import class_grid_order, save_grid
 from .models.toast import ToastModule
 from .models.transformer import MaskedTransformer
+from .models.critic import TokenCritic
+from .sampling.critic import CriticFill
 from .sampling.draw import TokenDraw
 from .sampling.fill import make_fill
 from .sampling.guidance import (
@@ -35,6 +38,8 @@ from .sampling.guidance import (
     SelfGuidance,
 )
 from .sampling.loop import SampleResult, Sampler
+from .sampling.rejection import ClassifierRejection
+from .schedules import ScaledSchedule
 from .tokenizers import VQTokenizer
 
 
@@ -65,6 +70,7 @@ class MaskGen:
         self.tokenizer = tokenizer
         self.folder = Path(folder) if folder is not None else None
         self._toast: dict[Path, ToastModule] = {}
+        self._critics: dict[Path, TokenCritic] = {}
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> "MaskGen":
@@ -87,6 +93,23 @@ class MaskGen:
         if folder not in self._toast:
             self._toast[folder] = ToastModule.load(folder, self.generator).eval()
         return self._toast[folder]
+
+    def critic(self, folder: str | Path | None = None) -> TokenCritic:
+        """The Token-Critic in ``folder`` (default ``<model>/critic``)."""
+        if folder is None:
+            if self.folder is None:
+                raise MaskgenError("critic sampling needs a critic folder (critic=...)")
+            folder = self.folder / "critic"
+        folder = Path(folder)
+        if not (folder / "critic.safetensors").is_file():
+            raise MaskgenError(f"no Token-Critic in {folder}: train one with `maskgen train-critic --model {self.folder or 'DIR'}`")
+        if folder not in self._critics:
+            critic = TokenCritic.load(folder).to(self.device).eval()
+            c, g = critic.config, self.generator.config
+            if (c.codebook_size, tuple(c.grid), c.num_classes) != (g.codebook_size, tuple(g.grid), g.num_classes):
+                raise MaskgenError(f"critic in {folder} is for {c.codebook_size} codes, grid {c.grid}, {c.num_classes} classes; the generator has {g.codebook_size}, {g.grid}, {g.num_classes}")
+            self._critics[folder] = critic
+        return self._critics[folder]
 
     def guidance(
         self,
@@ -137,13 +160,21 @@ class MaskGen:
         blur_sigma: float = 1.0,
         sag_threshold: float = 1.0,
         sg_module: str | Path | None = None,
+        critic: str | Path | None = None,
+        critic_noise: float = 1.0,
+        critic_temperature: tuple[float, float] = (0.0, 1.0),
     ) -> Sampler:
         """Build the shared sampling loop from its pieces by name.
 
         ``cfg`` adds classifier-free guidance; ``guidance`` (cfg, blur, sag, self) with its own
         ``scale``, ``ramp`` and ``interval`` adds a second one, combined as in ``guidance.combine``.
+        ``fill="critic"`` uses the Token-Critic in ``critic`` (default ``<model>/critic``) with
+        selection noise ``critic_noise`` (K) and token temperature a * t + b.
         """
-        fill_rule = make_fill(fill, choice_temperature=choice_temperature, annealing=annealing)
+        if fill == "critic":
+            fill_rule = CriticFill(self.critic(critic), critic_noise, critic_temperature)
+        else:
+            fill_rule = make_fill(fill, choice_temperature=choice_temperature, annealing=annealing)
         guidances = []
         if cfg != 0.0:
             if guidance == "cfg":
@@ -155,23 +186,49 @@ class MaskGen:
         draw = TokenDraw(temperature, top_k, top_p, argmax_last)
         return Sampler(self.generator, fill_rule, draw, steps, schedule, guidances)
 
+    def refiner(self, steps: int = 9, fraction: float = 0.6, schedule: str = "cosine", **kwargs) -> Sampler:
+        """Token-Critic refinement of finished samples (004 Sec. 4.3): re-sample ``fraction`` of
+        the tokens, the lowest-scored, at the first step, then fewer along ``schedule``."""
+        return self.sampler("critic", steps, ScaledSchedule(schedule, fraction), **kwargs)
+
     @torch.no_grad()
     def generate(
-        self, labels: Tensor, sampler: Sampler, seed: int = 0, batch_size: int = 64, progress: bool = True
+        self,
+        labels: Tensor,
+        sampler: Sampler,
+        seed: int = 0,
+        batch_size: int = 64,
+        progress: bool = True,
+        init: Tensor | None = None,
+        rejection: ClassifierRejection | None = None,
     ) -> tuple[Tensor, SampleResult]:
-        """Sample images (uint8 [B, C, H, W]) for ``labels``, ``batch_size`` at a time, seeded."""
+        """Sample images (uint8 [B, C, H, W]) for ``labels``, ``batch_size`` at a time, seeded.
+
+        ``init`` (token grids [B, N]) refines finished samples instead of starting blank;
+        ``rejection`` draws k candidates per image and keeps the classifier's favourite.
+        """
         labels = torch.as_tensor(labels, dtype=torch.long)
         sampler.check_labels(labels)
+        if init is not None:
+            init = torch.as_tensor(init, dtype=torch.long).reshape(len(labels), -1)
+        k = rejection.candidates if rejection else 1
+        per_chunk = max(1, batch_size // k)
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        tokens, images, rows = [], [], 0.0
-        for start in tqdm(range(0, len(labels), batch_size), desc="sampling", disable=not progress):
-            chunk = labels[start : start + batch_size].to(self.device)
-            res = sampler(chunk, gen)
-            tokens.append(res.tokens)
-            images.append(self.tokenizer.decode(res.tokens.view(-1, *self.tokenizer.grid)).cpu())
-            rows += res.nfe * len(chunk)
-        settings = {**sampler.settings(), "nfe": rows / len(labels), "seed": seed, "batch_size": batch_size}
-        result = SampleResult(torch.cat(tokens).cpu(), labels, rows / len(labels), settings)
+        tokens, images, nfe = [], [], {}
+        for start in tqdm(range(0, len(labels), per_chunk), desc="sampling", disable=not progress):
+            chunk = labels[start : start + per_chunk].repeat(k).to(self.device)
+            res = sampler(chunk, gen, init=None if init is None else init[start : start + per_chunk].repeat(k, 1))
+            imgs = self.tokenizer.decode(res.tokens.view(-1, *self.tokenizer.grid)).cpu()
+            keep = rejection.select(imgs, chunk.cpu()) if rejection else torch.arange(len(chunk))
+            tokens.append(res.tokens.cpu()[keep])
+            images.append(imgs[keep])
+            for key in ("nfe", "nfe_generator", "nfe_critic"):
+                nfe[key] = nfe.get(key, 0.0) + res.settings[key] * len(chunk)
+        nfe = {key: v / len(labels) for key, v in nfe.items()}
+        settings = {**sampler.settings(), **nfe, "seed": seed, "batch_size": batch_size, "refined": init is not None}
+        if rejection:
+            settings.update(rejection.settings())
+        result = SampleResult(torch.cat(tokens), labels, nfe["nfe"], settings)
         return torch.cat(images), result
 
 

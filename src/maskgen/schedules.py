@@ -144,6 +144,23 @@ SCHEDULES: dict[str, Callable[[], Schedule]] = {
 _CUBIC = re.compile(r"^cubic\(\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*\)$")
 
 
+class ScaledSchedule(Schedule):
+    """factor * gamma(t): e.g. refinement that re-masks at most 60% of a finished grid (004 Sec. 4.3)."""
+
+    def __init__(self, base: str | Schedule, factor: float):
+        if not 0.0 < factor <= 1.0:
+            raise MaskgenError(f"schedule factor must be in (0, 1], got {factor}")
+        self.base = get_schedule(base)
+        self.factor = factor
+        self.name = f"{factor:g}*{self.base.name}"
+
+    def _gamma(self, t: Tensor) -> Tensor:
+        return self.factor * self.base.gamma(t)
+
+    def _dgamma(self, t: Tensor) -> Tensor:
+        return self.factor * self.base.derivative(t)
+
+
 def get_schedule(name: str | Schedule) -> Schedule:
     """Look a schedule up by name: one of ``SCHEDULES`` or ``cubic(a,b)``."""
     if isinstance(name, Schedule):

@@ -21,7 +21,9 @@ from .training.masking import MaskedObjectiveConfig, MaskedTokenObjective
 from .training.trainer import Trainer, TrainConfig
 
 if TYPE_CHECKING:
+    from .models.critic import TokenCritic
     from .models.toast import ToastModule
+    from .training.critic import CriticObjectiveConfig
     from .training.self_guidance import SelfGuidanceObjectiveConfig
 
 
@@ -123,16 +125,13 @@ def finetune_self_guidance(
     ``data`` defaults to the data the generator was trained on. Returns the module and its
     parameter counts.
     """
-    from .checkpoint import load_json
     from .models.toast import ToastModule
     from .training.self_guidance import SelfGuidanceObjective
     from .training.trainer import resolve_device
 
     model_dir = Path(model_dir)
     generator = MaskedTransformer.load(model_dir).to(resolve_device(train.device))
-    data = data or load_json(model_dir / "generator.json").get("data")
-    if not data:
-        raise MaskgenError(f"{model_dir}/generator.json does not say what data it was trained on: pass --data")
+    data = data or _generator_data(model_dir)
     dataset = token_dataset(data, VQTokenizer.load(model_dir), progress=progress)
     if dataset.num_classes != generator.config.num_classes:
         raise MaskgenError(f"data {data} has {dataset.num_classes} classes, the generator {generator.config.num_classes}")
@@ -153,3 +152,61 @@ def finetune_self_guidance(
     trainer.fit(resume=resume, progress=progress, until=until)
     return module, counts
 
+
+
+def train_critic(
+    model_dir: str | Path,
+    out: str | Path,
+    objective: "CriticObjectiveConfig",
+    train: TrainConfig,
+    data: str | None = None,
+    width: int | None = None,
+    depth: int | None = None,
+    heads: int | None = None,
+    heldout: int = 1000,
+    resume: bool = False,
+    progress: bool = True,
+    until: int | None = None,
+) -> tuple["TokenCritic", dict]:
+    """Train a Token-Critic against the frozen generator in ``model_dir`` (004 Algorithm 1).
+
+    The last ``heldout`` items of the data are kept out of training; the critic's AUC on
+    fresh generator fills of them is returned and saved with the checkpoint.
+    """
+    from .models.critic import TokenCritic
+    from .training.critic import CriticObjective, critic_auc
+    from .training.trainer import resolve_device
+
+    model_dir = Path(model_dir)
+    device = resolve_device(train.device)
+    generator = MaskedTransformer.load(model_dir).to(device)
+    data = data or _generator_data(model_dir)
+    dataset = token_dataset(data, VQTokenizer.load(model_dir), progress=progress)
+    tokens, labels = dataset.to_tensors()
+    if len(tokens) <= heldout + train.batch_size:
+        raise MaskgenError(f"data {data} has {len(tokens)} items: too few to hold out {heldout} and train")
+    train_set = TokenDataset.from_tensors(tokens[:-heldout], labels[:-heldout], dataset.codebook_size, dataset.class_names)
+    critic = TokenCritic.for_generator(generator, width, depth, heads)
+    loss = CriticObjective(objective, generator)
+    record = {"data": data, "generator": str(model_dir), "generator_sha256": generator.sha256, "objective": asdict(objective)}
+    trainer = Trainer(
+        critic, loss, train_set, train, out,
+        save_model=lambda m, folder: m.save(folder, **record), record=record, tokens_per_item=generator.config.num_tokens,
+    )
+    trainer.fit(resume=resume, progress=progress, until=until)
+    if trainer.rank != 0 or trainer.step < train.steps:
+        return critic, {}
+    critic = TokenCritic.load(out).to(device)
+    held = tokens[-heldout:].reshape(heldout, -1)
+    metrics = {"auc": critic_auc(critic, loss, held, labels[-heldout:]), "heldout": heldout, "steps": train.steps}
+    save_json(Path(out) / "metrics.json", metrics)
+    return critic, metrics
+
+
+def _generator_data(model_dir: Path) -> str:
+    from .checkpoint import load_json
+
+    data = load_json(model_dir / "generator.json").get("data")
+    if not data:
+        raise MaskgenError(f"{model_dir}/generator.json does not say what data it was trained on: pass --data")
+    return data

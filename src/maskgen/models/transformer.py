@@ -39,6 +39,7 @@ class GeneratorConfig:
     mlp_ratio: float = 4.0
     uncond: str = "null"  # "null": learned no-class row; "mask": the mask embedding (002)
     timestep_input: bool = False  # explicit timestep model (003)
+    outputs: int = 0  # logits per position; 0: one per code (a generator), 1: a Token-Critic (004)
 
     def __post_init__(self) -> None:
         self.grid = tuple(int(g) for g in self.grid)  # JSON gives lists
@@ -135,7 +136,7 @@ class MaskedTransformer(nn.Module):
             self.time_mlp = nn.Sequential(nn.Linear(c.width, c.width), nn.SiLU(), nn.Linear(c.width, c.width))
         self.blocks = nn.ModuleList(Block(c.width, c.heads, c.mlp_ratio) for _ in range(c.depth))
         self.norm = nn.LayerNorm(c.width)
-        self.head = nn.Linear(c.width, c.codebook_size)
+        self.head = nn.Linear(c.width, c.outputs or c.codebook_size)
         self.sha256: str | None = None
         self.reset_parameters()
 

@@ -47,10 +47,21 @@ class Step:
 
 
 class FillRule:
+    """Tokens after a step. A rule that runs a network of its own (the Token-Critic) says
+    how many rows it ran in ``rows_used``, and may start from finished tokens (``start_from``)."""
+
     name = "fill"
 
-    def __call__(self, x: Tensor, logp: Tensor, step: Step, draw: TokenDraw, mask_id: int, generator: torch.Generator) -> Tensor:
+    def __call__(
+        self, x: Tensor, logp: Tensor, step: Step, draw: TokenDraw, mask_id: int, generator: torch.Generator, labels: Tensor | None = None
+    ) -> Tensor:
         raise NotImplementedError
+
+    def rows_used(self, step: Step, batch: int) -> int:
+        return 0
+
+    def start_from(self, tokens: Tensor, labels: Tensor, step: Step, mask_id: int, generator: torch.Generator) -> Tensor:
+        raise MaskgenError(f"the {self.name} fill rule cannot refine finished tokens; use the critic rule")
 
     def settings(self) -> dict:
         return {"fill": self.name}
@@ -95,7 +106,7 @@ class ConfidenceFill(FillRule):
             a = 0.0
         return self.choice_temperature * a
 
-    def __call__(self, x, logp, step, draw, mask_id, generator):
+    def __call__(self, x, logp, step, draw, mask_id, generator, labels=None):
         masked = x == mask_id
         candidates, cand_logp = draw(logp, generator, step.last)
         if step.last:
@@ -126,7 +137,7 @@ class AncestralFill(FillRule):
 
     name = "ancestral"
 
-    def __call__(self, x, logp, step, draw, mask_id, generator):
+    def __call__(self, x, logp, step, draw, mask_id, generator, labels=None):
         masked = x == mask_id
         candidates, _ = draw(logp, generator, step.last)
         gt = step.gamma_t
@@ -146,7 +157,7 @@ class FlowEulerFill(FillRule):
 
     name = "flow"
 
-    def __call__(self, x, logp, step, draw, mask_id, generator):
+    def __call__(self, x, logp, step, draw, mask_id, generator, labels=None):
         masked = x == mask_id
         candidates, _ = draw(logp, generator, step.last)
         if step.last:

@@ -29,8 +29,8 @@ from .guidance import Guidance, combine
 class SampleResult:
     tokens: Tensor  # [B, N] code ids
     labels: Tensor  # [B]
-    nfe: float  # network forward passes per image
-    settings: dict = field(default_factory=dict)
+    nfe: float  # network forward passes per image, all networks
+    settings: dict = field(default_factory=dict)  # includes nfe_generator and nfe_critic
     masked_per_step: list[list[int]] = field(default_factory=list)  # masked count per image after each step
 
 
@@ -103,21 +103,34 @@ class Sampler:
                 rows += used
         return combine(logp[0], [weak[g] for g, _ in active], [s for _, s in active]), rows
 
+    def step(self, i: int) -> Step:
+        return Step(i, self.steps, 1.0 - i / self.steps, 1.0 - (i + 1) / self.steps, self.schedule)
+
     @torch.no_grad()
-    def __call__(self, labels: Tensor, generator: torch.Generator, progress: bool = False) -> SampleResult:
+    def __call__(self, labels: Tensor, generator: torch.Generator, progress: bool = False, init: Tensor | None = None) -> SampleResult:
+        """Sample from a blank canvas, or refine finished tokens ``init`` [B, N] (the fill rule
+        re-masks them first: 004 Sec. 4.3 with the critic rule)."""
         device = next(self.model.parameters()).device
         labels = torch.as_tensor(labels, dtype=torch.long, device=device)
         self.check_labels(labels)
         b, n, mask_id = len(labels), self.config.num_tokens, self.config.mask_id
-        x = torch.full((b, n), mask_id, dtype=torch.long, device=device)
-        rows, history = 0, []
+        rows, fill_rows, history = 0, 0, []
+        if init is None:
+            x = torch.full((b, n), mask_id, dtype=torch.long, device=device)
+        else:
+            if tuple(init.shape) != (b, n):
+                raise MaskgenError(f"tokens to refine must be [{b}, {n}], got {list(init.shape)}")
+            x = self.fill.start_from(init.to(device), labels, self.step(0), mask_id, generator)
+            fill_rows += b
         for i in tqdm(range(self.steps), desc="sample", disable=not progress, leave=False):
-            step = Step(i, self.steps, 1.0 - i / self.steps, 1.0 - (i + 1) / self.steps, self.schedule)
+            step = self.step(i)
             if not (x == mask_id).any():
                 history.append([0] * b)
                 continue
             logp, used = self.log_probs(x, labels, step)
             rows += used
-            x = self.fill(x, logp, step, self.draw, mask_id, generator)
+            x = self.fill(x, logp, step, self.draw, mask_id, generator, labels)
+            fill_rows += self.fill.rows_used(step, b)
             history.append((x == mask_id).sum(1).tolist())
-        return SampleResult(x, labels, rows / b, {**self.settings(), "nfe": rows / b}, history)
+        nfe = {"nfe": (rows + fill_rows) / b, "nfe_generator": rows / b, "nfe_critic": fill_rows / b}
+        return SampleResult(x, labels, nfe["nfe"], {**self.settings(), **nfe}, history)

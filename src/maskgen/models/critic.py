@@ -1,0 +1,44 @@
+"""Token-Critic (004): a second transformer that tells real tokens from generated ones.
+
+The same blocks and class conditioning as the generator (``MaskedTransformer`` with one
+output per position). Its input is a full token grid, the generator's draws at the
+positions that were masked and real tokens elsewhere; its logit is the log-odds that a
+token is *real*, so a sampler keeps the high-scored tokens and re-masks the low ones.
+It is saved as ``critic.{safetensors,json}`` with the sha256 of the generator it was
+trained against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from torch import Tensor
+
+from ..checkpoint import load_checkpoint, save_module
+from .transformer import GeneratorConfig, MaskedTransformer
+
+CHECKPOINT = "critic"
+
+
+class TokenCritic(MaskedTransformer):
+    """``critic(tokens, labels) -> [B, N]`` log-odds that each token is real."""
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__(replace(config, outputs=1, timestep_input=False))
+
+    @classmethod
+    def for_generator(cls, generator: MaskedTransformer, width: int | None = None, depth: int | None = None, heads: int | None = None) -> "TokenCritic":
+        c = generator.config
+        return cls(replace(c, width=width or c.width, depth=depth or c.depth, heads=heads or c.heads))
+
+    def forward(self, tokens: Tensor, labels: Tensor | None, t: Tensor | None = None, top_down=None) -> Tensor:
+        return self.run(tokens, labels, None, top_down).logits.squeeze(-1)
+
+    def save(self, folder: str | Path, name: str = CHECKPOINT, **extra) -> Path:
+        return save_module(folder, name, self, asdict(self.config), **extra)
+
+    @classmethod
+    def load(cls, folder: str | Path, name: str = CHECKPOINT) -> "TokenCritic":
+        model, _ = load_checkpoint(folder, name, lambda config: cls(GeneratorConfig(**config)))
+        return model
