@@ -53,12 +53,17 @@ class Bench:
         self.labels = torch.arange(args.num) % c
         self.rows: list[dict[str, Any]] = []
 
-    def run(self, name: str, fields: dict[str, Any], **sampler_kwargs) -> dict[str, Any]:
-        """Sample ``--num`` images with ``model.sampler(**sampler_kwargs)`` and score them."""
-        sampler = self.model.sampler(**sampler_kwargs)
+    def run(self, name: str, fields: dict[str, Any], sampler=None, init: torch.Tensor | None = None, base: dict | None = None, **sampler_kwargs) -> dict[str, Any]:
+        """Sample ``--num`` images with ``sampler`` (or ``model.sampler(**sampler_kwargs)``) and
+        score them. With ``init`` (the tokens of row ``base``) the sampler refines them, and the
+        row's NFE and time include the base row's."""
+        sampler = sampler or self.model.sampler(**sampler_kwargs)
         start = time.perf_counter()
-        images, result = self.model.generate(self.labels, sampler, seed=self.args.seed, batch_size=self.args.batch_size, progress=False)
+        images, result = self.model.generate(self.labels, sampler, seed=self.args.seed, batch_size=self.args.batch_size, progress=False, init=init)
         seconds = time.perf_counter() - start
+        if base is not None:
+            seconds += base["sec_per_image"] * len(images)
+            result.nfe += base["nfe"]
         m = evaluate_images(images.numpy(), self.labels.numpy(), self.ref, self.net, device=self.device, progress=False, kid_subsets=10)
         row = {
             "method": name,
@@ -71,6 +76,7 @@ class Bench:
             "nfe": result.nfe,
             "sec_per_image": seconds / len(images),
             "settings": result.settings,
+            "tokens": result.tokens,
         }
         self.rows.append(row)
         shown = "  ".join(f"{h} {fmt.format(row[k])}" for k, h, fmt in COLUMNS if row.get(k) is not None)
@@ -90,7 +96,8 @@ class Bench:
         out = Path(self.args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "table.md").write_text(table + "\n")
-        record = {"args": vars(self.args), "network": self.network, "rows": self.rows, **(extra or {})}
+        rows = [{k: v for k, v in r.items() if k != "tokens"} for r in self.rows]
+        record = {"args": vars(self.args), "network": self.network, "rows": rows, **(extra or {})}
         (out / "results.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
 
 
