@@ -69,8 +69,7 @@ class MaskGen:
         self.generator = generator
         self.tokenizer = tokenizer
         self.folder = Path(folder) if folder is not None else None
-        self._toast: dict[Path, ToastModule] = {}
-        self._critics: dict[Path, TokenCritic] = {}
+        self._components: dict[Path, ToastModule | TokenCritic] = {}
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> "MaskGen":
@@ -81,35 +80,36 @@ class MaskGen:
         tokenizer = VQTokenizer.load(folder).to(device).eval()
         return cls(generator, tokenizer, folder)
 
-    def self_guidance_module(self, folder: str | Path | None = None) -> ToastModule:
-        """The TOAST module in ``folder`` (default ``<model>/self-guidance``), checked against this generator."""
+    def _component(self, folder: str | Path | None, name: str, verb: str, load):
+        """A checkpoint trained on this generator: in ``folder`` or ``<model>/<name>``, loaded once."""
         if folder is None:
             if self.folder is None:
-                raise MaskgenError("self-guidance needs a module folder (sg_module=...)")
-            folder = self.folder / "self-guidance"
+                raise MaskgenError(f"no model folder to find {name}/ in: pass the {name} folder")
+            folder = self.folder / name
         folder = Path(folder)
-        if not (folder / "self-guidance.safetensors").is_file():
-            raise MaskgenError(f"no self-guidance module in {folder}: train one with `maskgen finetune-sg --model {self.folder or 'DIR'}`")
-        if folder not in self._toast:
-            self._toast[folder] = ToastModule.load(folder, self.generator).eval()
-        return self._toast[folder]
+        if not (folder / f"{name}.safetensors").is_file():
+            raise MaskgenError(f"no {name} checkpoint in {folder}: train one with `maskgen {verb} --model {self.folder or 'DIR'}`")
+        if folder not in self._components:
+            self._components[folder] = load(folder)
+        return self._components[folder]
+
+    def self_guidance_module(self, folder: str | Path | None = None) -> ToastModule:
+        """The TOAST module in ``folder`` (default ``<model>/self-guidance``), checked against this generator."""
+        return self._component(folder, "self-guidance", "finetune-sg", lambda f: ToastModule.load(f, self.generator).eval())
 
     def critic(self, folder: str | Path | None = None) -> TokenCritic:
         """The Token-Critic in ``folder`` (default ``<model>/critic``)."""
-        if folder is None:
-            if self.folder is None:
-                raise MaskgenError("critic sampling needs a critic folder (critic=...)")
-            folder = self.folder / "critic"
-        folder = Path(folder)
-        if not (folder / "critic.safetensors").is_file():
-            raise MaskgenError(f"no Token-Critic in {folder}: train one with `maskgen train-critic --model {self.folder or 'DIR'}`")
-        if folder not in self._critics:
-            critic = TokenCritic.load(folder).to(self.device).eval()
-            c, g = critic.config, self.generator.config
-            if (c.codebook_size, tuple(c.grid), c.num_classes) != (g.codebook_size, tuple(g.grid), g.num_classes):
-                raise MaskgenError(f"critic in {folder} is for {c.codebook_size} codes, grid {c.grid}, {c.num_classes} classes; the generator has {g.codebook_size}, {g.grid}, {g.num_classes}")
-            self._critics[folder] = critic
-        return self._critics[folder]
+        return self._component(folder, "critic", "train-critic", self._load_critic)
+
+    def _load_critic(self, folder: Path) -> TokenCritic:
+        critic = TokenCritic.load(folder).to(self.device).eval()
+        c, g = critic.config, self.generator.config
+        if (c.codebook_size, tuple(c.grid), c.num_classes) != (g.codebook_size, tuple(g.grid), g.num_classes):
+            raise MaskgenError(
+                f"critic in {folder} is for {c.codebook_size} codes, grid {c.grid}, {c.num_classes} classes; "
+                f"the generator has {g.codebook_size}, {g.grid}, {g.num_classes}"
+            )
+        return critic
 
     def guidance(
         self,

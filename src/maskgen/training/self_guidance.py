@@ -98,7 +98,8 @@ class SelfGuidanceObjective:
         ce = F.cross_entropy(logits.reshape(b * n, -1), tokens.reshape(-1), reduction="none", label_smoothing=c.label_smoothing).view(b, n)
         count = target.sum().clamp_min(1)
         task_loss = (ce * target).sum() / count
-        reg = module.module.regulariser(first.layer_io) if hasattr(module, "module") else module.regulariser(first.layer_io)
+        toast = getattr(module, "module", module)  # the ToastModule itself under DistributedDataParallel
+        reg = toast.regulariser(first.layer_io)
         loss = task_loss + c.reg_weight * reg
         with torch.no_grad():
             acc = ((logits.argmax(-1) == tokens) & target).sum() / count
