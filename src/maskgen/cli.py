@@ -1,5 +1,5 @@
 """``maskgen <verb>``: train-tokenizer, encode, train, finetune-sg, train-critic, sample, refine,
-train-classifier, ref-stats, eval, demo.
+train-classifier, ref-stats, eval, export, demo.
 
 Every option of a verb can also come from a YAML recipe (``--config FILE``); options given
 on the command line win over the recipe. Bad input ends in one line on stderr, exit code 2.
@@ -35,6 +35,7 @@ REQUIRED = {
     "finetune-sg": ("model",),
     "train-critic": ("model",),
     "refine": ("samples", "model", "out"),
+    "export": ("model", "out"),
     "sample": ("model", "out"),
     "train-classifier": ("out",),
     "ref-stats": ("out",),
@@ -184,6 +185,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--out", default=None, help="results JSON (default: next to the samples)")
     p.add_argument("--kid-subsets", type=int, default=100)
     p.add_argument("--is-mode", default="evaluator", help="evaluator (chunks of 5000) or torch-fidelity (10 splits)")
+
+    p = verb("export", "Copy a model folder, its self-guidance modules, critic and a classifier into one compact folder.")
+    p.add_argument("--model", required=False, help="model folder (generator + tokenizer, optional self-guidance*/ and critic/)")
+    p.add_argument("--out", required=False, help="new folder")
+    p.add_argument("--dtype", default="bf16", help="bf16, fp16 or fp32")
+    p.add_argument("--classifier", default=None, help="dataset classifier folder to include")
+    p.add_argument("--ref-data", default=None, help="with --classifier: data to compute its reference statistics on")
 
     p = verb("demo", "Train a tokenizer and a generator on the embedded data, then sample grids with and without CFG.")
     p.add_argument("--out", default="maskgen-demo", help="output folder")
@@ -336,6 +344,11 @@ def run(args: argparse.Namespace) -> None:
         print(f"reference statistics of {stats.count} images ({stats.network}) written to {args.out}")
     elif args.verb == "eval":
         evaluate(args)
+    elif args.verb == "export":
+        from .export import export_models
+
+        written = export_models(args.model, args.out, args.dtype, args.classifier, args.ref_data)
+        print(f"exported {', '.join(written)} ({args.dtype}) to {args.out}")
     elif args.verb == "demo":
         from .demo import run_demo
 

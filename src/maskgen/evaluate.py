@@ -95,7 +95,13 @@ def reference_stats(
 def reference_network(ref: str | Path) -> str:
     """The network spec a statistics file was made with (its sidecar JSON)."""
     side = Path(ref).with_suffix(".json")
-    return load_json(side)["network"] if side.is_file() else "inception"
+    if not side.is_file():
+        return "inception"
+    record = load_json(side)
+    if record.get("network_relative_to_stats"):
+        kind, _, arg = record["network"].partition(":")
+        return f"{kind}:{Path(ref).parent / arg}"
+    return record["network"]
 
 
 def evaluate_images(

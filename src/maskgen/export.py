@@ -1,0 +1,70 @@
+"""Export a model folder and what was trained on it as one compact, self-contained folder.
+
+The generator, its tokenizer, the self-guidance modules, the Token-Critic and the dataset
+classifier are copied with their floating-point tensors cast (bf16 by default: half the
+size; modules load them back into float32). A cast changes the generator file's sha256,
+so the records of the pieces trained on it (``base_sha256``, ``generator_sha256``) are
+re-stamped with the new hash, and the classifier's reference statistics are recomputed
+with the exported classifier, whose features moved with its weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .checkpoint import file_sha256, load_json, load_tensors, save_json, save_tensors
+from .errors import MaskgenError
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+# pieces found next to a generator: (sub-folder, checkpoint name, record key holding the generator's hash)
+COMPONENTS = (
+    ("self-guidance", "self-guidance", "base_sha256"),
+    ("self-guidance-lmask", "self-guidance", "base_sha256"),
+    ("critic", "critic", "generator_sha256"),
+)
+
+
+def convert_checkpoint(src: Path, name: str, dst: Path, dtype: torch.dtype, **record) -> str:
+    """Copy ``src/name.{safetensors,json}`` to ``dst`` with floating tensors in ``dtype``; return the new sha256."""
+    tensors = load_tensors(src / f"{name}.safetensors")
+    cast = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+    weights = dst / f"{name}.safetensors"
+    save_tensors(weights, cast)
+    sha = file_sha256(weights)
+    save_json(dst / f"{name}.json", {**load_json(src / f"{name}.json"), **record, "sha256": sha, "dtype": str(dtype).removeprefix("torch.")})
+    return sha
+
+
+def export_models(model_dir: str | Path, out: str | Path, dtype: str = "bf16", classifier: str | Path | None = None, ref_data: str | None = None, progress: bool = True) -> list[str]:
+    """Export ``model_dir`` (+ its ``self-guidance*/`` and ``critic/``) and ``classifier`` to ``out``;
+    with ``ref_data``, write the classifier's reference statistics of it as ``out/classifier/ref-stats.npz``."""
+    if dtype not in DTYPES:
+        raise MaskgenError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+    src, out, cast = Path(model_dir), Path(out), DTYPES[dtype]
+    if out.resolve() == src.resolve():
+        raise MaskgenError("export into a new folder, not the model folder itself")
+    out.mkdir(parents=True, exist_ok=True)
+    written = ["generator", "tokenizer"]
+    gen_sha = convert_checkpoint(src, "generator", out, cast)
+    convert_checkpoint(src, "tokenizer", out, cast)
+    for folder, name, key in COMPONENTS:
+        if (src / folder / f"{name}.safetensors").is_file():
+            (out / folder).mkdir(exist_ok=True)
+            convert_checkpoint(src / folder, name, out / folder, cast, **{key: gen_sha})
+            written.append(folder)
+    if classifier is not None:
+        (out / "classifier").mkdir(exist_ok=True)
+        convert_checkpoint(Path(classifier), "classifier", out / "classifier", cast)
+        written.append("classifier")
+        if ref_data:
+            from .evaluate import reference_stats
+
+            stats = out / "classifier" / "ref-stats.npz"
+            reference_stats(ref_data, f"classifier:{out / 'classifier'}", stats, progress=progress)
+            # the folder moves (into a package, another machine): name the classifier relative to the stats
+            side = stats.with_suffix(".json")
+            save_json(side, {**load_json(side), "network": "classifier:.", "network_relative_to_stats": True})
+            written.append("classifier/ref-stats.npz")
+    return written
