@@ -36,10 +36,10 @@ REQUIRED = {
     "train-critic": ("model",),
     "refine": ("samples", "model", "out"),
     "export": ("model", "out"),
-    "sample": ("model", "out"),
+    "sample": ("out",),
     "train-classifier": ("out",),
     "ref-stats": ("out",),
-    "eval": ("ref",),
+    "eval": (),
 }
 
 
@@ -152,7 +152,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
     p = verb("sample", "Sample images with the shared sampling loop.")
     _sample_options(p)
-    p.add_argument("--model", required=False, help="model folder (generator + tokenizer)")
+    p.add_argument("--model", default=None, help="model folder (default: the shipped reference models)")
     p.add_argument("--num", type=int, default=100, help="number of images")
     p.add_argument("--out", required=False, help="output folder")
     p.add_argument("--classes", default=None, help="comma-separated class ids (default: all classes, round robin)")
@@ -177,10 +177,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p = verb("eval", "FID/FD-clf, precision, recall, KID and IS/classifier score of samples against reference statistics.")
     _sample_options(p)
     p.add_argument("--samples", default=None, help="samples .npz (from maskgen sample)")
-    p.add_argument("--model", default=None, help="or: a model folder to sample --num images from first")
+    p.add_argument("--model", default=None, help="or: a model folder to sample --num images from first (default: the shipped models)")
     p.add_argument("--num", type=int, default=1000)
     p.add_argument("--classes", default=None)
-    p.add_argument("--ref", required=False, help="reference statistics .npz (from maskgen ref-stats)")
+    p.add_argument("--ref", required=False, help="reference statistics .npz (from maskgen ref-stats; default: the shipped classifier's)")
     p.add_argument("--network", default=None, help="feature network (default: the one --ref was made with)")
     p.add_argument("--out", default=None, help="results JSON (default: next to the samples)")
     p.add_argument("--kid-subsets", type=int, default=100)
@@ -193,10 +193,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--classifier", default=None, help="dataset classifier folder to include")
     p.add_argument("--ref-data", default=None, help="with --classifier: data to compute its reference statistics on")
 
-    p = verb("demo", "Train a tokenizer and a generator on the embedded data, then sample grids with and without CFG.")
+    p = verb("demo", "Every sampler on the shipped reference models: a table and a grid each (--train: train from scratch).")
     p.add_argument("--out", default="maskgen-demo", help="output folder")
-    p.add_argument("--tokenizer-steps", type=int, default=None)
-    p.add_argument("--steps", type=int, default=None, help="generator steps")
+    p.add_argument("--num", type=int, default=1000, help="samples per sampler")
+    p.add_argument("--samplers", default=None, help="comma-separated subset of the demo's samplers")
+    p.add_argument("--model", default=None, help="use this model folder instead of the shipped one")
+    p.add_argument("--train", action="store_true", help="train a tokenizer and a generator on the embedded data instead")
+    p.add_argument("--tokenizer-steps", type=int, default=None, help="--train: tokenizer steps")
+    p.add_argument("--steps", type=int, default=None, help="--train: generator steps")
     p.add_argument("--seed", type=int, default=0)
     return parser, verbs
 
@@ -350,9 +354,13 @@ def run(args: argparse.Namespace) -> None:
         written = export_models(args.model, args.out, args.dtype, args.classifier, args.ref_data)
         print(f"exported {', '.join(written)} ({args.dtype}) to {args.out}")
     elif args.verb == "demo":
-        from .demo import run_demo
+        from .demo import run_demo, run_reference_demo
 
-        run_demo(args.out, tokenizer_steps=args.tokenizer_steps, steps=args.steps, seed=args.seed)
+        if args.train:
+            run_demo(args.out, tokenizer_steps=args.tokenizer_steps, steps=args.steps, seed=args.seed)
+        else:
+            samplers = [s.strip() for s in args.samplers.split(",")] if args.samplers else None
+            run_reference_demo(args.out, num=args.num, seed=args.seed, samplers=samplers, model_dir=args.model)
 
 
 def _data_channels(data: str, image_size: int) -> int:
@@ -368,9 +376,15 @@ def evaluate(args: argparse.Namespace) -> None:
     from .metrics import load_stats
     from .training.trainer import resolve_device
 
+    from .pipeline import reference_dir
+
     device = resolve_device(args.device)
-    if (args.samples is None) == (args.model is None):
-        raise MaskgenError("eval needs exactly one of --samples FILE.npz or --model DIR")
+    if args.samples is not None and args.model is not None:
+        raise MaskgenError("eval takes either --samples FILE.npz or --model DIR, not both")
+    if args.samples is None and args.model is None:
+        args.model = str(reference_dir())
+    if args.ref is None:
+        args.ref = str(reference_dir() / "classifier" / "ref-stats.npz")
     ref = load_stats(args.ref)
     net = load_network(args.network or reference_network(args.ref), device)
     if args.samples:
@@ -433,8 +447,10 @@ def sample(args: argparse.Namespace) -> None:
         raise MaskgenError(f"--num must be >= 1, got {args.num}")
     from .training.trainer import resolve_device
 
+    from .pipeline import reference_dir
+
     device = resolve_device(args.device)
-    model = MaskGen.load(args.model, device=device)
+    model = MaskGen.load(args.model or reference_dir(), device=device)
     sampler = build_sampler(model, args)
     labels = parse_classes(args.classes, args.num, model.generator.config.num_classes)
     images, result = model.generate(labels, sampler, seed=args.seed, batch_size=args.batch_size, rejection=build_rejection(args, device))

@@ -43,6 +43,16 @@ from .schedules import ScaledSchedule
 from .tokenizers import VQTokenizer
 
 
+REFERENCE = Path(__file__).parent / "reference"
+
+
+def reference_dir() -> Path:
+    """The reference models shipped in the package (``maskgen/reference``)."""
+    if not (REFERENCE / "generator.safetensors").is_file():
+        raise MaskgenError(f"the reference models are missing from this install ({REFERENCE}); pass --model DIR")
+    return REFERENCE
+
+
 def copy_tokenizer(src: str | Path, dst: str | Path) -> None:
     """Put the tokenizer's files next to a generator so the model folder stands alone."""
     src, dst = Path(src), Path(dst)
