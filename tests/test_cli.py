@@ -1,7 +1,6 @@
 """The command line as a user meets it: recipes, outputs, and one-line errors for bad input."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

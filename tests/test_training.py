@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_generator
 from maskgen.checkpoint import load_tensors
 from maskgen.errors import MaskgenError
 from maskgen.models.transformer import MaskedTransformer
