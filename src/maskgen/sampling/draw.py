@@ -21,6 +21,16 @@ def gumbel(shape: tuple[int, ...], generator: torch.Generator, device=None) -> T
     return -torch.log(-torch.log(u))
 
 
+def inverse_cdf(logp: Tensor, u: Tensor) -> Tensor:
+    """Draw one code per position from log-probabilities [..., K] with uniforms ``u`` [...].
+
+    One uniform per position instead of K Gumbel draws. Zero-probability codes have flat
+    CDF segments, so searchsorted(right=True) never lands on them.
+    """
+    cdf = logp.exp().cumsum(-1)
+    return torch.searchsorted(cdf, u[..., None] * cdf[..., -1:], right=True).squeeze(-1).clamp_(max=logp.shape[-1] - 1)
+
+
 @dataclass
 class TokenDraw:
     """How a candidate token is drawn at each position from the (guided) log-probabilities.
@@ -65,10 +75,6 @@ class TokenDraw:
         if self.temperature == 0 or (last and self.argmax_last):
             tokens = logp.argmax(-1)
         else:
-            # Inverse-CDF sampling: one uniform per position instead of K Gumbel draws,
-            # which made the draw the loop's largest cost. Zero-probability codes have flat
-            # CDF segments, so searchsorted(right=True) never lands on them.
-            cdf = logp.exp().cumsum(-1)
-            u = uniform((*logp.shape[:-1], 1), generator, logp.device) * cdf[..., -1:]
-            tokens = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=logp.shape[-1] - 1)
+            # the inverse-CDF draw replaced K Gumbel draws, the loop's largest cost
+            tokens = inverse_cdf(logp, uniform(tuple(logp.shape[:-1]), generator, logp.device))
         return tokens, logp.gather(-1, tokens[..., None]).squeeze(-1)

@@ -18,9 +18,10 @@ from torch import Tensor, nn
 
 from ..errors import MaskgenError
 from ..models.transformer import MaskedTransformer
+from ..sampling.draw import inverse_cdf
 from ..schedules import get_schedule
 from .context import StepContext
-from .masking import mask_positions
+from .masking import mask_and_drop
 
 
 @dataclass
@@ -49,18 +50,13 @@ class CriticObjective:
         g = self.generator
         x_t = torch.where(mask, torch.full_like(tokens, g.mask_id), tokens)
         t = mask.float().mean(1) if g.config.timestep_input else None
-        probs = (g(x_t, labels, t).float() / self.config.draw_temperature).softmax(-1)
-        draws = torch.searchsorted(probs.cumsum(-1), uniforms[..., None].clamp(max=1 - 1e-6)).squeeze(-1)
-        return torch.where(mask, draws.clamp(max=probs.shape[-1] - 1), tokens)
+        logp = (g(x_t, labels, t).float() / self.config.draw_temperature).log_softmax(-1)
+        return torch.where(mask, inverse_cdf(logp, uniforms), tokens)
 
     def corrupt(self, tokens: Tensor, labels: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor, Tensor]:
         """(filled grid, filled positions, labels after condition dropout)."""
-        b, n = tokens.shape
-        t = ctx.draw(torch.rand, dtype=torch.float64)
-        mask = mask_positions(self.schedule.gamma(t), ctx.draw(torch.rand, n), "count").to(tokens.device)
-        drop = ctx.draw(torch.rand).to(tokens.device) < self.config.cond_drop
-        labels = torch.where(drop, torch.full_like(labels, self.generator.null_class), labels)
-        return self.fill(tokens, labels, mask, ctx.draw(torch.rand, n).to(tokens.device)), mask, labels
+        _, mask, labels = mask_and_drop(tokens, labels, ctx, self.schedule, self.config.cond_drop, self.generator.null_class)
+        return self.fill(tokens, labels, mask, ctx.draw(torch.rand, tokens.shape[1]).to(tokens.device)), mask, labels
 
     def __call__(self, critic: nn.Module, batch: tuple[Tensor, Tensor], ctx: StepContext) -> tuple[Tensor, dict[str, float]]:
         tokens, labels = batch

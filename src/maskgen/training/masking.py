@@ -41,6 +41,18 @@ def mask_positions(gamma: Tensor, scores: Tensor, masking: str) -> Tensor:
     raise MaskgenError(f"unknown masking {masking!r}; choose from {', '.join(MASKINGS)}")
 
 
+def mask_and_drop(
+    tokens: Tensor, labels: Tensor, ctx: StepContext, schedule: Schedule, cond_drop: float, null_class: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per image t ~ U(0, 1), ceil(N gamma(t)) masked positions, and labels dropped to the null
+    class with probability ``cond_drop``: (t [B] float64, mask [B, N], labels)."""
+    n = tokens.shape[1]
+    t = ctx.draw(torch.rand, dtype=torch.float64)
+    mask = mask_positions(schedule.gamma(t), ctx.draw(torch.rand, n), "count").to(tokens.device)
+    drop = ctx.draw(torch.rand).to(tokens.device) < cond_drop
+    return t, mask, torch.where(drop, torch.full_like(labels, null_class), labels)
+
+
 @dataclass
 class MaskedObjectiveConfig:
     schedule: str = "cosine"

@@ -25,9 +25,10 @@ from torch import Tensor, nn
 
 from ..errors import MaskgenError
 from ..models.transformer import MaskedTransformer
+from ..sampling.draw import inverse_cdf
 from ..schedules import get_schedule
 from .context import StepContext
-from .masking import mask_positions
+from .masking import mask_and_drop
 
 TASKS = ("aux", "mask")
 
@@ -72,11 +73,10 @@ class SelfGuidanceObjective:
         x_t = torch.where(mask, torch.full_like(tokens, g.mask_id), tokens)
         if self.config.task == "mask":
             return x_t, mask
-        b, n = tokens.shape
+        n = tokens.shape[1]
         blank = torch.full_like(tokens, g.mask_id)
-        probs = g(blank, labels, None if t is None else torch.ones_like(t)).float().softmax(-1)
-        u = ctx.draw(torch.rand, n, 1).to(tokens.device)
-        draws = torch.searchsorted(probs.cumsum(-1), u.clamp(max=1 - 1e-6)).squeeze(-1).clamp(max=probs.shape[-1] - 1)
+        logp = g(blank, labels, None if t is None else torch.ones_like(t)).float().log_softmax(-1)
+        draws = inverse_cdf(logp, ctx.draw(torch.rand, n).to(tokens.device))
         errors = choose_visible(~mask, self.config.error_rate, ctx.draw(torch.rand, n).to(tokens.device))
         return torch.where(errors, draws, x_t), errors
 
@@ -84,10 +84,7 @@ class SelfGuidanceObjective:
         tokens, labels = batch
         c, g = self.config, self.generator
         b, n = tokens.shape
-        t = ctx.draw(torch.rand, dtype=torch.float64)
-        mask = mask_positions(self.schedule.gamma(t), ctx.draw(torch.rand, n), "count").to(tokens.device)
-        drop = ctx.draw(torch.rand).to(tokens.device) < c.cond_drop
-        labels = torch.where(drop, torch.full_like(labels, g.null_class), labels)
+        t, mask, labels = mask_and_drop(tokens, labels, ctx, self.schedule, c.cond_drop, g.null_class)
         t_in = t.float().to(tokens.device) if g.config.timestep_input else None
 
         z, target = self.corrupt(tokens, labels, mask, ctx, t_in)
