@@ -183,53 +183,49 @@ def markdown(rows: Iterable[dict[str, Any]], keys: list[str]) -> str:
     return "\n".join(lines)
 
 
-def plot_fd_vs_score(rows: list[dict[str, Any]], path: str | Path, series: str, point: str, title: str = "") -> Path:
-    """FD (lower is better) against the classifier/Inception score, one line per ``series``,
-    points labelled by ``point`` (000 Fig. 4)."""
+def _axes(size: tuple[float, float]):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    return plt.subplots(figsize=size)
+
+
+def _save(fig, ax, path: str | Path, title: str) -> Path:
+    import matplotlib.pyplot as plt
+
+    ax.set_ylabel("FD (lower is better)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_fd_vs_score(rows: list[dict[str, Any]], path: str | Path, series: str, point: str, title: str = "") -> Path:
+    """FD (lower is better) against the classifier/Inception score, one line per ``series``,
+    points labelled by ``point`` (000 Fig. 4)."""
+    fig, ax = _axes((6, 4.5))
     for name in dict.fromkeys(r[series] for r in rows):
         pts = [r for r in rows if r[series] == name and r["fd"] is not None and r["score"] is not None]
         ax.plot([r["score"] for r in pts], [r["fd"] for r in pts], marker="o", label=name)
         for r in pts:
             ax.annotate(str(r[point]), (r["score"], r["fd"]), fontsize=7, textcoords="offset points", xytext=(3, 3))
     ax.set_xlabel("score (higher is better)")
-    ax.set_ylabel("FD (lower is better)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, title)
 
 
 def plot_fd_vs_nfe(rows: list[dict[str, Any]], path: str | Path, series: Callable[[dict[str, Any]], str], title: str = "") -> Path:
     """FD against NFE, one line per ``series(row)`` (002 Fig. 3, 000 Fig. 6c, 003 Fig. 3)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = _axes((5.5, 4))
     for name in dict.fromkeys(series(r) for r in rows):
         pts = sorted((r["nfe"], r["fd"]) for r in rows if series(r) == name)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("NFE")
-    ax.set_ylabel("FD (lower is better)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, title)
