@@ -222,12 +222,19 @@ def render(sections: list[Section], results: Results, command: str) -> str:
         "features. Seconds per image are wall time on the machine that ran the command. The papers' numbers quoted in the "
         "verdicts are ImageNet FID/IS; here only the direction and size of each effect can be compared.",
         "",
+        "Models: the reference generator, its self-guidance modules and critic in `--model` (recipes "
+        "`configs/maskgit-fmnist.yaml`, `sg-fmnist.yaml`, `sg-lmask-fmnist.yaml`, `critic-fmnist.yaml`; the package ships "
+        "bf16 copies of them), and for 003 the two generators of `configs/di-etm-fmnist.yaml` and "
+        "`configs/di-imt-fmnist.yaml`; all trained on the 60k Fashion-MNIST training images on 2 CPU cores.",
+        "",
     ]
     if not results.args.inception_ref:
         lines += [
-            "Inception FID on 10,000 samples is not in these tables: the Inception network runs at about 3.7 images/s on 2 CPU "
-            "cores (docs/metrics.md), so the ~60 rows below would take days. On a GPU, add `--inception-ref STATS` (from "
-            "`maskgen ref-stats --network inception`) and `--num 10000 --device cuda` for an FID column on the same samples.",
+            f"Inception FID on 10,000 samples is not in these tables: the Inception network runs at about 3.7 images/s on 2 CPU "
+            f"cores (docs/metrics.md), so each of the {len({r['key'] for s in sections for r in s.rows})} distinct rows below "
+            "would need 45 minutes for its features alone, and the training-set statistics 4.5 hours. On a GPU, add "
+            "`--inception-ref STATS` (from `maskgen ref-stats --network inception`) and `--num 10000 --device cuda` for an FID "
+            "column on the same samples.",
             "",
         ]
     for s in sections:
