@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import claims
+from maskgen.errors import MaskgenError
 from comparison import Bench, add_common_args, markdown, plot_fd_vs_nfe, plot_fd_vs_score
 
 SECTIONS = ("noise", "guidance", "critic", "sweeps", "emigm", "di")
@@ -264,8 +265,11 @@ def main() -> None:
         sys.exit("the di section needs --di ETM_FOLDER,IMT_FOLDER")
     if "noise" not in chosen and any(x != "noise" for x in chosen):
         print("note: without the noise section the verdicts treat every difference as real", file=sys.stderr)
-    results = Results(args)
-    sections = results.run(chosen)
+    try:
+        results = Results(args)
+        sections = results.run(chosen)
+    except MaskgenError as e:  # bad path, corrupt checkpoint, unknown option: one line, no traceback
+        sys.exit(f"error: {e}")
     command = "python benchmarks/results.py " + " ".join(sys.argv[1:])
     text = render(sections, results, command)
     print(text)
