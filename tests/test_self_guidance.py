@@ -150,7 +150,7 @@ def test_error_tokens_replace_thirty_percent_of_visible():
     mask = torch.zeros(8, 16, dtype=torch.bool)
     mask[:, :6] = True
     ctx = StepContext(0, torch.Generator().manual_seed(0), slice(0, 8), 8)
-    z, errors = objective.corrupt(tokens, torch.zeros(8, dtype=torch.long), mask, ctx, None)
+    z, errors = objective.corrupt(tokens, torch.zeros(8, dtype=torch.long), mask, ctx)
     assert (z[mask] == generator.mask_id).all() and not (errors & mask).any()
     assert (errors.sum(1) == 3).all()  # floor(0.3 * 10)
     assert torch.equal(z[~mask & ~errors], tokens[~mask & ~errors])

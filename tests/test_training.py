@@ -64,9 +64,13 @@ def test_loss_only_on_masked_positions(weighting):
 
 def test_uniform_logits_give_log_k_and_elbo_weight():
     k = 16
-    obj = MaskedTokenObjective(MaskedObjectiveConfig(weighting="one"), mask_id=k, null_class=3)
+    obj = MaskedTokenObjective(MaskedObjectiveConfig(weighting="per-image"), mask_id=k, null_class=3)
     loss, _ = obj(Recorder(k), (torch.randint(0, k, (4, 32)), torch.zeros(4, dtype=torch.long)), ctx(4))
     assert loss.item() == pytest.approx(torch.log(torch.tensor(16.0)).item(), rel=1e-5)
+    # w = 1 sums over the masked tokens / N: uniform logits give log K times the masked fraction
+    obj = MaskedTokenObjective(MaskedObjectiveConfig(weighting="one", masking="bernoulli", schedule="linear", t_min=0.999999), mask_id=k, null_class=3)
+    loss, _ = obj(Recorder(k), (torch.randint(0, k, (4, 32)), torch.zeros(4, dtype=torch.long)), ctx(4))
+    assert loss.item() == pytest.approx(torch.log(torch.tensor(16.0)).item(), rel=1e-4)
     # ELBO weighting, linear schedule: w = 1/t and E[masked fraction] = t, so E[loss] = log K
     obj = MaskedTokenObjective(MaskedObjectiveConfig(weighting="elbo", schedule="linear", masking="bernoulli"), mask_id=k, null_class=3)
     loss, _ = obj(Recorder(k), (torch.randint(0, k, (256, 64)), torch.zeros(256, dtype=torch.long)), ctx(256))

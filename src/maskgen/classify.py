@@ -25,7 +25,7 @@ from .errors import MaskgenError
 from .metrics.features import extract
 from .models.classifier import ClassifierConfig, ImageClassifier
 from .training.classification import ClassificationObjective
-from .training.trainer import Trainer, TrainConfig
+from .training.trainer import Trainer, TrainConfig, seeded
 
 HELDOUT_FRACTION = 0.1
 HELDOUT_SEED = 0  # fixed, not the training seed: runs with different seeds share one held-out set
@@ -150,9 +150,7 @@ def train_classifier(
         how = f"{HELDOUT_FRACTION:.0%} of the data per class, seed {HELDOUT_SEED}, not trained on"
     if len(heldout) == 0:
         raise MaskgenError(f"{data} is too small to hold out {HELDOUT_FRACTION:.0%} for measuring accuracy")
-    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
-        torch.manual_seed(train.seed)
-        model = ImageClassifier(config)
+    model = seeded(train.seed, lambda: ImageClassifier(config))
     objective = objective or ClassificationObjective()
     record = {"data": data, "class_names": list(dataset.class_names), "heldout": how, "objective": asdict(objective)}
     trainer = Trainer(model, objective, train_set, train, out, save_model=lambda m, folder: m.save(folder, **record), record=record)

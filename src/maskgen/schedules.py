@@ -44,6 +44,17 @@ class Schedule:
         t = torch.as_tensor(t, dtype=torch.float64).clamp(0.0, 1.0)
         return self._dgamma(t)
 
+    def inverse(self, gamma: Tensor | float, iterations: int = 60) -> Tensor:
+        """The time t with gamma(t) = ``gamma`` (float64, by bisection: every schedule here is
+        non-decreasing). Converts a masked fraction into a model's own time convention."""
+        g = torch.as_tensor(gamma, dtype=torch.float64)
+        lo, hi = torch.zeros_like(g), torch.ones_like(g)
+        for _ in range(iterations):
+            mid = 0.5 * (lo + hi)
+            below = self.gamma(mid) < g
+            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+        return hi
+
     def elbo_weight(self, t: Tensor | float, max_weight: float = 1e4) -> Tensor:
         """gamma'(t) / gamma(t), capped because it diverges as t -> 0."""
         g = self.gamma(t).clamp_min(1e-12)
@@ -142,6 +153,7 @@ SCHEDULES: dict[str, Callable[[], Schedule]] = {
 }
 
 _CUBIC = re.compile(r"^cubic\(\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*\)$")
+_SCALED = re.compile(r"^([0-9.eE+-]+)\s*\*\s*(.+)$")
 
 
 class ScaledSchedule(Schedule):
@@ -162,10 +174,18 @@ class ScaledSchedule(Schedule):
 
 
 def get_schedule(name: str | Schedule) -> Schedule:
-    """Look a schedule up by name: one of ``SCHEDULES`` or ``cubic(a,b)``."""
+    """Look a schedule up by name: one of ``SCHEDULES``, ``cubic(a,b)`` or ``FACTOR*NAME``
+    (a ``ScaledSchedule``, whose ``name`` reads back the same way)."""
     if isinstance(name, Schedule):
         return name
     key = name.strip().lower()
+    m = _SCALED.match(key)
+    if m:
+        try:
+            factor = float(m.group(1))
+        except ValueError:
+            raise MaskgenError(f"unknown schedule {name!r}: a scaled schedule is FACTOR*NAME, e.g. 0.6*cosine") from None
+        return ScaledSchedule(m.group(2), factor)
     m = _CUBIC.match(key)
     if m:
         return cubic_schedule(float(m.group(1)), float(m.group(2)))

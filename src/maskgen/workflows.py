@@ -18,7 +18,7 @@ from .pipeline import copy_tokenizer
 from .tokenizers import VQConfig, VQObjective, VQTokenizer
 from .tokenizers.metrics import evaluate_tokenizer
 from .training.masking import MaskedObjectiveConfig, MaskedTokenObjective
-from .training.trainer import Trainer, TrainConfig
+from .training.trainer import Trainer, TrainConfig, seeded
 
 if TYPE_CHECKING:
     from .models.critic import TokenCritic
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 def train_tokenizer(data: str, out: str | Path, vq: VQConfig, train: TrainConfig, resume: bool = False, progress: bool = True, until: int | None = None) -> tuple[VQTokenizer, dict]:
     """Train a VQ tokenizer on ``data``; return it and its reconstruction PSNR / codebook usage."""
     dataset = open_dataset(data, image_size=vq.image_size, channels=vq.channels)
-    model = VQTokenizer(vq)
+    model = seeded(train.seed, lambda: VQTokenizer(vq))
     trainer = Trainer(
         model,
         VQObjective(),
@@ -92,9 +92,10 @@ def train_generator(
     tokenizer = VQTokenizer.load(tokenizer_dir)
     dataset = token_dataset(data, tokenizer, progress=progress)
     gen.codebook_size, gen.grid, gen.num_classes = tokenizer.codebook_size, tuple(tokenizer.grid), dataset.num_classes
+    gen.time_schedule = objective.schedule  # the t an explicit-timestep model is fed in training
     out = Path(out)
     copy_tokenizer(tokenizer_dir, out)
-    model = MaskedTransformer(gen)
+    model = seeded(train.seed, lambda: MaskedTransformer(gen))
     record = {"data": data, "objective": asdict(objective), "class_names": list(dataset.class_names)}
     trainer = Trainer(
         model,
@@ -135,7 +136,7 @@ def finetune_self_guidance(
     dataset = token_dataset(data, VQTokenizer.load(model_dir), progress=progress)
     if dataset.num_classes != generator.config.num_classes:
         raise MaskgenError(f"data {data} has {dataset.num_classes} classes, the generator {generator.config.num_classes}")
-    module = ToastModule.for_generator(generator)
+    module = seeded(train.seed, lambda: ToastModule.for_generator(generator))
     counts = {"module": sum(p.numel() for p in module.parameters()), "generator": sum(p.numel() for p in generator.parameters())}
     counts["trainable_fraction"] = counts["module"] / (counts["module"] + counts["generator"])
     record = {"data": data, "generator": str(model_dir), "objective": asdict(objective), "parameters": counts}
@@ -186,7 +187,7 @@ def train_critic(
     if len(tokens) <= heldout + train.batch_size:
         raise MaskgenError(f"data {data} has {len(tokens)} items: too few to hold out {heldout} and train")
     train_set = TokenDataset.from_tensors(tokens[:-heldout], labels[:-heldout], dataset.codebook_size, dataset.class_names)
-    critic = TokenCritic.for_generator(generator, width, depth, heads)
+    critic = seeded(train.seed, lambda: TokenCritic.for_generator(generator, width, depth, heads))
     loss = CriticObjective(objective, generator)
     record = {"data": data, "generator": str(model_dir), "generator_sha256": generator.sha256, "objective": asdict(objective)}
     trainer = Trainer(

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..checkpoint import load_checkpoint, save_module
 from ..errors import MaskgenError
+from ..schedules import get_schedule
 
 
 @dataclass
@@ -39,6 +40,7 @@ class GeneratorConfig:
     mlp_ratio: float = 4.0
     uncond: str = "null"  # "null": learned no-class row; "mask": the mask embedding (002)
     timestep_input: bool = False  # explicit timestep model (003)
+    time_schedule: str = "linear"  # the schedule whose time t an explicit-timestep model reads
     outputs: int = 0  # logits per position; 0: one per code (a generator), 1: a Token-Critic (004)
 
     def __post_init__(self) -> None:
@@ -152,6 +154,16 @@ class MaskedTransformer(nn.Module):
     @property
     def mask_id(self) -> int:
         return self.config.mask_id
+
+    def time_input(self, gamma: Tensor | float, batch: int, device: torch.device | str) -> Tensor | None:
+        """What an explicit-timestep model reads for a masked fraction ``gamma`` ([B] or a
+        float): the time t of its own training schedule with gamma(t) = ``gamma``, so a
+        sampler, a critic or a fine-tuning run with another schedule still feeds it the time
+        it was trained on. None for an implicit-timestep model."""
+        if not self.config.timestep_input:
+            return None
+        t = get_schedule(self.config.time_schedule).inverse(gamma).float()
+        return t.expand(batch).to(device) if t.dim() == 0 else t.to(device)
 
     @property
     def null_class(self) -> int:

@@ -183,9 +183,9 @@ class VectorQuantizer(nn.Module):
     def __init__(self, cfg: VQConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        # A fixed-seed init keeps construction free of the global RNG; restarts replace it anyway.
-        g = torch.Generator().manual_seed(0)
-        embed = torch.randn(cfg.codebook_size, cfg.code_dim, generator=g)
+        # Drawn like every other initial weight (the trainer seeds construction from the run's
+        # seed); the first dead-code restart replaces it with data anyway.
+        embed = torch.randn(cfg.codebook_size, cfg.code_dim)
         embed = F.normalize(embed, dim=1) if cfg.normalize else embed * (1.0 / math.sqrt(cfg.code_dim))
         self.register_buffer("embedding", embed)
         self.register_buffer("cluster_size", torch.ones(cfg.codebook_size))

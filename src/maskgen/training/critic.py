@@ -45,18 +45,20 @@ class CriticObjective:
         self.generator = generator.eval().requires_grad_(False)
 
     @torch.no_grad()
-    def fill(self, tokens: Tensor, labels: Tensor, mask: Tensor, uniforms: Tensor) -> Tensor:
-        """The real grid with the masked positions replaced by generator draws (one per position)."""
+    def fill(self, tokens: Tensor, labels: Tensor, mask: Tensor, uniforms: Tensor, gamma: Tensor) -> Tensor:
+        """The real grid with the masked positions replaced by generator draws (one per
+        position); ``gamma`` [B] is the masked fraction, which the generator turns into its own time."""
         g = self.generator
         x_t = torch.where(mask, torch.full_like(tokens, g.mask_id), tokens)
-        t = mask.float().mean(1) if g.config.timestep_input else None
+        t = g.time_input(gamma, len(tokens), tokens.device)
         logp = (g(x_t, labels, t).float() / self.config.draw_temperature).log_softmax(-1)
         return torch.where(mask, inverse_cdf(logp, uniforms), tokens)
 
     def corrupt(self, tokens: Tensor, labels: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor, Tensor]:
         """(filled grid, filled positions, labels after condition dropout)."""
-        _, mask, labels = mask_and_drop(tokens, labels, ctx, self.schedule, self.config.cond_drop, self.generator.null_class)
-        return self.fill(tokens, labels, mask, ctx.draw(torch.rand, tokens.shape[1]).to(tokens.device)), mask, labels
+        t, mask, labels = mask_and_drop(tokens, labels, ctx, self.schedule, self.config.cond_drop, self.generator.null_class)
+        uniforms = ctx.draw(torch.rand, tokens.shape[1]).to(tokens.device)
+        return self.fill(tokens, labels, mask, uniforms, self.schedule.gamma(t)), mask, labels
 
     def __call__(self, critic: nn.Module, batch: tuple[Tensor, Tensor], ctx: StepContext) -> tuple[Tensor, dict[str, float]]:
         tokens, labels = batch

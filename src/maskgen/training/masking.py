@@ -1,12 +1,28 @@
-"""The unified masked-token objective (002 Eq. 7) and the masking it is built on.
+"""The unified masked-token objective (eMIGM, You et al. 2025, Eq. 7) and its masking.
 
     L(x0) = E_{t ~ U[t_min, 1]} w(t) E_{q(x_t | x0)} [ sum_{i masked} -log p(x0^i | x_t) ]
 
-The pieces (002 Table 1, DESIGN.md): the schedule gamma(t); the masking distribution,
-exact count ceil(N gamma(t)) without replacement (MaskGIT, MAR) or independent
-Bernoulli(gamma(t)) per token (MDM); the weight w(t) = 1 or the ELBO weight
-gamma'(t)/gamma(t); time truncation t_min (002: 0.2); condition dropout to the
-unconditional input for classifier-free guidance.
+The pieces (eMIGM Table 1): the schedule gamma(t); the masking distribution, exact count
+ceil(N gamma(t)) without replacement (MaskGIT, MAR) or independent Bernoulli(gamma(t))
+per token (MDM); the weight w(t); time truncation t_min (eMIGM: 0.2); condition dropout
+to the unconditional input for classifier-free guidance.
+
+Weightings (``weighting``), each the per-image loss before the batch mean:
+
+- ``one``: w(t) = 1, the sum of the masked tokens' cross-entropy divided by N (eMIGM Eq. 7,
+  Discrete Interpolants Eq. 4; the constant 1/N keeps the loss a per-token scale).
+  MaskGIT and MAR divide by the batch's masked count instead: the same up to a constant
+  factor when t is drawn per image.
+- ``elbo``: w(t) = gamma'(t) / gamma(t) on the same sum / N (eMIGM Eq. 4, Discrete
+  Interpolants Eq. 3).
+- ``per-image``: the mean over each image's own masked tokens. This weights an image by
+  1 / (N gamma(t)), which with the linear schedule *is* the ELBO weight; the first
+  reference generator (``configs/maskgit-fmnist.yaml``) was trained with it, so it stays,
+  under its own name.
+
+Time truncation (``t_sampling``): ``uniform`` draws t ~ U[t_min, 1] as eMIGM's paper writes
+it (the default); ``clamp`` draws t = max(U[0, 1], t_min) as eMIGM's released code does,
+a point mass of t_min at t_min.
 """
 
 from __future__ import annotations
@@ -22,7 +38,8 @@ from ..schedules import Schedule, get_schedule
 from .context import StepContext
 
 MASKINGS = ("count", "bernoulli")
-WEIGHTINGS = ("one", "elbo")
+WEIGHTINGS = ("one", "elbo", "per-image")
+T_SAMPLINGS = ("uniform", "clamp")
 
 
 def mask_positions(gamma: Tensor, scores: Tensor, masking: str) -> Tensor:
@@ -61,7 +78,8 @@ class MaskedObjectiveConfig:
     t_min: float = 0.0
     cond_drop: float = 0.1
     label_smoothing: float = 0.0
-    batch_time: bool = False  # one t per batch (002's code) instead of one per image
+    batch_time: bool = False  # one t per batch (eMIGM's code) instead of one per image
+    t_sampling: str = "uniform"  # t ~ U[t_min, 1], or "clamp": max(U[0, 1], t_min)
 
     def __post_init__(self) -> None:
         get_schedule(self.schedule)
@@ -69,6 +87,8 @@ class MaskedObjectiveConfig:
             raise MaskgenError(f"unknown masking {self.masking!r}; choose from {', '.join(MASKINGS)}")
         if self.weighting not in WEIGHTINGS:
             raise MaskgenError(f"unknown weighting {self.weighting!r}; choose from {', '.join(WEIGHTINGS)}")
+        if self.t_sampling not in T_SAMPLINGS:
+            raise MaskgenError(f"unknown t sampling {self.t_sampling!r}; choose from {', '.join(T_SAMPLINGS)}")
         if not 0.0 <= self.t_min < 1.0:
             raise MaskgenError(f"t_min must be in [0, 1), got {self.t_min}")
         if not 0.0 <= self.cond_drop <= 1.0:
@@ -76,11 +96,8 @@ class MaskedObjectiveConfig:
 
 
 class MaskedTokenObjective:
-    """002 Eq. 7 for a generator ``model(tokens, labels, t) -> logits``; loss on masked positions only.
-
-    With w(t)=1 the per-image loss is the mean cross-entropy over its masked positions
-    (MaskGIT's convention); with the ELBO weight it is gamma'/gamma * sum / N (002 Eq. 4).
-    """
+    """eMIGM Eq. 7 for a generator ``model(tokens, labels, t) -> logits``: cross-entropy on
+    the masked positions only, weighted as the module docstring says."""
 
     def __init__(self, config: MaskedObjectiveConfig, mask_id: int, null_class: int, timestep_input: bool = False):
         self.config = config
@@ -92,6 +109,8 @@ class MaskedTokenObjective:
     def sample_times(self, ctx: StepContext) -> Tensor:
         c = self.config
         u = ctx.draw(torch.rand, dtype=torch.float64) if not c.batch_time else torch.rand(1, generator=ctx.rng, dtype=torch.float64).expand(ctx.rows.stop - ctx.rows.start)
+        if c.t_sampling == "clamp":
+            return u.clamp(min=c.t_min)
         return c.t_min + (1.0 - c.t_min) * u
 
     def __call__(self, model: nn.Module, batch: tuple[Tensor, Tensor], ctx: StepContext) -> tuple[Tensor, dict[str, float]]:
@@ -112,8 +131,10 @@ class MaskedTokenObjective:
         ).view(b, n)
         masked_ce = (ce * mask).sum(dim=1)
         count = mask.sum(dim=1)
-        if c.weighting == "one":
+        if c.weighting == "per-image":
             per_image = masked_ce / count.clamp_min(1)
+        elif c.weighting == "one":
+            per_image = masked_ce / n
         else:
             per_image = self.schedule.elbo_weight(t).float().to(ce.device) * masked_ce / n
         loss = per_image.mean()

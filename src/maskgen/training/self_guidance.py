@@ -9,6 +9,10 @@ at the overwritten positions:
 
     L_aux = -E_{x, t} sum_{i overwritten} log p_theta(x_0^i | H_phi(z_t), c)
 
+The loss positions follow the authors' code: the overwritten (replaced visible) tokens.
+The printed Eq. 7 sums over the masked positions of z_t instead; with that choice the
+task would be ordinary masked prediction, which is the ``mask`` ablation below.
+
 ``task="mask"`` is 000 Table 2's ablation "ft. w/ L_mask": no corruption, the loss is the
 plain masked-token loss on the masked positions. Both add the TOAST regulariser
 (``reg_weight`` x sum of the decoders' reconstruction MSEs). Only the module trains; the
@@ -67,7 +71,7 @@ class SelfGuidanceObjective:
         self.generator = generator.eval().requires_grad_(False)
 
     @torch.no_grad()
-    def corrupt(self, tokens: Tensor, labels: Tensor, mask: Tensor, ctx: StepContext, t: Tensor | None) -> tuple[Tensor, Tensor]:
+    def corrupt(self, tokens: Tensor, labels: Tensor, mask: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor]:
         """z_t and the positions to learn from: overwritten ones (aux) or masked ones (mask)."""
         g = self.generator
         x_t = torch.where(mask, torch.full_like(tokens, g.mask_id), tokens)
@@ -75,7 +79,7 @@ class SelfGuidanceObjective:
             return x_t, mask
         n = tokens.shape[1]
         blank = torch.full_like(tokens, g.mask_id)
-        logp = g(blank, labels, None if t is None else torch.ones_like(t)).float().log_softmax(-1)
+        logp = g(blank, labels, g.time_input(1.0, len(tokens), tokens.device)).float().log_softmax(-1)
         draws = inverse_cdf(logp, ctx.draw(torch.rand, n).to(tokens.device))
         errors = choose_visible(~mask, self.config.error_rate, ctx.draw(torch.rand, n).to(tokens.device))
         return torch.where(errors, draws, x_t), errors
@@ -85,9 +89,10 @@ class SelfGuidanceObjective:
         c, g = self.config, self.generator
         b, n = tokens.shape
         t, mask, labels = mask_and_drop(tokens, labels, ctx, self.schedule, c.cond_drop, g.null_class)
-        t_in = t.float().to(tokens.device) if g.config.timestep_input else None
+        # the generator reads the time of its own schedule, not of the fine-tuning schedule
+        t_in = g.time_input(self.schedule.gamma(t), b, tokens.device)
 
-        z, target = self.corrupt(tokens, labels, mask, ctx, t_in)
+        z, target = self.corrupt(tokens, labels, mask, ctx)
         with torch.no_grad():
             first = g.run(z, labels, t_in, hidden=True, layer_io=True)
         top_down = module(first.hidden, labels)

@@ -66,6 +66,14 @@ def learning_rate(step: int, c: TrainConfig) -> float:
     return c.min_lr + 0.5 * (c.lr - c.min_lr) * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def seeded(seed: int, build: Callable[[], Any]) -> Any:
+    """``build()`` with its initial weights drawn from ``seed`` alone: the same recipe and seed
+    give the same initial model, whatever ran before, and the caller's global RNG is untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
 def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed((seed * 1_000_003 + step * 7919 + stream * 104_729) % (2**63))
