@@ -23,6 +23,7 @@ import torch
 from maskgen.evaluate import evaluate_images, load_network, reference_network
 from maskgen.metrics import load_stats
 from maskgen.pipeline import MaskGen
+from maskgen.sampling.spec import SamplerSpec
 
 # (key, header, format); a column no row has is left out of the table
 COLUMNS = [
@@ -85,11 +86,13 @@ class Bench:
         seed: int | None = None,
         base: dict | None = None,
     ) -> dict[str, Any]:
-        """One row: ``--num`` images from ``model.sampler(**spec)`` (or, with ``base``, the
-        critic refiner ``model.refiner(**spec)`` applied to the base row's tokens, its NFE and
-        time added to the base row's), scored."""
+        """One row: ``--num`` images from the ``SamplerSpec`` that ``spec`` (``maskgen sample``'s
+        option names) describes (or, with ``base``, the critic refiner's spec applied to the
+        base row's tokens, its NFE and time added to the base row's), scored."""
         model = model or self.args.model
         seed = self.args.seed if seed is None else seed
+        sampler_spec = MaskGen.refiner_spec(**spec) if base is not None else SamplerSpec.from_options(**spec)
+        spec = sampler_spec.to_dict()
         identity = {"model": str(model), "seed": seed, "num": self.args.num, "spec": spec, "base": base["key"] if base else None,
                     "inception": self.args.inception_ref}
         key = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -106,7 +109,7 @@ class Bench:
 
     def _sample(self, model_dir: str, spec: dict[str, Any], seed: int, base: dict | None) -> dict[str, Any]:
         model = self.model_for(model_dir)
-        sampler = model.refiner(**spec) if base is not None else model.sampler(**spec)
+        sampler = model.sampler(spec)
         start = time.perf_counter()
         init = torch.from_numpy(base["tokens"]) if base is not None else None
         images, result = model.generate(self.labels, sampler, seed=seed, batch_size=self.args.batch_size, progress=False, init=init)

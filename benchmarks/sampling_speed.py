@@ -35,9 +35,9 @@ import torch
 from torch import nn
 
 from maskgen.models.transformer import GeneratorConfig, MaskedTransformer
-from maskgen.sampling.draw import TokenDraw
-from maskgen.sampling.fill import FILL_RULES, make_fill
-from maskgen.sampling.guidance import ClassifierFreeGuidance, GuidanceScale
+from maskgen.errors import MaskgenError
+from maskgen.sampling.denoiser import DiscreteDenoiser
+from maskgen.sampling.spec import FILLS, SamplerSpec
 from maskgen.sampling.loop import Sampler
 
 from common import load_note, parse_grid
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--num-classes", type=int, default=10)
     m.add_argument("--timestep-input", action="store_true", help="explicit-timestep generator (random init only)")
     s = ap.add_argument_group("sampler")
-    s.add_argument("--sampler", choices=sorted(FILL_RULES), default="confidence", help="fill rule")
+    s.add_argument("--sampler", choices=sorted(k for k in FILLS if k != "critic"), default="confidence", help="fill rule")
     s.add_argument("--steps", type=int, default=8)
     s.add_argument("--schedule", default="cosine")
     s.add_argument("--cfg", type=float, default=0.0, help="classifier-free guidance scale (0: off); --sweep uses it, or 2.0, for its CFG rows")
@@ -104,12 +104,27 @@ def load_model(args) -> MaskedTransformer:
     return model.to(args.device).eval()
 
 
+class BareGenerator:
+    """What ``SamplerSpec.build`` needs, for a generator without a tokenizer or components."""
+
+    def __init__(self, network: nn.Module):
+        self.network = network
+
+    def denoiser(self) -> DiscreteDenoiser:
+        return DiscreteDenoiser(self.network)
+
+    def critic(self, folder=None):
+        raise MaskgenError("this benchmark times generator-only samplers; the critic rule needs a model folder")
+
+    self_guidance_module = critic
+
+
 def make_sampler(model: MaskedTransformer, args, fill: str, cfg: float) -> Sampler:
-    """The sampler ``MaskGen.sampler`` would build (pipeline.py), without needing a tokenizer."""
-    rule = make_fill(fill, choice_temperature=args.choice_temperature, annealing=args.annealing)
-    guidance = [ClassifierFreeGuidance(GuidanceScale(cfg), model.null_class)] if cfg != 0.0 else []
-    draw = TokenDraw(args.temperature, args.top_k, args.top_p)
-    return Sampler(model, rule, draw, args.steps, args.schedule, guidance)
+    """The sampler the spec of these options describes (the one builder every caller uses)."""
+    options = dict(sampler=fill, steps=args.steps, schedule=args.schedule, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, cfg=cfg or None)
+    if fill == "confidence":
+        options.update(choice_temperature=args.choice_temperature, annealing=args.annealing)
+    return SamplerSpec.from_options(**options).build(BareGenerator(model))
 
 
 class CallRecorder:
@@ -176,6 +191,8 @@ class CachedLogits(nn.Module):
     @property
     def null_class(self) -> int:
         return self._null_class
+
+    time_input = MaskedTransformer.time_input
 
     def forward(self, tokens, labels, t=None, **kw):
         return self.cache[len(tokens)]

@@ -34,3 +34,30 @@ def model_dir(tmp_path_factory):
     assert main(["train-tokenizer", "--data", "embedded", "--out", str(root / "tok"), *TOK]) == 0
     assert main(["train", "--data", "embedded", "--tokenizer", str(root / "tok"), "--out", str(root / "gen"), *GEN]) == 0
     return root / "gen"
+
+
+class BareGenerator:
+    """What ``SamplerSpec.build`` needs from a model folder, for a bare generator."""
+
+    def __init__(self, network, critic=None, module=None):
+        self.network, self._critic, self._module = network, critic, module
+
+    def denoiser(self):
+        from maskgen.sampling.denoiser import DiscreteDenoiser
+
+        return DiscreteDenoiser(self.network)
+
+    def critic(self, folder=None):
+        assert self._critic is not None, "this test gave no critic"
+        return self._critic
+
+    def self_guidance_module(self, folder=None):
+        assert self._module is not None, "this test gave no self-guidance module"
+        return self._module
+
+
+def build_sampler(network, critic=None, module=None, **options):
+    """The sampler ``maskgen sample``'s options describe, on a bare generator."""
+    from maskgen.sampling.spec import SamplerSpec
+
+    return SamplerSpec.from_options(**options).build(BareGenerator(network, critic, module))

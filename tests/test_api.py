@@ -4,17 +4,8 @@ import numpy as np
 import torch
 
 from conftest import tiny_generator
-from maskgen import (
-    ClassifierFreeGuidance,
-    ConfidenceFill,
-    GuidanceScale,
-    MaskGen,
-    Sampler,
-    TokenDraw,
-    VQConfig,
-    VQTokenizer,
-    save_samples,
-)
+from maskgen import MaskGen, SamplerSpec, TokenDraw, VQConfig, VQTokenizer, save_samples
+from maskgen.sampling import CFGSpec, ConfidenceSpec
 from maskgen.pipeline import copy_tokenizer
 
 
@@ -27,16 +18,16 @@ def test_readme_api(tmp_path):
     copy_tokenizer(tmp_path / "tok", tmp_path / "gen")
 
     model = MaskGen.load(tmp_path / "gen")
-    sampler = model.sampler("confidence", steps=8, cfg=2.0)
-    assert sampler.settings()["guidance"][0]["scale"] == 2.0
-    sampler = Sampler(
-        model.generator,
-        ConfidenceFill(choice_temperature=4.5, annealing="linear"),
-        TokenDraw(temperature=1.0, top_p=0.9),
+    sampler = model.sampler(sampler="confidence", steps=8, cfg=2.0)
+    assert sampler.settings()["sampler"]["guidance"][0]["scale"] == 2.0
+    spec = SamplerSpec(
         steps=8,
         schedule="cosine",
-        guidance=[ClassifierFreeGuidance(GuidanceScale(2.0, ramp="linear"), model.generator.null_class)],
+        fill=ConfidenceSpec(choice_temperature=4.5, annealing="linear"),
+        draw=TokenDraw(temperature=1.0, top_p=0.9),
+        guidance=[CFGSpec(scale=2.0, ramp="linear")],
     )
+    sampler = model.sampler(spec)
     images, result = model.generate(torch.arange(10), sampler, seed=0, progress=False)
     assert images.shape == (10, 1, 32, 32) and images.dtype == torch.uint8
     assert result.nfe == 15  # the linear ramp is 0 at the first step: 1 + 7 * 2
@@ -44,3 +35,6 @@ def test_readme_api(tmp_path):
     assert np.array_equal(np.load(paths["npz"])["images"], images.numpy())
     again, _ = model.generate(torch.arange(10), sampler, seed=0, progress=False)
     assert torch.equal(images, again)
+    # the spec a result records rebuilds the same sampler
+    replayed, _ = model.generate(torch.arange(10), model.sampler(result.settings["sampler"]), seed=0, progress=False)
+    assert torch.equal(images, replayed)

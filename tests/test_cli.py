@@ -27,7 +27,7 @@ def test_sample_writes_grid_arrays_and_settings(model_dir, tmp_path, capsys):
     assert data["labels"].tolist() == [0, 1, 2, 3, 4, 5]
     assert data["tokens"].shape == (6, 64)
     meta = json.loads((out / "samples.json").read_text())
-    assert meta["nfe"] == 6 and meta["settings"]["steps"] == 3 and meta["settings"]["guidance"][0]["scale"] == 1.0
+    assert meta["nfe"] == 6 and meta["sampler"]["steps"] == 3 and meta["sampler"]["guidance"][0] == {"kind": "cfg", "scale": 1.0, "ramp": "constant", "interval": None}
     assert Image.open(out / "grid.png").size[0] > 32
     # same seed, same images; another seed, other images
     assert main(["sample", "--model", str(model_dir), "--num", "6", "--out", str(tmp_path / "t"), "--steps", "3", "--cfg", "1.0"]) == 0
@@ -36,12 +36,30 @@ def test_sample_writes_grid_arrays_and_settings(model_dir, tmp_path, capsys):
     assert not np.array_equal(np.load(tmp_path / "u/samples.npz")["tokens"], data["tokens"])
 
 
+def test_spec_replays_a_sample_set_exactly(model_dir, tmp_path, capsys):
+    first = tmp_path / "first"
+    argv = ["sample", "--model", str(model_dir), "--num", "7", "--classes", "2,5", "--seed", "4", "--batch-size", "3", "--out", str(first),
+            "--sampler", "confidence", "--steps", "5", "--choice-temperature", "9", "--annealing", "compound", "--top-p", "0.9",
+            "--cfg", "1.5", "--cfg-interval", "0.1", "0.6", "--guidance", "blur", "--scale", "0.5", "--blur-sigma", "0.8"]
+    assert main(argv) == 0
+    assert main(["sample", "--spec", str(first / "samples.json"), "--out", str(tmp_path / "again")]) == 0
+    a, b = np.load(first / "samples.npz"), np.load(tmp_path / "again" / "samples.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in ("images", "labels", "tokens"))
+    assert b["labels"].tolist() == [2, 5, 2, 5, 2, 5, 2]
+    spec = json.loads((first / "samples.json").read_text())["sampler"]
+    assert spec["fill"] == {"kind": "confidence", "choice_temperature": 9.0, "annealing": "compound"}
+    assert [g["kind"] for g in spec["guidance"]] == ["cfg", "blur"] and spec["guidance"][1]["sigma"] == 0.8
+    # a spec describes the whole sampler: an extra sampler option is refused, not mixed in
+    assert main(["sample", "--spec", str(first / "samples.json"), "--out", str(tmp_path / "x"), "--steps", "3"]) == 2
+    assert "--spec describes the whole sampler" in capsys.readouterr().err
+
+
 def test_yaml_recipe_sets_options_and_command_line_wins(model_dir, tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("model: %s\nnum: 4\nsteps: 2\nsampler: ancestral\nclasses: '7'\nout: %s\n" % (model_dir, tmp_path / "r"))
     assert main(["sample", "--config", str(recipe), "--steps", "3"]) == 0
     meta = json.loads((tmp_path / "r/samples.json").read_text())
-    assert meta["num"] == 4 and meta["settings"]["fill"] == "ancestral" and meta["settings"]["steps"] == 3
+    assert meta["num"] == 4 and meta["sampler"]["fill"] == {"kind": "ancestral"} and meta["sampler"]["steps"] == 3
     assert np.load(tmp_path / "r/samples.npz")["labels"].tolist() == [7, 7, 7, 7]
 
 
@@ -63,9 +81,12 @@ def test_encode_cache_then_train_and_resume(model_dir, tmp_path):
         (["train-tokenizer", "--data", "mnist-ish", "--out", "X", *TOK], "unknown data spec"),
         (["train", "--data", "embedded", "--tokenizer", "TOK", "--out", "X", "--schedule", "sigmoid"], "unknown schedule"),
         (["train", "--data", "embedded", "--tokenizer", "TOK", "--out", "X", "--masking", "blocks"], "unknown masking"),
-        (["sample", "--model", "MODEL", "--out", "X", "--sampler", "beam"], "unknown sampler"),
+        (["sample", "--model", "MODEL", "--out", "X", "--sampler", "beam"], "unknown fill rule 'beam'; choose from confidence, ancestral, flow, critic"),
+        (["sample", "--model", "MODEL", "--out", "X", "--sampler", "flow", "--choice-temperature", "25"], "--choice-temperature applies to the confidence fill rule"),
+        (["sample", "--model", "MODEL", "--out", "X", "--sampler", "critic", "--temperature", "2"], "leave the draw temperature at 1"),
+        (["sample", "--model", "MODEL", "--out", "X", "--spec", "/no/such/spec.json"], "spec file does not exist"),
         (["sample", "--model", "MODEL", "--out", "X", "--classes", "3,12"], "class id 12 out of range"),
-        (["sample", "--model", "MODEL", "--out", "X", "--steps", "0"], "steps must be >= 1"),
+        (["sample", "--model", "MODEL", "--out", "X", "--steps", "0"], "steps must be an integer >= 1"),
         (["sample", "--model", "MODEL", "--out", "X", "--temperature", "-1"], "temperature must be >= 0"),
         (["sample", "--model", "/no/such/model", "--out", "X"], "does not exist"),
         (["sample", "--model", "MODEL"], "--out is required"),

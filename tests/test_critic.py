@@ -11,11 +11,11 @@ from maskgen.cli import main
 from maskgen.errors import MaskgenError
 from maskgen.models.critic import TokenCritic
 from maskgen.models.transformer import MaskedTransformer
-from maskgen.sampling import Sampler, Step, TokenDraw
+from conftest import build_sampler
+from maskgen.sampling import DiscreteDenoiser, Proposal, Sampler, Step, TokenDraw
 from maskgen.sampling.critic import CriticFill
-from maskgen.sampling.guidance import ClassifierFreeGuidance, GuidanceScale
 from maskgen.sampling.rejection import ClassifierRejection
-from maskgen.schedules import ScaledSchedule, get_schedule
+from maskgen.schedules import get_schedule
 from maskgen.training.critic import CriticObjective, CriticObjectiveConfig, auc, critic_auc
 
 
@@ -36,12 +36,13 @@ def test_critic_rule_can_remask_an_accepted_token(generator):
     n, k = generator.config.num_tokens, generator.mask_id
     order = torch.arange(n, dtype=torch.float32)
     order[n - 1] = -100.0  # the critic distrusts the last position most
-    fill = CriticFill(PositionCritic(order), noise=0.0)
+    fill = CriticFill(PositionCritic(order), noise=0.0, temperature=(0.0, 1.0))
     x = torch.full((2, n), k)
     x[:, n - 1] = 3  # accepted at an earlier step
-    logp = torch.randn(2, n, generator.config.codebook_size)
+    candidates = torch.randint(0, generator.config.codebook_size, (2, n))
     step = Step(2, 8, 0.75, 0.625, get_schedule("cosine"))
-    out = fill(x, logp, step, TokenDraw(), k, torch.Generator().manual_seed(0), torch.zeros(2, dtype=torch.long))
+    p = Proposal(x, x == k, candidates, torch.zeros(2, n), torch.zeros(2, dtype=torch.long))
+    out = fill(DiscreteDenoiser(generator), p, step, torch.Generator().manual_seed(0))
     assert (out[:, n - 1] == k).all()  # revoked
     assert ((out == k).sum(1) == int(np.ceil(n * step.gamma_s))).all()
 
@@ -49,13 +50,13 @@ def test_critic_rule_can_remask_an_accepted_token(generator):
 @pytest.mark.parametrize("steps", [1, 4, 9])
 def test_critic_sampling_ends_unmasked_and_counts_critic_passes(generator, steps):
     critic = TokenCritic.for_generator(generator).eval()
-    s = Sampler(generator, CriticFill(critic, noise=1.0, temperature=(1.0, 0.5)), steps=steps)
+    s = build_sampler(generator, critic, sampler="critic", critic_noise=1.0, critic_temperature=(1.0, 0.5), steps=steps)
     r = s(torch.tensor([0, 1, 2, 0]), torch.Generator().manual_seed(0))
     assert not (r.tokens == generator.mask_id).any()
     assert r.settings["nfe_generator"] == steps and r.settings["nfe_critic"] == steps - 1
     assert r.nfe == 2 * steps - 1
     # composes with guidance: CFG doubles the generator rows, not the critic's
-    s = Sampler(generator, CriticFill(critic), steps=steps, guidance=[ClassifierFreeGuidance(GuidanceScale(2.0), generator.null_class)])
+    s = build_sampler(generator, critic, sampler="critic", steps=steps, cfg=2.0)
     r = s(torch.tensor([0, 1]), torch.Generator().manual_seed(0))
     assert r.settings["nfe_generator"] == 2 * steps and r.settings["nfe_critic"] == steps - 1
 
@@ -66,12 +67,39 @@ def test_refinement_changes_only_low_scored_positions(generator):
     critic = PositionCritic(order)
     low = order < np.ceil(0.6 * n)  # the 60% lowest-scored positions
     init = torch.randint(0, generator.config.codebook_size, (5, n), generator=torch.Generator().manual_seed(1))
-    s = Sampler(generator, CriticFill(critic, noise=0.0), steps=9, schedule=ScaledSchedule("cosine", 0.6))
+    s = build_sampler(generator, critic, sampler="critic", critic_noise=0.0, steps=9, schedule="0.6*cosine")
     r = s(torch.tensor([0, 1, 2, 0, 1]), torch.Generator().manual_seed(0), init=init)
     assert r.tokens.shape == init.shape and not (r.tokens == k).any()
     changed = r.tokens != init
     assert changed.any() and not (changed & ~low).any()
     assert r.masked_per_step[0][0] <= int(np.ceil(0.6 * n))
+
+
+def test_critic_temperature_and_selection_noise_by_hand(generator):
+    # Token-Critic Alg. 2 with T = 4: t/T = 1, 3/4, 1/2, 1/4 at the four steps
+    fill = CriticFill(PositionCritic(torch.zeros(16)), noise=3.0, temperature=(2.0, 0.5))
+    steps = [Step(i, 4, (4 - i) / 4, (3 - i) / 4, get_schedule("cosine")) for i in range(4)]
+    assert [fill.temperature(s) for s in steps] == [2.5, 2.0, 1.5, 1.0]  # a t/T + b
+    # scores: sigmoid(0) = 1/2 plus K u (t/T), u ~ U[-1/2, 1/2] from the sampling generator
+    x = torch.zeros(2, 16, dtype=torch.long)
+    scores = fill.scores(x, torch.zeros(2, dtype=torch.long), 0.75, torch.Generator().manual_seed(9))
+    u = torch.rand((2, 16), generator=torch.Generator().manual_seed(9)) - 0.5
+    torch.testing.assert_close(scores, 0.5 + 3.0 * u * 0.75)
+
+
+def test_critic_temperature_replaces_the_draw_temperature(generator):
+    critic = TokenCritic.for_generator(generator).eval()
+    seen = []
+    s = build_sampler(generator, critic, sampler="critic", critic_temperature=(2.0, 0.5), steps=4)
+    draw = s.model.draw
+
+    def spy(strong, weaks, scales, d, g, last, temperature=None):
+        seen.append(temperature)
+        return draw(strong, weaks, scales, d, g, last, temperature)
+
+    s.model.draw = spy
+    s(torch.tensor([0, 1]), torch.Generator().manual_seed(0))
+    assert seen == [2.5, 2.0, 1.5, 1.0] and s.draw.temperature == 1.0
 
 
 def test_rejection_keeps_the_best_scored_candidate():

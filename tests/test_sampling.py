@@ -3,12 +3,13 @@ import math
 import pytest
 import torch
 
-from conftest import tiny_generator
+from conftest import build_sampler, tiny_generator
 from maskgen.errors import MaskgenError
+from maskgen.sampling.denoiser import DiscreteDenoiser
 from maskgen.sampling.draw import TokenDraw
-from maskgen.sampling.fill import ConfidenceFill, Step, make_fill
-from maskgen.sampling.guidance import ClassifierFreeGuidance, GuidanceScale
-from maskgen.sampling.loop import Sampler
+from maskgen.sampling.fill import AncestralFill, ConfidenceFill, FlowEulerFill, Proposal, Step
+from maskgen.sampling.guidance import GuidanceScale
+from maskgen.sampling.spec import SamplerSpec
 from maskgen.schedules import get_schedule
 
 LABELS = torch.tensor([0, 1, 2, 0])
@@ -18,15 +19,19 @@ def gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-def cfg(model, scale, **kw):
-    return [ClassifierFreeGuidance(GuidanceScale(scale, **kw), model.null_class)]
+def reveal(rule, n, k, step):
+    """Run a fill rule on an all-masked row of n positions with uniform candidates."""
+    x = torch.full((1, n), k)
+    model = DiscreteDenoiser(tiny_generator(codebook_size=k))
+    candidates = torch.zeros(1, n, dtype=torch.long)
+    return rule(model, Proposal(x, x == k, candidates, torch.zeros(1, n), torch.zeros(1, dtype=torch.long)), step, gen())
 
 
 @pytest.mark.parametrize("fill", ["confidence", "ancestral", "flow"])
 @pytest.mark.parametrize("steps", [1, 3, 8, 40])
 @pytest.mark.parametrize("schedule", ["cosine", "linear", "exp"])
 def test_no_mask_left(generator, fill, steps, schedule):
-    r = Sampler(generator, make_fill(fill), steps=steps, schedule=schedule)(LABELS, gen())
+    r = build_sampler(generator, sampler=fill, steps=steps, schedule=schedule)(LABELS, gen())
     assert not (r.tokens == generator.mask_id).any()
     assert r.tokens.min() >= 0 and r.tokens.max() < generator.config.codebook_size
 
@@ -34,21 +39,18 @@ def test_no_mask_left(generator, fill, steps, schedule):
 @pytest.mark.parametrize("schedule", ["cosine", "linear", "arccos"])
 def test_confidence_masked_count_follows_schedule(generator, schedule):
     steps, n = 6, generator.config.num_tokens
-    r = Sampler(generator, make_fill("confidence"), steps=steps, schedule=schedule)(LABELS, gen())
+    r = build_sampler(generator, steps=steps, schedule=schedule)(LABELS, gen())
     s = get_schedule(schedule)
-    expected = [math.floor(n * float(s.gamma(1 - (i + 1) / steps))) for i in range(steps)]
+    expected = [max(1, math.floor(n * float(s.gamma((steps - i - 1) / steps)))) for i in range(steps - 1)] + [0]
     assert [row[0] for row in r.masked_per_step] == expected
     assert all(len(set(row)) == 1 for row in r.masked_per_step)
 
 
 def test_ancestral_reveal_probability():
     # 002 Eq. 6: a masked token survives t -> s with probability gamma_s / gamma_t
-    torch.manual_seed(0)
     n, k = 20000, 8
-    x = torch.full((1, n), k)
-    logp = torch.zeros(1, n, k).log_softmax(-1)
     step = Step(0, 4, 1.0, 0.75, get_schedule("cosine"))
-    out = make_fill("ancestral")(x, logp, step, TokenDraw(), k, gen())
+    out = reveal(AncestralFill(), n, k, step)
     survive = (out == k).float().mean().item()
     assert survive == pytest.approx(step.gamma_s / step.gamma_t, abs=0.015)
 
@@ -56,59 +58,119 @@ def test_ancestral_reveal_probability():
 def test_flow_euler_reveal_probability():
     # 003 Alg. 1: reveal probability h * kappa'/(1 - kappa) = (t - s) gamma'(t) / gamma(t)
     n, k = 20000, 8
-    x = torch.full((1, n), k)
-    logp = torch.zeros(1, n, k).log_softmax(-1)
-    sched = get_schedule("linear")
-    step = Step(1, 4, 0.75, 0.5, sched)
-    out = make_fill("flow")(x, logp, step, TokenDraw(), k, gen())
-    assert (out != k).float().mean().item() == pytest.approx(0.25 / 0.75, abs=0.015)
+    step = Step(1, 4, 0.75, 0.5, get_schedule("linear"))
+    assert (reveal(FlowEulerFill(), n, k, step) != k).float().mean().item() == pytest.approx(0.25 / 0.75, abs=0.015)
+    # a non-linear schedule: cosine gamma = cos(pi/2 (1 - t)), gamma' = pi/2 sin(pi/2 (1 - t)),
+    # so at t = 3/4, s = 1/2 the probability is 1/4 * pi/2 * tan(pi/8) = 0.16266
+    step = Step(1, 4, 0.75, 0.5, get_schedule("cosine"))
+    assert (reveal(FlowEulerFill(), n, k, step) != k).float().mean().item() == pytest.approx(0.16266, abs=0.01)
 
 
 def test_confidence_never_remasks_decoded_tokens(generator):
-    r = Sampler(generator, make_fill("confidence"), steps=5)(LABELS, gen())
+    r = build_sampler(generator, steps=5)(LABELS, gen())
     counts = torch.tensor(r.masked_per_step)
     assert (counts.diff(dim=0) <= -1).all()
 
 
 def test_same_seed_same_tokens(generator):
-    s = Sampler(generator, make_fill("confidence"), steps=4, guidance=cfg(generator, 1.5))
+    s = build_sampler(generator, steps=4, cfg=1.5)
     a, b, c = s(LABELS, gen(3)), s(LABELS, gen(3)), s(LABELS, gen(4))
     assert torch.equal(a.tokens, b.tokens)
     assert not torch.equal(a.tokens, c.tokens)
 
 
 def test_cfg_scale_zero_equals_conditional(generator):
-    plain = Sampler(generator, make_fill("confidence"), steps=4)(LABELS, gen(1))
-    zero = Sampler(generator, make_fill("confidence"), steps=4, guidance=cfg(generator, 0.0))(LABELS, gen(1))
+    plain = build_sampler(generator, steps=4)(LABELS, gen(1))
+    zero = build_sampler(generator, steps=4, cfg=0.0)(LABELS, gen(1))
     assert torch.equal(plain.tokens, zero.tokens)
     assert plain.nfe == zero.nfe == 4
 
 
 def test_cfg_combination_in_log_prob_space(generator):
-    s = Sampler(generator, make_fill("confidence"), steps=4, guidance=cfg(generator, 2.0))
+    s = build_sampler(generator, steps=4, cfg=2.0)
     x = torch.full((4, 16), generator.mask_id)
     x[:, :5] = 3
     step = Step(1, 4, 0.75, 0.5, s.schedule)
-    guided, rows = s.log_probs(x, LABELS, step)
+    strong, weaks, scales, rows = s.predict(x, LABELS, step)
     cond = generator(x, LABELS).log_softmax(-1)
     uncond = generator(x, torch.full_like(LABELS, generator.null_class)).log_softmax(-1)
-    assert rows == 8
-    assert torch.allclose(guided, uncond + 3.0 * (cond - uncond), atol=1e-5)
+    assert rows == 8 and scales == [2.0]
+    draw = TokenDraw(temperature=1.0)
+    _, conf = s.model.draw(strong, weaks, scales, draw, gen(5), False)
+    tokens, _ = draw(uncond + 3.0 * (cond - uncond), gen(5))
+    expected = (uncond + 3.0 * (cond - uncond)).log_softmax(-1).gather(-1, tokens[..., None]).squeeze(-1)
+    assert torch.allclose(conf, expected, atol=1e-4)
     # s = -1 recovers the weak (unconditional) branch
-    s_neg = Sampler(generator, make_fill("confidence"), steps=4, guidance=cfg(generator, -1.0))
-    assert torch.allclose(s_neg.log_probs(x, LABELS, step)[0], uncond, atol=1e-5)
+    s_neg = build_sampler(generator, steps=4, cfg=-1.0)
+    strong, weaks, scales, _ = s_neg.predict(x, LABELS, step)
+    _, conf = s_neg.model.draw(strong, weaks, scales, draw, gen(5), False)
+    tokens, _ = draw(uncond, gen(5))
+    assert torch.allclose(conf, uncond.gather(-1, tokens[..., None]).squeeze(-1), atol=1e-4)
 
 
 def test_nfe_counts(generator):
-    assert Sampler(generator, make_fill("flow"), steps=6)(LABELS, gen()).nfe == 6
-    assert Sampler(generator, make_fill("flow"), steps=6, guidance=cfg(generator, 1.0))(LABELS, gen()).nfe == 12
-    # interval (0.2, 0.6]: step ends s = 5/6 .. 0 -> active at s in {4/6, 3/6, 2/6}: no, 4/6 > 0.6
-    r = Sampler(generator, make_fill("ancestral"), steps=6, guidance=cfg(generator, 1.0, interval=(0.2, 0.6)))(LABELS, gen())
-    active = sum(0.2 < 1 - (i + 1) / 6 <= 0.6 for i in range(6))
-    assert r.nfe == 6 + active == 8
+    assert build_sampler(generator, sampler="flow", steps=6)(LABELS, gen()).nfe == 6
+    assert build_sampler(generator, sampler="flow", steps=6, cfg=1.0)(LABELS, gen()).nfe == 12
+    # interval (0.2, 0.6]: step ends s = 5/6, 4/6, 3/6, 2/6, 1/6, 0 -> active at 3/6 and 2/6
+    r = build_sampler(generator, sampler="confidence", steps=6, cfg=1.0, cfg_interval=(0.2, 0.6))(LABELS, gen())
+    assert r.nfe == 6 + 2
     # linear ramp starts at 0: the first step costs one pass
-    r = Sampler(generator, make_fill("confidence"), steps=4, guidance=cfg(generator, 1.0, ramp="linear"))(LABELS, gen())
+    r = build_sampler(generator, steps=4, cfg=1.0, cfg_ramp="linear")(LABELS, gen())
     assert r.nfe == 7
+
+
+@pytest.mark.parametrize(
+    "steps, active",
+    [
+        (10, [0.3, 0.2]),  # 1 - 7/10 is 0.30000000000000004 in floats: the edge must still count
+        (16, [0.25, 0.1875, 0.125]),
+        (20, [0.3, 0.25, 0.2, 0.15]),
+    ],
+)
+def test_cfg_interval_hits_grid_points(generator, steps, active):
+    s = build_sampler(generator, sampler="confidence", steps=steps, cfg=1.0, cfg_interval=(0.1, 0.3))
+    on = [s.step(i).s for i in range(steps) if s.guidance[0].scale.at(s.step(i)) != 0.0]
+    assert on == active
+    # rows actually run: one per step plus one per active step (the confidence rule runs all T)
+    assert s(LABELS, gen()).nfe == steps + len(active)
+
+
+def test_confidence_rule_runs_every_step_when_t_exceeds_n():
+    m = tiny_generator(grid=(2, 2))  # N = 4 tokens, T = 10 steps
+    r = build_sampler(m, steps=10)(LABELS, gen())
+    # official MaskGIT: at least one token stays masked until the last step
+    assert [row[0] for row in r.masked_per_step] == [3, 2, 1, 1, 1, 1, 1, 1, 1, 0]
+    assert r.nfe == 10
+
+
+def test_argmax_touches_only_last_step_fills():
+    m = tiny_generator()
+    fixed = torch.tensor([0.6, 0.4] + [1e-9] * 14).log()  # argmax is code 0; code 1 is drawn often
+
+    def forward(tokens, labels, t=None, top_down=None):
+        return fixed.expand(len(tokens), tokens.shape[1], 16).clone()
+
+    m.forward = forward
+    s = build_sampler(m, sampler="flow", steps=4, argmax_last=True)
+    before_last = {}
+    rule = s.fill
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(rule, name)
+
+        def __call__(self, model, p, step, generator):
+            if step.last:
+                before_last["masked"] = p.masked.clone()
+            return rule(model, p, step, generator)
+
+    s.fill = Spy()
+    tokens = s(torch.zeros(64, dtype=torch.long), gen()).tokens
+    last = before_last["masked"]
+    assert last.any() and (~last).any()
+    assert (tokens[last] == 0).all()  # argmax at the last step
+    earlier = tokens[~last]
+    assert (earlier == 1).float().mean() == pytest.approx(0.4, abs=0.08)  # drawn, not argmax
 
 
 def test_guidance_scale_schedule():
@@ -152,11 +214,19 @@ def test_token_draw_filters():
     "make, match",
     [
         (lambda m: TokenDraw(temperature=-1.0), "temperature"),
-        (lambda m: Sampler(m, make_fill("confidence"), steps=0), "steps"),
-        (lambda m: make_fill("beam"), "unknown sampler"),
-        (lambda m: ConfidenceFill(annealing="cubic"), "annealing"),
+        (lambda m: build_sampler(m, steps=0), "steps"),
+        (lambda m: build_sampler(m, sampler="beam"), "unknown fill rule"),
+        (lambda m: ConfidenceFill(4.5, annealing="cubic"), "annealing"),
         (lambda m: GuidanceScale(1.0, interval=(0.5, 0.2)), "interval"),
-        (lambda m: Sampler(m, make_fill("confidence"), steps=2)(torch.tensor([0, 7]), gen()), "class id 7 out of range"),
+        (lambda m: build_sampler(m, steps=2)(torch.tensor([0, 7]), gen()), "class id 7 out of range"),
+        (lambda m: build_sampler(m, sampler="flow", choice_temperature=25.0), "choice-temperature applies to the confidence fill rule"),
+        (lambda m: build_sampler(m, sampler="ancestral", annealing="compound"), "annealing applies to the confidence"),
+        (lambda m: build_sampler(m, sampler="critic", temperature=0.5), "leave the draw temperature at 1"),
+        (lambda m: build_sampler(m, blur_sigma=2.0), "blur-sigma applies to the blur guidance"),
+        (lambda m: build_sampler(m, scale=2.0), "applies to --guidance"),
+        (lambda m: build_sampler(m, cfg_interval=(0.1, 0.3)), "without --cfg"),
+        (lambda m: SamplerSpec.from_dict({"steps": 4, "fill": {"kind": "flow", "choice_temperature": 3}}), "has no option 'choice_temperature'"),
+        (lambda m: SamplerSpec.from_dict({"steps": 4, "stepz": 4}), "has no option 'stepz'"),
     ],
 )
 def test_bad_sampler_input(generator, make, match):
@@ -174,8 +244,13 @@ def test_explicit_timestep_model_receives_t():
         return orig(tokens, labels, t, **kw)
 
     m.forward = spy
-    Sampler(m, make_fill("flow"), steps=4)(LABELS, gen())
-    assert [float(t[0]) for t in seen] == [1.0, 0.75, 0.5, 0.25]
+    build_sampler(m, sampler="flow", steps=4, schedule="linear")(LABELS, gen())
+    assert [float(t[0]) for t in seen] == pytest.approx([1.0, 0.75, 0.5, 0.25])
+    # with another sampling schedule the model still reads the time of its own (linear)
+    # schedule: the masked fraction cos(pi/2 (1 - t))
+    seen.clear()
+    build_sampler(m, sampler="flow", steps=4, schedule="cosine")(LABELS, gen())
+    assert [float(t[0]) for t in seen] == pytest.approx([math.cos(math.pi / 2 * (1 - t)) for t in (1.0, 0.75, 0.5, 0.25)], abs=1e-6)
 
 
 def test_token_draw_follows_the_distribution():

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from conftest import tiny_generator
+from conftest import build_sampler, tiny_generator
+from maskgen.sampling.denoiser import DiscreteDenoiser
 from maskgen.checkpoint import load_tensors
 from maskgen.cli import main
 from maskgen.errors import MaskgenError
@@ -40,9 +41,11 @@ def _state(generator, steps=4):
 
 
 def _log_probs(generator, guidances, x, labels, step):
-    sampler = Sampler(generator, ConfidenceFill(), steps=step.total, guidance=guidances)
+    """The guided log-probabilities the loop draws from at ``step``, and the rows they cost."""
+    sampler = Sampler(generator, ConfidenceFill(4.5, "linear"), steps=step.total, guidance=guidances)
     with torch.no_grad():
-        return sampler.log_probs(x, labels, step)
+        strong, weaks, scales, rows = sampler.predict(x, labels, step)
+        return sampler.model.combine(strong, weaks, scales), rows
 
 
 def test_scale_zero_is_strong_and_minus_one_is_weak(generator):
@@ -94,7 +97,8 @@ def test_self_guided_sampling_runs_two_passes_per_step(generator, monkeypatch):
 
     monkeypatch.setattr(MaskedTransformer, "run", counting)
     steps = 6
-    sampler = Sampler(generator, ConfidenceFill(), steps=steps, guidance=[SelfGuidance(GuidanceScale(1.0), module)])
+    # self-guidance's own setting: Gumbel temperature 25 (Hur et al. 2024, Sec. 5), compound annealing as in its code
+    sampler = build_sampler(generator, module=module, steps=steps, guidance="self", scale=1.0, choice_temperature=25.0, annealing="compound")
     res = sampler(torch.tensor([0, 1, 2, 0]), torch.Generator().manual_seed(0))
     assert len(calls) == 2 * steps and all(n == 4 for n in calls)
     assert res.nfe == 2 * steps
@@ -119,11 +123,15 @@ def test_sag_remasks_salient_decoded_tokens(generator):
     assert strong.saliency.shape == x.shape
     seen = {}
 
-    def model(tokens, lab, t=None):
-        seen["x"] = tokens
-        return generator(tokens, lab, t)
+    model = DiscreteDenoiser(generator)
+    plain = model.logits
 
-    SelfAttentionGuidance(GuidanceScale(1.0), generator.mask_id).weak_logits(model, x, labels, None, strong)
+    def logits(tokens, lab, gamma):
+        seen["x"] = tokens
+        return plain(tokens, lab, gamma)
+
+    model.logits = logits
+    SelfAttentionGuidance(GuidanceScale(1.0), generator.mask_id).weak_logits(model, x, labels, torch.full((3,), 0.5), strong)
     salient = strong.saliency > 1.0
     assert (seen["x"][salient] == generator.mask_id).all()
     assert torch.equal(seen["x"][~salient], x[~salient])
@@ -154,6 +162,36 @@ def test_error_tokens_replace_thirty_percent_of_visible():
     assert (z[mask] == generator.mask_id).all() and not (errors & mask).any()
     assert (errors.sum(1) == 3).all()  # floor(0.3 * 10)
     assert torch.equal(z[~mask & ~errors], tokens[~mask & ~errors])
+
+
+def test_error_token_loss_uses_the_overwritten_positions():
+    # the authors' code: cross-entropy on the replaced visible tokens, not on the masked ones
+    generator = tiny_generator()
+    module = _toast(generator)
+    obj = SelfGuidanceObjective(SelfGuidanceObjectiveConfig(task="aux", label_smoothing=0.0, reg_weight=0.0, cond_drop=0.0), generator)
+    captured = {}
+    corrupt, forward = obj.corrupt, generator.forward
+
+    def spy_corrupt(*a):
+        z, target = corrupt(*a)
+        captured["z"], captured["target"] = z, target
+        return z, target
+
+    def spy_forward(tokens, labels, t=None, top_down=None):
+        out = forward(tokens, labels, t, top_down)
+        if top_down is not None:
+            captured["logits"] = out
+        return out
+
+    obj.corrupt, generator.forward = spy_corrupt, spy_forward
+    tokens = torch.randint(0, 16, (8, 16), generator=torch.Generator().manual_seed(1))
+    loss, _ = obj(module, (tokens, torch.zeros(8, dtype=torch.long)), StepContext(0, torch.Generator().manual_seed(3), slice(0, 8), 8))
+    target, z = captured["target"], captured["z"]
+    masked = z == generator.mask_id
+    assert target.any() and not (target & masked).any()  # overwritten visible positions only
+    logp = captured["logits"].detach().double().log_softmax(-1)
+    ce = -logp.gather(-1, tokens[..., None]).squeeze(-1)
+    assert loss.item() == pytest.approx(ce[target].mean().item(), rel=1e-4)
 
 
 @pytest.mark.parametrize("task", ["aux", "mask"])
@@ -194,7 +232,7 @@ def test_sample_cli_with_every_guidance(model_dir, tmp_path, capsys):
     assert main(["finetune-sg", "--model", str(model_dir), "--out", str(sg), "--steps", "2", "--batch-size", "8"]) == 0
     common = ["sample", "--model", str(model_dir), "--num", "6", "--steps", "4"]
     assert main([*common, "--out", str(tmp_path / "s"), "--guidance", "self", "--scale", "1.0", "--sg-module", str(sg),
-                 "--temperature", "25", "--annealing", "compound", "--cfg", "1.0"]) == 0
+                 "--choice-temperature", "25", "--annealing", "compound", "--cfg", "1.0"]) == 0
     assert "NFE 12" in capsys.readouterr().out  # 4 steps x (strong + unconditional + blank)
     for name in ("blur", "sag"):
         assert main([*common, "--out", str(tmp_path / name), "--guidance", name]) == 0

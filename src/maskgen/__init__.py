@@ -1,7 +1,8 @@
 """maskgen: masked generative image models (MaskGIT family) in one codebase.
 
-One training objective (002 Eq. 7) and one sampling loop; schedules, masking, weighting,
-fill rules, token draws and guidances are small pieces that combine freely.
+One training objective (eMIGM, You et al. 2025, Eq. 7) and one sampling loop described by a
+``SamplerSpec``; schedules, masking, weighting, fill rules, token draws and guidances are
+small pieces that combine freely.
 """
 
 from .errors import MaskgenError
@@ -15,8 +16,8 @@ from .sampling import (
     GuidanceScale,
     SampleResult,
     Sampler,
+    SamplerSpec,
     TokenDraw,
-    make_fill,
 )
 from .schedules import get_schedule, schedule_names
 from .tokenizers import VQConfig, VQTokenizer
@@ -35,7 +36,7 @@ __all__ = [
     "ConfidenceFill",
     "AncestralFill",
     "FlowEulerFill",
-    "make_fill",
+    "SamplerSpec",
     "ClassifierFreeGuidance",
     "GuidanceScale",
     "get_schedule",

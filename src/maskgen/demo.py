@@ -104,7 +104,7 @@ def run_demo(out: str | Path, tokenizer_steps: int | None = None, steps: int | N
     labels = torch.arange(num_classes).repeat_interleave(10)
     written = {}
     for name, cfg in (("no_cfg", 0.0), ("cfg", 2.0)):
-        sampler = model.sampler("confidence", steps=8, cfg=cfg)
+        sampler = model.sampler(steps=8, cfg=cfg)
         images, result = model.generate(labels, sampler, seed=seed)
         written[name] = save_samples(out / f"samples_{name}", images, result, num_classes)
     minutes = (time.perf_counter() - start) / 60

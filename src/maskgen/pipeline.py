@@ -1,13 +1,16 @@
 """A trained model folder (generator + its tokenizer) and sampling from it in a few lines.
 
     model = MaskGen.load("runs/gen")
-    sampler = model.sampler("confidence", steps=8, cfg=2.0)
+    sampler = model.sampler(SamplerSpec(steps=8, guidance=[CFGSpec(scale=2.0)]))
     images, result = model.generate(torch.arange(10), sampler, seed=0)
+
+``model.sampler`` also takes a spec as a dict (what ``samples.json`` stores) or the flat
+option names of ``maskgen sample`` (``model.sampler(sampler="flow", steps=8, cfg=2.0)``).
 
 A model folder holds ``generator.{safetensors,json}`` and ``tokenizer.{safetensors,json}``,
 and optionally a ``self-guidance/`` folder with the TOAST module fine-tuned on that generator
-(``maskgen finetune-sg``), which ``guidance="self"`` uses unless given another folder, and
-a ``critic/`` folder with a Token-Critic (``maskgen train-critic``) for ``fill="critic"``.
+(``maskgen finetune-sg``), which a ``SelfSpec`` uses unless given another folder, and
+a ``critic/`` folder with a Token-Critic (``maskgen train-critic``) for a ``CriticSpec``.
 """
 
 from __future__ import annotations
@@ -26,20 +29,10 @@ from .images import class_grid_order, save_grid
 from .models.toast import ToastModule
 from .models.transformer import MaskedTransformer
 from .models.critic import TokenCritic
-from .sampling.critic import CriticFill
-from .sampling.draw import TokenDraw
-from .sampling.fill import make_fill
-from .sampling.guidance import (
-    BlurGuidance,
-    ClassifierFreeGuidance,
-    Guidance,
-    GuidanceScale,
-    SelfAttentionGuidance,
-    SelfGuidance,
-)
+from .sampling.denoiser import DiscreteDenoiser
 from .sampling.loop import SampleResult, Sampler
+from .sampling.spec import SamplerSpec
 from .sampling.rejection import ClassifierRejection
-from .schedules import ScaledSchedule
 from .tokenizers import VQTokenizer
 
 
@@ -67,8 +60,6 @@ def copy_tokenizer(src: str | Path, dst: str | Path) -> None:
 
 class MaskGen:
     """A generator and the tokenizer that decodes its tokens."""
-
-    GUIDANCES = ("none", "cfg", "blur", "sag", "self")
 
     def __init__(self, generator: MaskedTransformer, tokenizer: VQTokenizer, folder: str | Path | None = None):
         if generator.config.codebook_size != tokenizer.codebook_size or tuple(generator.config.grid) != tuple(tokenizer.grid):
@@ -121,85 +112,34 @@ class MaskGen:
             )
         return critic
 
-    def guidance(
-        self,
-        name: str,
-        scale: float,
-        ramp: str = "constant",
-        interval: tuple[float, float] | None = None,
-        blur_sigma: float = 1.0,
-        sag_threshold: float = 1.0,
-        sg_module: str | Path | None = None,
-    ) -> Guidance | None:
-        """One guidance by name: cfg, blur, sag, self (or none)."""
-        if name not in self.GUIDANCES:
-            raise MaskgenError(f"unknown guidance {name!r}; choose from {', '.join(self.GUIDANCES)}")
-        g, s = self.generator, GuidanceScale(scale, ramp, interval)
-        if name == "none":
-            return None
-        if name == "cfg":
-            return ClassifierFreeGuidance(s, g.null_class)
-        if name == "blur":
-            return BlurGuidance(s, g.config.grid, blur_sigma)
-        if name == "sag":
-            return SelfAttentionGuidance(s, g.mask_id, sag_threshold)
-        return SelfGuidance(s, self.self_guidance_module(sg_module))
-
     @property
     def device(self) -> torch.device:
         return next(self.generator.parameters()).device
 
-    def sampler(
-        self,
-        fill: str = "confidence",
-        steps: int = 8,
-        schedule: str = "cosine",
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        argmax_last: bool = False,
-        choice_temperature: float = 4.5,
-        annealing: str = "linear",
-        cfg: float = 0.0,
-        cfg_ramp: str = "constant",
-        cfg_interval: tuple[float, float] | None = None,
-        guidance: str = "none",
-        scale: float = 1.0,
-        ramp: str = "constant",
-        interval: tuple[float, float] | None = None,
-        blur_sigma: float = 1.0,
-        sag_threshold: float = 1.0,
-        sg_module: str | Path | None = None,
-        critic: str | Path | None = None,
-        critic_noise: float = 1.0,
-        critic_temperature: tuple[float, float] = (0.0, 1.0),
-    ) -> Sampler:
-        """Build the shared sampling loop from its pieces by name.
+    def denoiser(self) -> DiscreteDenoiser:
+        """The generator as the sampling loop sees it (``sampling/denoiser.py``)."""
+        return DiscreteDenoiser(self.generator)
 
-        ``cfg`` adds classifier-free guidance; ``guidance`` (cfg, blur, sag, self) with its own
-        ``scale``, ``ramp`` and ``interval`` adds a second one, combined as in ``guidance.combine``.
-        ``fill="critic"`` uses the Token-Critic in ``critic`` (default ``<model>/critic``) with
-        selection noise ``critic_noise`` (K) and token temperature a * t + b.
-        """
-        if fill == "critic":
-            fill_rule = CriticFill(self.critic(critic), critic_noise, critic_temperature)
-        else:
-            fill_rule = make_fill(fill, choice_temperature=choice_temperature, annealing=annealing)
-        guidances = []
-        if cfg != 0.0:
-            if guidance == "cfg":
-                raise MaskgenError("classifier-free guidance given twice: use either cfg=S or guidance='cfg'")
-            guidances.append(ClassifierFreeGuidance(GuidanceScale(cfg, cfg_ramp, cfg_interval), self.generator.null_class))
-        extra = self.guidance(guidance, scale, ramp, interval, blur_sigma, sag_threshold, sg_module)
-        if extra is not None and scale != 0.0:
-            guidances.append(extra)
-        draw = TokenDraw(temperature, top_k, top_p, argmax_last)
-        return Sampler(self.generator, fill_rule, draw, steps, schedule, guidances)
+    def sampler(self, spec: SamplerSpec | dict | None = None, **options) -> Sampler:
+        """The sampler ``spec`` describes (a ``SamplerSpec`` or its dict), or, without a spec,
+        the one ``maskgen sample``'s flat ``options`` describe (``SamplerSpec.from_options``)."""
+        if spec is not None and options:
+            raise MaskgenError("give either a sampler spec or sampler options, not both")
+        if spec is None:
+            spec = SamplerSpec.from_options(**options)
+        elif isinstance(spec, dict):
+            spec = SamplerSpec.from_dict(spec)
+        return spec.build(self)
 
-    def refiner(self, steps: int = 9, fraction: float = 0.6, schedule: str = "cosine", **kwargs) -> Sampler:
-        """Token-Critic refinement of finished samples (004 Sec. 4.3): re-sample ``fraction`` of
-        the tokens, the lowest-scored, at the first step, then fewer along ``schedule``."""
-        return self.sampler("critic", steps, ScaledSchedule(schedule, fraction), **kwargs)
+    @staticmethod
+    def refiner_spec(steps: int = 9, fraction: float = 0.6, schedule: str = "cosine", **options) -> SamplerSpec:
+        """Token-Critic refinement of finished samples (Lezama et al. 2022, Sec. 4.3):
+        re-sample ``fraction`` of the tokens, the lowest-scored, at the first step, then fewer
+        along ``schedule``; the critic fill rule with the schedule ``fraction*schedule``."""
+        return SamplerSpec.from_options(**{**options, "sampler": "critic", "steps": steps, "schedule": f"{fraction:g}*{schedule}"})
+
+    def refiner(self, steps: int = 9, fraction: float = 0.6, schedule: str = "cosine", **options) -> Sampler:
+        return self.refiner_spec(steps, fraction, schedule, **options).build(self)
 
     @torch.no_grad()
     def generate(

@@ -23,7 +23,7 @@ def evaluate(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     if args.samples is not None and args.model is not None:
         raise MaskgenError("eval takes either --samples FILE.npz or --model DIR, not both")
-    if args.samples is None and args.model is None:
+    if args.samples is None and args.model is None and args.spec is None:
         args.model = str(reference_dir())
     if args.ref is None:
         args.ref = str(reference_dir() / "classifier" / "ref-stats.npz")
@@ -36,10 +36,12 @@ def evaluate(args: argparse.Namespace) -> None:
     else:
         from .pipeline import MaskGen
 
+        run = run_settings(args, 1000)
+        args.model = args.model or str(reference_dir())
         model = MaskGen.load(args.model, device=device)
-        sampler_obj = build_sampler(model, args)
-        labels_t = parse_classes(args.classes, args.num, model.generator.config.num_classes)
-        imgs, result = model.generate(labels_t, sampler_obj, seed=args.seed, batch_size=args.batch_size, rejection=build_rejection(args, device))
+        sampler_obj = model.sampler(sampler_spec(args))
+        labels_t = parse_classes(run["classes"], run["num"], model.generator.config.num_classes)
+        imgs, result = model.generate(labels_t, sampler_obj, seed=run["seed"], batch_size=run["batch_size"], rejection=build_rejection(args, device))
         images, labels, sampler = imgs.numpy(), labels_t.numpy(), result.settings
         out = Path(args.out) if args.out else Path(args.model) / "eval.json"
     metrics = evaluate_images(images, labels, ref, net, device=device, kid_subsets=args.kid_subsets, is_mode=args.is_mode)
@@ -51,13 +53,43 @@ def evaluate(args: argparse.Namespace) -> None:
     print(f"results written to {out}")
 
 
-def build_sampler(model, args: argparse.Namespace, schedule=None):
-    return model.sampler(
-        args.sampler, args.steps, schedule or args.schedule, args.temperature, args.top_k, args.top_p, args.argmax_last,
-        args.choice_temperature, args.annealing, args.cfg, args.cfg_ramp, tuple(args.cfg_interval) if args.cfg_interval else None,
-        args.guidance, args.scale, args.ramp, tuple(args.interval) if args.interval else None, args.blur_sigma,
-        args.sag_threshold, args.sg_module, args.critic, args.critic_noise, tuple(args.critic_temperature),
-    )
+def sampler_spec(args: argparse.Namespace, **defaults):
+    """The ``SamplerSpec`` the options describe: from ``--spec`` (a spec file or a samples.json),
+    or from the flat sampler options over ``defaults`` (the spec's own defaults otherwise)."""
+    from .sampling.spec import FLAT_OPTIONS, SamplerSpec
+
+    given = {k: getattr(args, k) for k in FLAT_OPTIONS if getattr(args, k, None) is not None}
+    if args.spec is not None:
+        if given:
+            raise MaskgenError(f"--spec describes the whole sampler; drop --{next(iter(given)).replace('_', '-')} or edit the spec")
+        return SamplerSpec.from_file(args.spec)
+    for k in ("cfg_interval", "interval", "critic_temperature"):
+        if k in given:
+            given[k] = tuple(given[k])
+    return SamplerSpec.from_options(**{**defaults, **given})
+
+
+def run_settings(args: argparse.Namespace, num_default: int) -> dict:
+    """Seed, batch size, number and classes of a sampling run: what the command line gives,
+    else what a replayed samples.json recorded, else the defaults."""
+    recorded = {}
+    if args.spec is not None:
+        from .sampling.spec import read_spec_file
+
+        recorded = read_spec_file(args.spec).get("run", {})
+    out = {}
+    for key, default in (("seed", 0), ("batch_size", 64), ("num", num_default), ("classes", None)):
+        value = getattr(args, key, None)
+        out[key] = value if value is not None else recorded.get(key, default)
+    if out["num"] < 1:
+        raise MaskgenError(f"--num must be >= 1, got {out['num']}")
+    if out["batch_size"] < 1:
+        raise MaskgenError(f"--batch-size must be >= 1, got {out['batch_size']}")
+    if getattr(args, "model", None) is None and recorded.get("model"):
+        args.model = recorded["model"]
+    if getattr(args, "rejection_classifier", None) is None and recorded.get("rejection_classifier"):
+        args.rejection_classifier, args.acceptance = recorded["rejection_classifier"], recorded["acceptance"]
+    return out
 
 
 def build_rejection(args: argparse.Namespace, device):
@@ -83,21 +115,20 @@ def parse_classes(text: str | None, num: int, num_classes: int) -> torch.Tensor:
 
 
 def sample(args: argparse.Namespace) -> None:
-    from .pipeline import MaskGen, save_samples
-
-    if args.num < 1:
-        raise MaskgenError(f"--num must be >= 1, got {args.num}")
+    from .pipeline import MaskGen, reference_dir, save_samples
     from .training.trainer import resolve_device
 
-    from .pipeline import reference_dir
-
+    run = run_settings(args, 100)
     device = resolve_device(args.device)
-    model = MaskGen.load(args.model or reference_dir(), device=device)
-    sampler = build_sampler(model, args)
-    labels = parse_classes(args.classes, args.num, model.generator.config.num_classes)
-    images, result = model.generate(labels, sampler, seed=args.seed, batch_size=args.batch_size, rejection=build_rejection(args, device))
-    paths = save_samples(args.out, images, result, model.generator.config.num_classes, {"model": str(args.model)})
+    model_dir = args.model or str(reference_dir())
+    model = MaskGen.load(model_dir, device=device)
+    spec = sampler_spec(args)
+    labels = parse_classes(run["classes"], run["num"], model.generator.config.num_classes)
+    images, result = model.generate(labels, model.sampler(spec), seed=run["seed"], batch_size=run["batch_size"], rejection=build_rejection(args, device))
+    record = {**run, "model": args.model, "acceptance": args.acceptance, "rejection_classifier": args.rejection_classifier}
+    paths = save_samples(args.out, images, result, model.generator.config.num_classes, {"model": model_dir, "sampler": spec.to_dict(), "run": record})
     print(f"{len(images)} samples ({_nfe_text(result)}) -> grid {paths['grid']}, arrays {paths['npz']}, settings {paths['json']}")
+    print(f"replay: maskgen sample --spec {paths['json']} --out DIR")
 
 
 def _nfe_text(result) -> str:
@@ -111,7 +142,6 @@ def refine(args: argparse.Namespace) -> None:
     import numpy as np
 
     from .pipeline import MaskGen, save_samples
-    from .schedules import ScaledSchedule
     from .training.trainer import resolve_device
 
     device = resolve_device(args.device)
@@ -126,8 +156,14 @@ def refine(args: argparse.Namespace) -> None:
     n = model.generator.config.num_tokens
     if tokens.reshape(len(tokens), -1).shape[1] != n or tokens.max() >= model.generator.config.codebook_size:
         raise MaskgenError(f"tokens in {path} do not fit this generator ({n} tokens, {model.generator.config.codebook_size} codes)")
-    sampler = build_sampler(model, args, schedule=ScaledSchedule(args.schedule, args.fraction))
-    images, result = model.generate(labels, sampler, seed=args.seed, batch_size=args.batch_size, init=tokens)
+    if args.spec is None:
+        # 60% (--fraction) re-sampled at the first step, then fewer along the schedule
+        args.schedule = f"{args.fraction:g}*{args.schedule or 'cosine'}"
+        args.sampler = args.sampler or "critic"
+        args.steps = args.steps or 9
+    spec = sampler_spec(args)
+    run = run_settings(args, len(labels))
+    images, result = model.generate(labels, model.sampler(spec), seed=run["seed"], batch_size=run["batch_size"], init=tokens)
     changed = (result.tokens != tokens.reshape(len(tokens), -1)).float().mean().item()
     paths = save_samples(args.out, images, result, model.generator.config.num_classes, {"model": str(args.model), "refined_from": str(path), "tokens_changed": changed})
     print(f"{len(images)} samples refined ({_nfe_text(result)}, {changed:.1%} of tokens changed) -> {paths['grid']}, {paths['npz']}")

@@ -1,8 +1,10 @@
-"""Fill rules: which masked positions receive their drawn token at a step t -> s.
+"""Fill rules: which masked positions receive their drawn candidate at a step t -> s.
 
-Every rule sees the current tokens, the (guided) log-probabilities and the step, draws
-candidates with the sampler's ``TokenDraw``, and returns the tokens after the step. At the
-last step (s = 0) every rule fills every position that is still masked.
+Every rule sees a ``Proposal`` (the state, which positions are masked, a drawn candidate
+and its confidence at every position) and the step, and returns the state after the step
+through the model's ``place`` / ``remask`` (``denoiser.py``), so a rule works on any model
+that keeps the loop's contract. At the last step (s = 0) every rule fills every position
+that is still masked.
 """
 
 from __future__ import annotations
@@ -15,7 +17,18 @@ from torch import Tensor
 
 from ..errors import MaskgenError
 from ..schedules import Schedule
-from .draw import TokenDraw, gumbel, uniform
+from .draw import gumbel, uniform
+
+
+@dataclass
+class Proposal:
+    """What a fill rule decides on at one step."""
+
+    x: Tensor  # the state before the step
+    masked: Tensor  # [B, N] bool
+    candidates: Tensor  # a drawn candidate per position
+    confidence: Tensor  # [B, N] its log-probability under the draw distribution
+    labels: Tensor  # [B]
 
 
 @dataclass
@@ -51,24 +64,29 @@ class FillRule:
     how many rows it ran in ``rows_used``, and may start from finished tokens (``start_from``)."""
 
     name = "fill"
+    discrete_only = False
 
-    def __call__(
-        self, x: Tensor, logp: Tensor, step: Step, draw: TokenDraw, mask_id: int, generator: torch.Generator, labels: Tensor | None = None
-    ) -> Tensor:
+    def __call__(self, model, p: Proposal, step: Step, generator: torch.Generator) -> Tensor:
         raise NotImplementedError
+
+    def temperature(self, step: Step) -> float | None:
+        """A token temperature this rule imposes at ``step`` (None: the draw's own)."""
+        return None
 
     def rows_used(self, step: Step, batch: int) -> int:
         return 0
 
-    def start_from(self, tokens: Tensor, labels: Tensor, step: Step, mask_id: int, generator: torch.Generator) -> Tensor:
+    def check(self, model) -> None:
+        from .denoiser import DiscreteDenoiser
+
+        if self.discrete_only and not isinstance(model, DiscreteDenoiser):
+            raise MaskgenError(f"the {self.name} fill rule needs a discrete-token generator, not {type(model).__name__}")
+
+    def start_from(self, model, tokens: Tensor, labels: Tensor, step: Step, generator: torch.Generator) -> Tensor:
         raise MaskgenError(f"the {self.name} fill rule cannot refine finished tokens; use the critic rule")
 
     def settings(self) -> dict:
         return {"fill": self.name}
-
-
-def fill_where(x: Tensor, reveal: Tensor, candidates: Tensor) -> Tensor:
-    return torch.where(reveal, candidates, x)
 
 
 GUMBEL_ANNEALING = ("linear", "compound", "warmup", "random", "none")
@@ -84,11 +102,15 @@ class ConfidenceFill(FillRule):
     temperatures assume it); ``warmup`` the linear rule ramped up over the first quarter
     of the steps; ``random`` ignores confidence and reveals a uniformly random subset;
     ``none`` uses the confidence alone. Decoded positions are never re-masked.
+
+    As in the official MaskGIT decoder, at least one token stays masked until the last step
+    (and at least one is revealed per step), so the rule runs all T steps even when T > N
+    or floor(N gamma(s)) = 0, and its NFE is T.
     """
 
     name = "confidence"
 
-    def __init__(self, choice_temperature: float = 4.5, annealing: str = "linear"):
+    def __init__(self, choice_temperature: float, annealing: str):
         if annealing not in GUMBEL_ANNEALING:
             raise MaskgenError(f"unknown Gumbel annealing {annealing!r}; choose from {', '.join(GUMBEL_ANNEALING)}")
         if choice_temperature < 0:
@@ -106,26 +128,25 @@ class ConfidenceFill(FillRule):
             a = 0.0
         return self.choice_temperature * a
 
-    def __call__(self, x, logp, step, draw, mask_id, generator, labels=None):
-        masked = x == mask_id
-        candidates, cand_logp = draw(logp, generator, step.last)
+    def __call__(self, model, p, step, generator):
+        masked = p.masked
         if step.last:
-            return fill_where(x, masked, candidates)
-        n = x.shape[1]
-        remaining = masked.sum(1)
-        # tokens still masked after the step: floor(N gamma(s)), but always at least one fewer
-        target = torch.clamp(torch.minimum(torch.full_like(remaining, math.floor(n * step.gamma_s)), remaining - 1), min=0)
+            return model.place(p.x, masked, p.candidates)
+        shape, device = tuple(masked.shape), masked.device
+        n, remaining = shape[1], masked.sum(1)
+        # still masked after the step: floor(N gamma(s)), at most one fewer than now, at least one
+        target = torch.clamp(torch.minimum(torch.full_like(remaining, math.floor(n * step.gamma_s)), remaining - 1), min=1)
         if self.annealing == "random":
-            confidence = uniform(tuple(x.shape), generator, x.device)
+            confidence = uniform(shape, generator, device)
         else:
-            confidence = cand_logp
+            confidence = p.confidence
             scale = self.noise_scale(step)
             if scale > 0:
-                confidence = confidence + scale * gumbel(tuple(x.shape), generator, x.device)
+                confidence = confidence + scale * gumbel(shape, generator, device)
         confidence = confidence.masked_fill(~masked, float("inf"))
         ranks = confidence.argsort(dim=1).argsort(dim=1)
         keep_masked = ranks < target[:, None]
-        return fill_where(x, masked & ~keep_masked, candidates)
+        return model.place(p.x, masked & ~keep_masked, p.candidates)
 
     def settings(self):
         return {"fill": self.name, "choice_temperature": self.choice_temperature, "annealing": self.annealing}
@@ -137,13 +158,11 @@ class AncestralFill(FillRule):
 
     name = "ancestral"
 
-    def __call__(self, x, logp, step, draw, mask_id, generator, labels=None):
-        masked = x == mask_id
-        candidates, _ = draw(logp, generator, step.last)
+    def __call__(self, model, p, step, generator):
         gt = step.gamma_t
-        p = 1.0 if step.last or gt <= 0 else (gt - step.gamma_s) / gt
-        reveal = masked & (uniform(tuple(x.shape), generator, x.device) < p)
-        return fill_where(x, reveal, candidates)
+        prob = 1.0 if step.last or gt <= 0 else (gt - step.gamma_s) / gt
+        reveal = p.masked & (uniform(tuple(p.masked.shape), generator, p.masked.device) < prob)
+        return model.place(p.x, reveal, p.candidates)
 
 
 class FlowEulerFill(FillRule):
@@ -157,22 +176,10 @@ class FlowEulerFill(FillRule):
 
     name = "flow"
 
-    def __call__(self, x, logp, step, draw, mask_id, generator, labels=None):
-        masked = x == mask_id
-        candidates, _ = draw(logp, generator, step.last)
+    def __call__(self, model, p, step, generator):
         if step.last:
-            return fill_where(x, masked, candidates)
+            return model.place(p.x, p.masked, p.candidates)
         rate = float(step.schedule.derivative(step.t) / max(step.gamma_t, 1e-12))
-        p = min(1.0, (step.t - step.s) * rate)
-        reveal = masked & (uniform(tuple(x.shape), generator, x.device) < p)
-        return fill_where(x, reveal, candidates)
-
-
-FILL_RULES = {"confidence": ConfidenceFill, "ancestral": AncestralFill, "flow": FlowEulerFill}
-
-
-def make_fill(name: str, **kwargs) -> FillRule:
-    if name not in FILL_RULES:
-        raise MaskgenError(f"unknown sampler {name!r}; choose from {', '.join(FILL_RULES)}")
-    cls = FILL_RULES[name]
-    return cls(**kwargs) if cls is ConfidenceFill else cls()
+        prob = min(1.0, (step.t - step.s) * rate)
+        reveal = p.masked & (uniform(tuple(p.masked.shape), generator, p.masked.device) < prob)
+        return model.place(p.x, reveal, p.candidates)

@@ -45,6 +45,9 @@ class GuidanceScale:
             self.interval = (float(lo), float(hi))
 
     def at(self, step) -> float:
+        # eMIGM's code's rule lo < s <= hi on the step's end time s (its paper prints a
+        # closed interval); s = (T - i - 1) / T is exact at the grid points, so an interval
+        # edge on the grid (0.3 at T = 10) is hit
         if self.interval is not None and not (self.interval[0] < step.s <= self.interval[1]):
             return 0.0
         if self.ramp == "linear":
@@ -61,15 +64,25 @@ class Guidance:
     name = "guidance"
     batched = False  # the weak input runs in the strong branch's forward pass
     needs: frozenset[str] = frozenset()  # internals of the strong pass: "hidden", "saliency"
+    discrete_only = True  # reads logits or token ids of a discrete generator
 
     def __init__(self, scale: GuidanceScale):
         self.scale = scale
 
+    def check(self, model) -> None:
+        """Refuse, in one line, a model this guidance cannot act on."""
+        from .denoiser import DiscreteDenoiser
+
+        if self.discrete_only and not isinstance(model, DiscreteDenoiser):
+            raise MaskgenError(f"{self.name} guidance needs a discrete-token generator, not {type(model).__name__}")
+
     def weak_inputs(self, x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
-    def weak_logits(self, model: nn.Module, x: Tensor, labels: Tensor, t: Tensor | None, strong: ForwardPass) -> tuple[Tensor, int]:
-        """Weak logits [B, N, K] from the strong pass, and the network rows they cost."""
+    def weak_logits(self, model, x: Tensor, labels: Tensor, gamma: Tensor, strong: ForwardPass) -> tuple[Tensor, int]:
+        """Weak logits [B, N, K] from the strong pass, and the network rows they cost.
+        ``model`` is the sampler's denoiser (``denoiser.DiscreteDenoiser``); ``gamma`` [B]
+        the masked fraction it turns into the network's time."""
         raise NotImplementedError
 
     def settings(self) -> dict:
@@ -81,6 +94,7 @@ class ClassifierFreeGuidance(Guidance):
 
     name = "cfg"
     batched = True
+    discrete_only = False
 
     def __init__(self, scale: GuidanceScale, null_class: int):
         super().__init__(scale)
@@ -119,7 +133,7 @@ class BlurGuidance(Guidance):
         self.sigma = sigma
         self.matrix = gaussian_blur_matrix(tuple(grid), sigma)
 
-    def weak_logits(self, model, x, labels, t, strong):
+    def weak_logits(self, model, x, labels, gamma, strong):
         m = self.matrix.to(strong.logits.device, strong.logits.dtype)
         return torch.einsum("nm,bmk->bnk", m, strong.logits), 0
 
@@ -143,10 +157,10 @@ class SelfAttentionGuidance(Guidance):
         self.mask_id = mask_id
         self.threshold = threshold
 
-    def weak_logits(self, model, x, labels, t, strong):
+    def weak_logits(self, model, x, labels, gamma, strong):
         salient = strong.saliency > self.threshold
         weak_x = torch.where(salient, torch.full_like(x, self.mask_id), x)
-        return model(weak_x, labels, t), len(x)
+        return model.logits(weak_x, labels, gamma), len(x)
 
     def settings(self):
         return {**super().settings(), "threshold": self.threshold}
@@ -163,8 +177,8 @@ class SelfGuidance(Guidance):
         super().__init__(scale)
         self.module = module
 
-    def weak_logits(self, model, x, labels, t, strong):
-        return self.module.weak_logits(model, strong.hidden, labels, t), len(x)
+    def weak_logits(self, model, x, labels, gamma, strong):
+        return self.module.weak_logits(model.network, strong.hidden, labels, model.time(gamma)), len(x)
 
     def settings(self):
         sha = getattr(self.module, "sha256", None)

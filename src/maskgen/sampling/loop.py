@@ -1,28 +1,34 @@
 """The one sampling loop: start all-masked at t=1, move to t=0 over T steps.
 
-At each step t_i = 1 - i/T -> s_i = 1 - (i+1)/T the loop runs the network once on a batch
+At step i the loop goes from t = (T - i) / T to s = (T - i - 1) / T (exact fractions, so
+an interval edge such as 0.3 at T = 10 is hit exactly). It runs the model once on a batch
 holding the strong input and the weak input of every active batched guidance (CFG), then
-whatever the dependent guidances compute from that pass (blur, SAG, self-guidance),
-combines their log-probabilities (``guidance.combine``) and hands them to the fill rule,
-which draws tokens (``TokenDraw``) and decides which positions hold a token after the step. Following the
-official MaskGIT decoder, every variant is a piece plugged in here, never a new loop.
+whatever the dependent guidances compute from that pass (blur, SAG, self-guidance); the
+model combines the branches and draws a candidate per position; the fill rule decides which
+positions hold a token after the step. The model is anything that keeps the contract in
+``denoiser.py``; every method of the papers is a piece plugged in here, never a new loop
+(following the official MaskGIT decoder, whose sampler takes a ``tokens_to_logits``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from fractions import Fraction
+from typing import TYPE_CHECKING, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..errors import MaskgenError
-from ..models.transformer import ForwardPass
 from ..schedules import Schedule, get_schedule
+from .denoiser import Denoiser, DiscreteDenoiser
 from .draw import TokenDraw
-from .fill import FillRule, Step
-from .guidance import Guidance, combine
+from .fill import FillRule, Proposal, Step
+from .guidance import Guidance
+
+if TYPE_CHECKING:
+    from .spec import SamplerSpec
 
 
 @dataclass
@@ -35,44 +41,48 @@ class SampleResult:
 
 
 class Sampler:
-    """Sampler = network + schedule + fill rule + token draw + guidances + number of steps."""
+    """Sampler = denoiser + schedule + fill rule + token draw + guidances + number of steps.
+
+    Build one from a ``SamplerSpec`` (``spec.build(model)``); ``spec`` is kept so a result
+    records the spec that replays it.
+    """
 
     def __init__(
         self,
-        model: nn.Module,
+        model: Denoiser,
         fill: FillRule,
         draw: TokenDraw | None = None,
         steps: int = 8,
         schedule: str | Schedule = "cosine",
         guidance: Sequence[Guidance] = (),
+        spec: "SamplerSpec | None" = None,
     ):
         if steps < 1:
             raise MaskgenError(f"steps must be >= 1, got {steps}")
-        self.model = model
+        self.model = model if not isinstance(model, torch.nn.Module) else DiscreteDenoiser(model)
         self.fill = fill
         self.draw = draw or TokenDraw()
         self.steps = steps
         self.schedule = get_schedule(schedule)
         self.guidance = list(guidance)
-        self.config = model.config
+        self.spec = spec
+        for g in self.guidance:
+            g.check(self.model)
+        fill.check(self.model)
 
     def settings(self) -> dict:
-        return {
-            "steps": self.steps,
-            "schedule": self.schedule.name,
-            **self.fill.settings(),
-            "draw": {k: getattr(self.draw, k) for k in ("temperature", "top_k", "top_p", "argmax_last")},
-            "guidance": [g.settings() for g in self.guidance],
-        }
+        if self.spec is not None:
+            return {"sampler": self.spec.to_dict()}
+        return {"steps": self.steps, "schedule": self.schedule.name, **self.fill.settings(), "guidance": [g.settings() for g in self.guidance]}
 
     def check_labels(self, labels: Tensor) -> None:
-        c = self.config.num_classes
+        c = self.model.num_classes
         bad = labels[(labels < 0) | (labels > c)]
         if len(bad):
             raise MaskgenError(f"class id {int(bad[0])} out of range: the model has classes 0..{c - 1} ({c} = unconditional)")
 
-    def log_probs(self, x: Tensor, labels: Tensor, step: Step) -> tuple[Tensor, int]:
-        """Guided log-probabilities [B, N, K] (up to a per-position constant) and the network rows it cost."""
+    def predict(self, x: Tensor, labels: Tensor, step: Step) -> tuple[Tensor, list[Tensor], list[float], int]:
+        """(strong prediction, weak predictions, their scales, network rows run) at ``step``."""
         active = [(g, s) for g in self.guidance if (s := g.scale.at(step)) != 0.0]
         batched = [g for g, _ in active if g.batched]
         xs, ls = [x], [labels]
@@ -82,55 +92,54 @@ class Sampler:
             ls.append(wl)
         inputs, conds = torch.cat(xs), torch.cat(ls)
         b = len(x)
-        t = torch.full((len(inputs),), step.t, device=x.device) if self.config.timestep_input else None
-        needs = set().union(*(g.needs for g, _ in active))
-        if needs:
-            first = self.model.run(inputs, conds, t, hidden="hidden" in needs, saliency="saliency" in needs)
-        else:
-            first = ForwardPass(self.model(inputs, conds, t))
+        gamma = torch.full((len(inputs),), step.gamma_t, dtype=torch.float64, device=x.device)
+        needs = frozenset().union(*(g.needs for g, _ in active))
+        out = self.model.forward(inputs, conds, gamma, needs)
         rows = len(inputs)
-        logits = first.logits.float()
-        if not active:
-            # The token draw normalises anyway; logits are log-probabilities up to a constant.
-            return logits, rows
-        logp = logits.log_softmax(-1).chunk(len(xs))
-        weak = dict(zip(batched, logp[1:]))
-        strong = first.rows(b)
+        preds = self.model.split(out, len(xs), guided=bool(active))
+        weak = dict(zip(batched, preds[1:]))
+        strong = out.rows(b) if len(xs) > 1 else out
         for g, _ in active:
             if not g.batched:
-                w, used = g.weak_logits(self.model, x, labels, None if t is None else t[:b], strong)
+                w, used = g.weak_logits(self.model, x, labels, gamma[:b], strong)
                 weak[g] = w.float().log_softmax(-1)
                 rows += used
-        return combine(logp[0], [weak[g] for g, _ in active], [s for _, s in active]), rows
+        return preds[0], [weak[g] for g, _ in active], [s for _, s in active], rows
 
     def step(self, i: int) -> Step:
-        return Step(i, self.steps, 1.0 - i / self.steps, 1.0 - (i + 1) / self.steps, self.schedule)
+        t, s = Fraction(self.steps - i, self.steps), Fraction(self.steps - i - 1, self.steps)
+        return Step(i, self.steps, float(t), float(s), self.schedule)
 
     @torch.no_grad()
     def __call__(self, labels: Tensor, generator: torch.Generator, progress: bool = False, init: Tensor | None = None) -> SampleResult:
         """Sample from a blank canvas, or refine finished tokens ``init`` [B, N] (the fill rule
-        re-masks them first: 004 Sec. 4.3 with the critic rule)."""
-        device = next(self.model.parameters()).device
+        re-masks them first: Token-Critic Sec. 4.3 with the critic rule)."""
+        model = self.model
+        device = model.device
         labels = torch.as_tensor(labels, dtype=torch.long, device=device)
         self.check_labels(labels)
-        b, n, mask_id = len(labels), self.config.num_tokens, self.config.mask_id
+        b = len(labels)
         rows, fill_rows, history = 0, 0, []
         if init is None:
-            x = torch.full((b, n), mask_id, dtype=torch.long, device=device)
+            x = model.blank(b, device)
         else:
-            if tuple(init.shape) != (b, n):
-                raise MaskgenError(f"tokens to refine must be [{b}, {n}], got {list(init.shape)}")
-            x = self.fill.start_from(init.to(device), labels, self.step(0), mask_id, generator)
+            init = init.to(device)
+            if init.shape[0] != b:
+                raise MaskgenError(f"tokens to refine must be one grid per label ({b}), got {init.shape[0]}")
+            model.check_state(init)
+            x = self.fill.start_from(model, init, labels, self.step(0), generator)
             fill_rows += b
         for i in tqdm(range(self.steps), desc="sample", disable=not progress, leave=False):
             step = self.step(i)
-            if not (x == mask_id).any():
+            masked = model.masked(x)
+            if not masked.any():
                 history.append([0] * b)
                 continue
-            logp, used = self.log_probs(x, labels, step)
+            strong, weaks, scales, used = self.predict(x, labels, step)
             rows += used
-            x = self.fill(x, logp, step, self.draw, mask_id, generator, labels)
+            candidates, confidence = model.draw(strong, weaks, scales, self.draw, generator, step.last, self.fill.temperature(step))
+            x = self.fill(model, Proposal(x, masked, candidates, confidence, labels), step, generator)
             fill_rows += self.fill.rows_used(step, b)
-            history.append((x == mask_id).sum(1).tolist())
+            history.append(model.masked(x).sum(1).tolist())
         nfe = {"nfe": (rows + fill_rows) / b, "nfe_generator": rows / b, "nfe_critic": fill_rows / b}
         return SampleResult(x, labels, nfe["nfe"], {**self.settings(), **nfe}, history)
