@@ -4,6 +4,11 @@ A checkpoint named ``NAME`` in folder ``DIR`` is two files, ``DIR/NAME.safetenso
 (tensors) and ``DIR/NAME.json`` (config and metadata).  Both are written to a temporary
 file in the same folder and moved into place with ``os.replace``, so a run killed
 mid-write leaves the previous checkpoint intact.
+
+Every module kind (generator, self-guidance, critic, tokenizer, classifier) saves and
+loads through one path: it mixes in :class:`Checkpointable` and its config dataclass
+mixes in :class:`ConfigDict`. ``export`` rewrites checkpoints through the same
+``read_checkpoint``/``write_checkpoint`` pair.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ import hashlib
 import json
 import os
 import tempfile
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, ClassVar, Mapping, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -93,30 +99,8 @@ def check_state_dict(expected: Mapping[str, torch.Tensor], found: Mapping[str, t
         raise MaskgenError(f"checkpoint does not match {what}: " + "; ".join(problems))
 
 
-def save_module(folder: str | Path, name: str, module: torch.nn.Module, config: Mapping[str, Any], **extra: Any) -> Path:
-    """Save ``module``'s state dict and ``config`` as ``folder/name.{safetensors,json}``.
-
-    The tensors go first; the JSON, which records the tensors' hash, goes last, so a
-    reader that finds a JSON whose hash does not match knows the pair is inconsistent.
-    """
-    folder = Path(folder)
-    weights = folder / f"{name}.safetensors"
-    save_tensors(weights, module.state_dict())
-    save_json(folder / f"{name}.json", {"config": dict(config), "sha256": file_sha256(weights), **extra})
-    return weights
-
-
-def load_module_state(folder: str | Path, name: str, module: torch.nn.Module) -> dict[str, Any]:
-    """Load ``folder/name.safetensors`` into ``module`` strictly; return the JSON record."""
-    folder = Path(folder)
-    record = load_json(folder / f"{name}.json")
-    state = load_tensors(folder / f"{name}.safetensors")
-    check_state_dict(module.state_dict(), state, f"{type(module).__name__} in {folder}/{name}")
-    module.load_state_dict(state, strict=True)
-    return record
-
-
 def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks: how checkpoints and the pieces trained on them are matched."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -124,23 +108,106 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def load_checkpoint(folder: str | Path, name: str, build: Callable[[dict[str, Any]], torch.nn.Module]) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Build a module from ``folder/name.json``'s config, load its tensors strictly, check
-    the file against the recorded hash; return it (eval mode, ``.sha256`` set) and the record."""
+C = TypeVar("C", bound="ConfigDict")
+
+
+class ConfigDict:
+    """``from_dict`` for config dataclasses: how every checkpoint's ``config`` is read back.
+
+    Unknown keys are refused (a typo or a config from another kind must not be dropped
+    silently); missing keys take the dataclass defaults, so checkpoints written before a
+    field existed (e.g. ``time_schedule`` in ``GeneratorConfig``) still load.
+    """
+
+    @classmethod
+    def from_dict(cls: type[C], d: Mapping[str, Any]) -> C:
+        if not isinstance(d, Mapping):
+            raise MaskgenError(f"invalid {cls.__name__}: expected a mapping, got {type(d).__name__}")
+        names = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise MaskgenError(f"invalid {cls.__name__}: unknown keys {', '.join(unknown)}")
+        required = sorted(n for n, f in names.items() if f.init and n not in d and f.default is MISSING and f.default_factory is MISSING)
+        if required:
+            raise MaskgenError(f"invalid {cls.__name__}: missing keys {', '.join(required)}")
+        try:
+            return cls(**d)
+        except (TypeError, ValueError) as e:  # a value of the wrong type, e.g. a string width
+            raise MaskgenError(f"invalid {cls.__name__}: {e}") from None
+
+
+def write_checkpoint(folder: str | Path, name: str, tensors: Mapping[str, torch.Tensor], record: Mapping[str, Any]) -> Path:
+    """Write ``folder/name.safetensors`` then ``folder/name.json`` (``record`` plus the tensors' sha256).
+
+    The tensors go first and the JSON, which records their hash, goes last, so a reader
+    that finds a JSON whose hash does not match knows the pair is inconsistent.
+    """
+    folder = Path(folder)
+    weights = folder / f"{name}.safetensors"
+    save_tensors(weights, tensors)
+    save_json(folder / f"{name}.json", {**record, "sha256": file_sha256(weights)})
+    return weights
+
+
+def read_checkpoint(folder: str | Path, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
+    """Read ``folder/name.{json,safetensors}``; return (tensors, record, sha256 of the weights).
+
+    A weights file whose hash differs from the recorded one is refused: same keys and
+    shapes with other values (a half-finished copy, a stray overwrite) is otherwise silent.
+    """
     folder = Path(folder)
     record = load_json(folder / f"{name}.json")
     if not isinstance(record.get("config"), dict):
         raise MaskgenError(f"checkpoint {folder}/{name}.json has no config")
-    try:
-        module = build(record["config"])
-    except TypeError as e:
-        raise MaskgenError(f"malformed config in {folder}/{name}.json: {e}") from None
     weights = folder / f"{name}.safetensors"
-    state = load_tensors(weights)
-    check_state_dict(module.state_dict(), state, f"{type(module).__name__} in {folder}/{name}")
-    module.load_state_dict(state, strict=True)
+    tensors = load_tensors(weights)
     sha = file_sha256(weights)
     if record.get("sha256") not in (None, sha):
         raise MaskgenError(f"checkpoint {weights} is inconsistent: its sha256 does not match {name}.json")
-    module.sha256 = sha
-    return module.eval(), record
+    return tensors, record, sha
+
+
+M = TypeVar("M", bound="Checkpointable")
+
+
+class Checkpointable:
+    """maskgen's one save/load path, mixed into every module kind (an ``nn.Module``).
+
+    A kind sets ``checkpoint_name`` (its default file name), ``checkpoint_kind`` (recorded
+    as ``kind``) and ``config_class``; it keeps its config as ``self.config`` and gets
+    ``sha256`` set on load. Kinds with their own ``load`` signature wrap ``read``.
+    """
+
+    checkpoint_name: ClassVar[str]
+    checkpoint_kind: ClassVar[str]
+    config_class: ClassVar[type[ConfigDict]]
+    config: Any  # a dataclass instance of ``config_class``
+    sha256: str | None  # hash of the weights file it was loaded from
+
+    def checkpoint_record(self) -> dict[str, Any]:
+        """Metadata this kind must always record besides its config (none by default)."""
+        return {}
+
+    def save(self, folder: str | Path, name: str | None = None, **extra: Any) -> Path:
+        """Write ``folder/NAME.{safetensors,json}``; ``extra`` (data, objective, ...) goes into the JSON."""
+        record = {**extra, **self.checkpoint_record(), "config": asdict(self.config), "kind": self.checkpoint_kind}
+        return write_checkpoint(folder, name or self.checkpoint_name, self.state_dict(), record)
+
+    @classmethod
+    def read(cls: type[M], folder: str | Path, name: str | None = None) -> tuple[M, dict[str, Any]]:
+        """Build from the recorded config, load the tensors strictly (floating ones cast to the
+        module's dtype, so bf16 exports load back into float32); return it in eval mode with
+        ``sha256`` set, and the JSON record."""
+        name = name or cls.checkpoint_name
+        tensors, record, sha = read_checkpoint(folder, name)
+        where = f"{Path(folder)}/{name}"
+        kind = record.get("kind")
+        if kind is not None and kind != cls.checkpoint_kind:
+            raise MaskgenError(f"checkpoint {where} holds a {kind}, not a {cls.checkpoint_kind}")
+        module = cls(cls.config_class.from_dict(record["config"]))  # type: ignore[call-arg]
+        expected = module.state_dict()
+        check_state_dict(expected, tensors, f"{cls.__name__} in {where}")
+        state = {k: v.to(expected[k].dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+        module.load_state_dict(state, strict=True)
+        module.sha256 = sha
+        return module.eval(), record

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import file_sha256, load_json, load_tensors, save_json, save_tensors
+from .checkpoint import file_sha256, load_json, read_checkpoint, save_json, write_checkpoint
 from .errors import MaskgenError
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -27,14 +27,15 @@ COMPONENTS = (
 
 
 def convert_checkpoint(src: Path, name: str, dst: Path, dtype: torch.dtype, **record) -> str:
-    """Copy ``src/name.{safetensors,json}`` to ``dst`` with floating tensors in ``dtype``; return the new sha256."""
-    tensors = load_tensors(src / f"{name}.safetensors")
+    """Copy ``src/name.{safetensors,json}`` to ``dst`` with floating tensors in ``dtype``; return the new sha256.
+
+    It goes through the one checkpoint path, so the source is hash-checked before it is
+    copied and the copy is written tensors first, JSON (new sha256, ``dtype``) last.
+    """
+    tensors, old, _ = read_checkpoint(src, name)
     cast = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
-    weights = dst / f"{name}.safetensors"
-    save_tensors(weights, cast)
-    sha = file_sha256(weights)
-    save_json(dst / f"{name}.json", {**load_json(src / f"{name}.json"), **record, "sha256": sha, "dtype": str(dtype).removeprefix("torch.")})
-    return sha
+    weights = write_checkpoint(dst, name, cast, {**old, **record, "dtype": str(dtype).removeprefix("torch.")})
+    return file_sha256(weights)
 
 
 def export_models(model_dir: str | Path, out: str | Path, dtype: str = "bf16", classifier: str | Path | None = None, ref_data: str | None = None, progress: bool = True) -> list[str]:

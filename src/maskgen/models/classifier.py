@@ -13,23 +13,21 @@ size and 1 or 3 channels in, ``(features, logits)`` out.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import load_checkpoint, save_module
+from ..checkpoint import Checkpointable, ConfigDict
 from ..data import fit_to_size
 from ..data.images import to_channels
 from ..errors import MaskgenError
 
-CHECKPOINT_NAME = "classifier"
-
 
 @dataclass
-class ClassifierConfig:
+class ClassifierConfig(ConfigDict):
     """Shape of an :class:`ImageClassifier`.
 
     A stride-2 stem, then three stages at 1/2, 1/4 and 1/8 resolution with ``width``,
@@ -62,13 +60,6 @@ class ClassifierConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise MaskgenError(f"invalid ClassifierConfig: dropout must be in [0, 1), got {self.dropout}")
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "ClassifierConfig":
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise MaskgenError(f"invalid ClassifierConfig: unknown keys {', '.join(unknown)}")
-        return cls(**d)
-
 
 def conv_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     # GroupNorm, not BatchNorm: its output does not depend on the batch, so a DDP run on
@@ -76,7 +67,7 @@ def conv_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.GroupNorm(8, cout), nn.SiLU())
 
 
-class ImageClassifier(nn.Module):
+class ImageClassifier(nn.Module, Checkpointable):
     """uint8 images [B, C, H, W] -> (features [B, feature_dim], logits [B, num_classes])."""
 
     name = "maskgen-classifier"
@@ -125,15 +116,15 @@ class ImageClassifier(nn.Module):
         features = F.silu(self.proj(h))
         return features, self.head(self.drop(features))
 
-    # -- persistence ---------------------------------------------------------------------
-    def save(self, folder: str | Path, **extra) -> Path:
-        """Write ``folder/classifier.safetensors`` and ``folder/classifier.json``."""
-        return save_module(folder, CHECKPOINT_NAME, self, asdict(self.config), kind="image_classifier", **extra)
+    # -- persistence: ``save`` comes from Checkpointable -----------------------------------
+    checkpoint_name = "classifier"
+    checkpoint_kind = "image_classifier"
+    config_class = ClassifierConfig
 
     @classmethod
     def load(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> "ImageClassifier":
-        """Build from ``folder/classifier.json``, load the weights strictly, in eval mode."""
-        model, record = load_checkpoint(folder, CHECKPOINT_NAME, lambda config: cls(ClassifierConfig.from_dict(config)))
+        """Load ``folder/classifier.{safetensors,json}`` in eval mode, with its class names when recorded."""
+        model, record = cls.read(folder)
         names = record.get("class_names")
         model.class_names = [str(n) for n in names] if isinstance(names, list) else None
         return model.to(map_location).eval()

@@ -10,19 +10,21 @@ trained against.
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
-from pathlib import Path
+from dataclasses import replace
 
 from torch import Tensor
 
-from ..checkpoint import load_checkpoint, save_module
 from .transformer import GeneratorConfig, MaskedTransformer
-
-CHECKPOINT = "critic"
 
 
 class TokenCritic(MaskedTransformer):
-    """``critic(tokens, labels) -> [B, N]`` log-odds that each token is real."""
+    """``critic(tokens, labels) -> [B, N]`` log-odds that each token is real.
+
+    ``save``/``load`` are the generator's (one checkpoint path), under its own name and kind.
+    """
+
+    checkpoint_name = "critic"
+    checkpoint_kind = "token_critic"
 
     def __init__(self, config: GeneratorConfig):
         super().__init__(replace(config, outputs=1, timestep_input=False))
@@ -34,11 +36,3 @@ class TokenCritic(MaskedTransformer):
 
     def forward(self, tokens: Tensor, labels: Tensor | None, t: Tensor | None = None, top_down=None) -> Tensor:
         return self.run(tokens, labels, None, top_down).logits.squeeze(-1)
-
-    def save(self, folder: str | Path, name: str = CHECKPOINT, **extra) -> Path:
-        return save_module(folder, name, self, asdict(self.config), **extra)
-
-    @classmethod
-    def load(cls, folder: str | Path, name: str = CHECKPOINT) -> "TokenCritic":
-        model, _ = load_checkpoint(folder, name, lambda config: cls(GeneratorConfig(**config)))
-        return model

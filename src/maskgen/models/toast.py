@@ -24,22 +24,20 @@ generator fails.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import load_checkpoint, save_module
+from ..checkpoint import Checkpointable, ConfigDict
 from ..errors import MaskgenError
 from .transformer import MaskedTransformer
 
-CHECKPOINT = "self-guidance"
-
 
 @dataclass
-class ToastConfig:
+class ToastConfig(ConfigDict):
     width: int
     depth: int
     num_classes: int
@@ -58,7 +56,7 @@ class TopDownDecoder(nn.Module):
         return below, self.feature(below)
 
 
-class ToastModule(nn.Module):
+class ToastModule(nn.Module, Checkpointable):
     """Anchor, token selection, channel transform and per-layer top-down decoders."""
 
     def __init__(self, config: ToastConfig):
@@ -115,16 +113,21 @@ class ToastModule(nn.Module):
                 f"not on this one ({generator.sha256[:12]}...): fine-tune one for it with `maskgen finetune-sg`"
             )
 
-    # -- persistence ---------------------------------------------------------------------
-    def save(self, folder: str | Path, **extra) -> Path:
+    # -- persistence: ``save`` comes from Checkpointable -----------------------------------
+    checkpoint_name = "self-guidance"
+    checkpoint_kind = "self_guidance"
+    config_class = ToastConfig
+
+    def checkpoint_record(self) -> dict[str, str]:
+        """The generator's hash, always: without it a load could not refuse another generator."""
         if not self.base_sha256:
             raise MaskgenError("cannot save a self-guidance module without the sha256 of its generator")
-        return save_module(folder, CHECKPOINT, self, asdict(self.config), base_sha256=self.base_sha256, **extra)
+        return {"base_sha256": self.base_sha256}
 
     @classmethod
     def load(cls, folder: str | Path, generator: MaskedTransformer) -> "ToastModule":
         """Load from ``folder`` and check it was trained on ``generator``."""
-        module, record = load_checkpoint(folder, CHECKPOINT, lambda config: cls(ToastConfig(**config)))
+        module, record = cls.read(folder)
         module.base_sha256 = record.get("base_sha256")
         module.check_base(generator, f" in {folder}")
         return module.to(next(generator.parameters()).device)

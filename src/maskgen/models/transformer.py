@@ -17,20 +17,20 @@ the mask embedding in the class slot too: the "blank canvas" of 000 Sec. 3.3.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import load_checkpoint, save_module
+from ..checkpoint import Checkpointable, ConfigDict
 from ..errors import MaskgenError
 from ..schedules import get_schedule
 
 
 @dataclass
-class GeneratorConfig:
+class GeneratorConfig(ConfigDict):
     codebook_size: int = 256
     grid: tuple[int, int] = (8, 8)
     num_classes: int = 10
@@ -124,7 +124,7 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
-class MaskedTransformer(nn.Module):
+class MaskedTransformer(nn.Module, Checkpointable):
     """Bidirectional transformer mapping (tokens, labels[, t]) to logits over the K codes."""
 
     def __init__(self, config: GeneratorConfig):
@@ -217,11 +217,12 @@ class MaskedTransformer(nn.Module):
         received = probs.sum(1)[:, 1:] if probs is not None else None
         return ForwardPass(self.head(h[:, 1:]), h if hidden else None, received, io)
 
-    # -- persistence ---------------------------------------------------------------------
-    def save(self, folder: str | Path, name: str = "generator", **extra) -> Path:
-        return save_module(folder, name, self, asdict(self.config), **extra)
+    # -- persistence: ``save`` comes from Checkpointable -----------------------------------
+    checkpoint_name = "generator"
+    checkpoint_kind = "generator"
+    config_class = GeneratorConfig
 
     @classmethod
-    def load(cls, folder: str | Path, name: str = "generator") -> "MaskedTransformer":
-        model, _ = load_checkpoint(folder, name, lambda config: cls(GeneratorConfig(**config)))
-        return model
+    def load(cls, folder: str | Path, name: str | None = None) -> "MaskedTransformer":
+        """Load ``folder/NAME.{safetensors,json}`` (NAME defaults to the class's checkpoint name)."""
+        return cls.read(folder, name)[0]

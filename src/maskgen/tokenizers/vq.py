@@ -13,21 +13,19 @@ restarted on random encoder outputs (Dhariwal et al. 2020, Jukebox; Zeghidour et
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import load_checkpoint, save_module
+from ..checkpoint import Checkpointable, ConfigDict
 from ..errors import MaskgenError
-
-CHECKPOINT_NAME = "tokenizer"
 
 
 @dataclass
-class VQConfig:
+class VQConfig(ConfigDict):
     """Shape and training constants of a :class:`VQTokenizer`.
 
     ``width`` is the channel count at full resolution; it doubles at every stride-2 stage
@@ -83,14 +81,6 @@ class VQConfig:
 
     def stage_width(self, level: int) -> int:
         return self.width * min(2**level, 4)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "VQConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise MaskgenError(f"invalid VQConfig: unknown keys {', '.join(unknown)}")
-        return cls(**d)
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -270,7 +260,7 @@ class VectorQuantizer(nn.Module):
         return n
 
 
-class VQTokenizer(nn.Module):
+class VQTokenizer(nn.Module, Checkpointable):
     """VQ-VAE tokenizer (van den Oord et al. 2017) with an EMA codebook and dead-code restarts.
 
     ``encode`` maps uint8 images [B,C,H,W] to codes [B,h,w]; ``decode`` maps codes back to
@@ -344,13 +334,12 @@ class VQTokenizer(nn.Module):
         """
         return self.quantizer.restart_dead_codes(z_flat, rng)
 
-    def save(self, folder: str | Path) -> Path:
-        """Write ``folder/tokenizer.safetensors`` and ``folder/tokenizer.json``."""
-        return save_module(folder, CHECKPOINT_NAME, self, asdict(self.config), kind="vq_tokenizer")
+    # -- persistence: ``save`` comes from Checkpointable -----------------------------------
+    checkpoint_name = "tokenizer"
+    checkpoint_kind = "vq_tokenizer"
+    config_class = VQConfig
 
     @classmethod
     def load(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> "VQTokenizer":
-        """Build from ``folder/tokenizer.json``, load the weights strictly and check them against
-        the recorded sha256 (mismatch: "checkpoint ... is inconsistent"); eval mode, ``sha256`` set."""
-        model, _ = load_checkpoint(folder, CHECKPOINT_NAME, lambda config: cls(VQConfig.from_dict(config)))
-        return model.to(map_location)
+        """Load ``folder/tokenizer.{safetensors,json}`` onto ``map_location`` (eval mode, ``sha256`` set)."""
+        return cls.read(folder)[0].to(map_location)
