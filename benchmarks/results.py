@@ -12,13 +12,28 @@ Sections (``--sections``, in this order):
 - ``emigm``: 002 Fig. 3a/3c, ancestral sampling with linear, cosine and exp schedules at 8,
   16 and 32 steps, and CFG with and without the time interval;
 - ``di``: 003 Fig. 2/3, the flow sampler with and without argmax on the last step, and the
-  explicit- against the implicit-timestep model (trained with ``configs/di-*-fmnist.yaml``).
+  explicit- against the implicit-timestep model (trained with ``configs/di-*-fmnist.yaml``);
+- ``weighting``: 002 Fig. 2b / 003 Sec. 4, w(t) = 1 against the ELBO weight at the linear and
+  cosine training schedules (``--weighting-models``, four generators of the IMT recipe);
+- ``causes``: the experiments behind the two claims that disagreed (000 L_aux vs L_mask: seeds
+  and guidance scale; 002 Fig. 3a: a generator trained with the exp schedule, ``--exp-model``).
 
 Every setting is fixed here before a run; nothing is tuned on the evaluation seeds. Rows
 are cached in ``--out`` (a killed run resumes; shared rows are sampled once).
 
-    python benchmarks/results.py --model runs/ref/maskgit --ref runs/ref/clf-train.npz \\
-        --di runs/ref/di-etm,runs/ref/di-imt --out runs/results --doc docs/results.md
+    python benchmarks/results.py --model src/maskgen/reference --ref src/maskgen/reference/classifier/ref-stats.npz \\
+        --di runs/ref/di-etm,runs/ref/di-imt --weighting-models linear-one=runs/ref/di-imt,linear-elbo=runs/ref/w-linear-elbo,cosine-one=runs/ref/w-cosine-one,cosine-elbo=runs/ref/w-cosine-elbo \\
+        --exp-model runs/ref/w-exp-one --out runs/results --doc docs/results.md
+
+The generators behind ``--di``, ``--weighting-models`` and ``--exp-model`` are one command each
+(the IMT recipe with the schedule and weighting changed on the command line):
+
+    maskgen train --config configs/di-etm-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/di-etm
+    maskgen train --config configs/di-imt-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/di-imt
+    maskgen train --config configs/di-imt-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/w-linear-elbo --weighting elbo
+    maskgen train --config configs/di-imt-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/w-cosine-one --schedule cosine
+    maskgen train --config configs/di-imt-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/w-cosine-elbo --schedule cosine --weighting elbo
+    maskgen train --config configs/di-imt-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/w-exp-one --schedule exp
 """
 
 from __future__ import annotations
@@ -33,7 +48,8 @@ import claims
 from maskgen.errors import MaskgenError
 from comparison import Bench, add_common_args, markdown, plot_fd_vs_nfe, plot_fd_vs_score
 
-SECTIONS = ("noise", "guidance", "critic", "sweeps", "emigm", "di")
+SECTIONS = ("noise", "guidance", "critic", "sweeps", "emigm", "di", "weighting", "causes")
+WEIGHTING_MODELS = ("linear-one", "linear-elbo", "cosine-one", "cosine-elbo")
 TEMPERATURES = (1.0, 4.5, 25.0)  # MaskGIT's default and 000's, plus plain Gumbel
 T = 18  # 000 and 004 sample ImageNet with T = 18
 
@@ -189,6 +205,45 @@ class Results:
         timestep.plots.append(self.plot_nfe(timestep, "fd_vs_nfe_timestep.png", lambda r: r["method"]))
         return [argmax, timestep]
 
+    def weighting_section(self) -> Section:
+        models = dict(item.split("=", 1) for item in self.args.weighting_models.split(","))
+        s = Section(
+            "002 Fig. 2b / 003 Sec. 4: loss weighting w(t) = 1 against the ELBO weight",
+            "Four generators of the IMT recipe (`configs/di-imt-fmnist.yaml`, Bernoulli masking, implicit timestep), trained "
+            "with the linear or cosine schedule and w(t) = 1 (the masked cross-entropy summed, / N) or gamma'/gamma; each "
+            "sampled with the same two samplers: ancestral, 16 steps, cosine sampling schedule; MaskGIT confidence, 8 steps, "
+            "cosine, Gumbel temperature 4.5.",
+            claims=[claims.weighting],
+        )
+        for name in WEIGHTING_MODELS:
+            label = name.replace("-", " ")
+            self.row(s, label, "ancestral 16", dict(fill="ancestral", steps=16, schedule="cosine"), model=models[name])
+            self.row(s, label, "maskgit 8", dict(fill="confidence", steps=8, schedule="cosine", choice_temperature=4.5), model=models[name])
+        return s
+
+    def causes_section(self) -> list[Section]:
+        sg = Section(
+            "Cause: 000 Table 2, L_aux against L_mask",
+            f"Self-guidance with each module at T = {T}, temperature 25 (compound): three seeds at scale 1, then scales "
+            "0.5, 1, 2 at seed 0.",
+            claims=[claims.aux_vs_mask_cause],
+        )
+        for name in ("sg-laux", "sg-lmask"):
+            for seed in (0, 1, 2):
+                self.row(sg, name, f"seed {seed}", confidence(25.0, **self.guided[name]), seed=seed)
+            for v in (0.5, 1.0, 2.0):
+                self.row(sg, name, f"scale {v:g}", confidence(25.0, **{**self.guided[name], "scale": v}))
+        sched = Section(
+            "Cause: 002 Fig. 3a, sampling schedules",
+            f"Ancestral sampling at token temperature 1 on a generator trained as eMIGM trains (exp schedule, w(t) = 1; "
+            f"`{self.args.exp_model}`), with the exp, cosine and linear sampling schedules at 8 and 16 steps.",
+            claims=[claims.schedules_cause],
+        )
+        for name in ("exp", "cosine", "linear"):
+            for k in (8, 16):
+                self.row(sched, f"{name} (exp-trained)", f"{k} steps", dict(fill="ancestral", steps=k, schedule=name), model=self.args.exp_model)
+        return [sg, sched]
+
     def plot_folder(self) -> Path:
         return Path(self.args.doc).with_suffix("") if self.args.doc else Path(self.args.out or ".")
 
@@ -226,7 +281,10 @@ def render(sections: list[Section], results: Results, command: str) -> str:
         "Models: the reference generator, its self-guidance modules and critic in `--model` (recipes "
         "`configs/maskgit-fmnist.yaml`, `sg-fmnist.yaml`, `sg-lmask-fmnist.yaml`, `critic-fmnist.yaml`; the package ships "
         "bf16 copies of them), and for 003 the two generators of `configs/di-etm-fmnist.yaml` and "
-        "`configs/di-imt-fmnist.yaml`; all trained on the 60k Fashion-MNIST training images on 2 CPU cores.",
+        "`configs/di-imt-fmnist.yaml`, for the weighting ablation and the schedule experiment the IMT recipe with its schedule "
+        "and weighting changed (commands in `benchmarks/results.py`); all trained on the 60k Fashion-MNIST training images on "
+        "2 CPU cores. The reference generator was trained with the per-image mean of the masked cross-entropy "
+        "(`--weighting per-image`); every generator trained after the w(t) = 1 fix uses the papers' sum (`--weighting one`).",
         "",
     ]
     if not results.args.inception_ref:
@@ -254,6 +312,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p)
     p.add_argument("--di", default=None, help="ETM,IMT generator folders for the 003 section")
+    p.add_argument("--weighting-models", default=None, help="NAME=DIR for each of " + ", ".join(WEIGHTING_MODELS))
+    p.add_argument("--exp-model", default=None, help="generator trained with the exp schedule and w = 1 (causes section)")
     p.add_argument("--sections", default=",".join(SECTIONS))
     p.add_argument("--doc", default=None, help="write the markdown report here (plots go to a folder of the same name)")
     args = p.parse_args()
@@ -263,6 +323,12 @@ def main() -> None:
             sys.exit(f"unknown section {x!r}; choose from {', '.join(SECTIONS)}")
     if "di" in chosen and (not args.di or len(args.di.split(",")) != 2):
         sys.exit("the di section needs --di ETM_FOLDER,IMT_FOLDER")
+    if "weighting" in chosen:
+        given = dict(item.split("=", 1) for item in (args.weighting_models or "").split(",") if "=" in item)
+        if sorted(given) != sorted(WEIGHTING_MODELS):
+            sys.exit("the weighting section needs --weighting-models " + ",".join(f"{m}=DIR" for m in WEIGHTING_MODELS))
+    if "causes" in chosen and not args.exp_model:
+        sys.exit("the causes section needs --exp-model DIR")
     if "noise" not in chosen and any(x != "noise" for x in chosen):
         print("note: without the noise section the verdicts treat every difference as real", file=sys.stderr)
     try:
