@@ -96,7 +96,7 @@ class ConfidenceFill(FillRule):
     """MaskGIT: keep the most confident draws so the masked count follows gamma(s).
 
     Confidence is the log-probability of the drawn token plus Gumbel noise scaled by
-    ``choice_temperature * a(step)`` (REFERENCE.md, MaskGIT sampling). Annealing ``a``:
+    ``choice_temperature * a(step)`` (the official MaskGIT decoder). Annealing ``a``:
     ``linear`` 1 - (i+1)/T, afresh each step (official MaskGIT, the default);
     ``compound`` prod_{j<=i} (1 - (j+1)/T), the cumulative decay in 000's code (its tuned
     temperatures assume it); ``warmup`` the linear rule ramped up over the first quarter
