@@ -265,3 +265,11 @@ def test_token_draw_follows_the_distribution():
     tokens, _ = TokenDraw(temperature=2.0)(logits, gen())
     flat = probs.sqrt() / probs.sqrt().sum()
     assert torch.allclose(torch.bincount(tokens.flatten(), minlength=4).float() / tokens.numel(), flat, atol=0.006)
+
+
+def test_a_zero_scale_guidance_loads_nothing(generator):
+    # the stand-in model folder has no self-guidance module: asking for it would fail
+    s = build_sampler(generator, guidance="self", scale=0.0, steps=2)
+    assert s.guidance == [] and s.spec.guidance[0].kind == "self"
+    with pytest.raises(AssertionError, match="no self-guidance module"):
+        build_sampler(generator, guidance="self", scale=1.0, steps=2)

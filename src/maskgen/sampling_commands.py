@@ -32,7 +32,8 @@ def evaluate(args: argparse.Namespace) -> None:
     if args.samples:
         images, labels, record = load_samples(args.samples)
         out = Path(args.out) if args.out else Path(args.samples).with_name("eval.json")
-        sampler = record.get("settings", {})
+        settings = record.get("settings", {})
+        sampler, nfe = record.get("sampler", settings.get("sampler", settings)), record.get("nfe", settings.get("nfe"))
     else:
         from .pipeline import MaskGen
 
@@ -42,12 +43,12 @@ def evaluate(args: argparse.Namespace) -> None:
         sampler_obj = model.sampler(sampler_spec(args))
         labels_t = parse_classes(run["classes"], run["num"], model.generator.config.num_classes)
         imgs, result = model.generate(labels_t, sampler_obj, seed=run["seed"], batch_size=run["batch_size"], rejection=build_rejection(args, device))
-        images, labels, sampler = imgs.numpy(), labels_t.numpy(), result.settings
+        images, labels, sampler, nfe = imgs.numpy(), labels_t.numpy(), result.settings["sampler"], result.nfe
         out = Path(args.out) if args.out else Path(args.model) / "eval.json"
     metrics = evaluate_images(images, labels, ref, net, device=device, kid_subsets=args.kid_subsets, is_mode=args.is_mode)
     from .checkpoint import save_json
 
-    save_json(out, {"metrics": metrics, "sampler": sampler, "nfe": sampler.get("nfe"), "samples": args.samples or args.model, "ref": args.ref})
+    save_json(out, {"metrics": metrics, "sampler": sampler, "nfe": nfe, "samples": args.samples or args.model, "ref": args.ref})
     shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if not k.endswith("sha256")}
     print(json.dumps(shown, indent=1))
     print(f"results written to {out}")
