@@ -227,6 +227,11 @@ def test_token_draw_filters():
         (lambda m: build_sampler(m, cfg_interval=(0.1, 0.3)), "without --cfg"),
         (lambda m: SamplerSpec.from_dict({"steps": 4, "fill": {"kind": "flow", "choice_temperature": 3}}), "has no option 'choice_temperature'"),
         (lambda m: SamplerSpec.from_dict({"steps": 4, "stepz": 4}), "has no option 'stepz'"),
+        (lambda m: build_sampler(m, cfg=float("nan")), "cfg guidance scale must be a finite number"),
+        (lambda m: build_sampler(m, guidance="blur", scale=float("inf")), "blur guidance scale must be a finite number"),
+        (lambda m: build_sampler(m, temperature=float("nan")), "temperature must be a finite number"),
+        (lambda m: build_sampler(m, choice_temperature=float("inf")), "choice temperature must be a finite number"),
+        (lambda m: build_sampler(m, sampler="critic", critic_noise=-1.0), "critic selection noise must be >= 0"),
     ],
 )
 def test_bad_sampler_input(generator, make, match):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +47,8 @@ class TokenDraw:
     argmax_last: bool = False
 
     def __post_init__(self) -> None:
+        if not math.isfinite(self.temperature):
+            raise MaskgenError(f"temperature must be a finite number, got {self.temperature}")
         if self.temperature < 0:
             raise MaskgenError(f"temperature must be >= 0, got {self.temperature}")
         if self.top_k < 0:

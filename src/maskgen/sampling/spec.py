@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -45,6 +46,15 @@ class ComponentSource(Protocol):
     def denoiser(self): ...
     def critic(self, folder: str | Path | None = None): ...
     def self_guidance_module(self, folder: str | Path | None = None): ...
+
+
+def _finite(what: str, value: float, minimum: float | None = None) -> None:
+    """One line for a NaN, an infinity or a value below ``minimum`` (NaN scales silently
+    turn every image into one repeated token)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise MaskgenError(f"{what} must be a finite number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise MaskgenError(f"{what} must be >= {minimum:g}, got {value!r}")
 
 
 def _fields(cls) -> list[str]:
@@ -109,6 +119,9 @@ class ConfidenceSpec(PieceSpec):
     choice_temperature: float = 4.5
     annealing: str = "linear"
 
+    def __post_init__(self) -> None:
+        _finite("choice temperature", self.choice_temperature, 0.0)
+
     def build(self, source: ComponentSource):
         from .fill import ConfidenceFill
 
@@ -152,9 +165,12 @@ class CriticSpec(PieceSpec):
     temperature: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
-        self.temperature = tuple(float(v) for v in self.temperature)
-        if len(self.temperature) != 2:
+        _finite("critic selection noise", self.noise, 0.0)
+        if len(tuple(self.temperature)) != 2:
             raise MaskgenError(f"critic temperature is (a, b) of a t + b, got {self.temperature}")
+        for v in self.temperature:
+            _finite("critic temperature", v)
+        self.temperature = tuple(float(v) for v in self.temperature)
 
     def build(self, source: ComponentSource):
         from .critic import CriticFill
@@ -175,6 +191,7 @@ class GuidanceSpec(PieceSpec):
     interval: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
+        _finite(f"{self.kind} guidance scale", self.scale)
         if self.interval is not None:
             self.interval = tuple(float(v) for v in self.interval)
         self.scale_schedule()  # validates
@@ -205,6 +222,10 @@ class BlurSpec(GuidanceSpec):
     kind: ClassVar[str] = "blur"
     sigma: float = 1.0
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _finite("blur sigma", self.sigma, 1e-6)
+
     def build(self, source):
         return BlurGuidance(self.scale_schedule(), source.denoiser().grid, self.sigma)
 
@@ -216,6 +237,10 @@ class SAGSpec(GuidanceSpec):
 
     kind: ClassVar[str] = "sag"
     threshold: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _finite("SAG threshold", self.threshold)
 
     def build(self, source):
         return SelfAttentionGuidance(self.scale_schedule(), source.denoiser().mask_id, self.threshold)
