@@ -275,7 +275,8 @@ def render(sections: list[Section], results: Results, command: str) -> str:
         "",
         f"{b.header()}. FD-clf is the Frechet distance in the dataset classifier's features (lower is better), score the "
         "classifier score (the IS formula over its 10 classes, higher is better); precision and recall use k = 3 in the same "
-        "features. Seconds per image are wall time on the machine that ran the command. The papers' numbers quoted in the "
+        "features. Seconds per image are wall time on the machine that ran the command, for the row's own run: rows are "
+        "cached and may come from runs made at different times and machine load, so compare them only within a section. The papers' numbers quoted in the "
         "verdicts are ImageNet FID/IS; here only the direction and size of each effect can be compared.",
         "",
         "Models: the reference generator, its self-guidance modules and critic in `--model` (recipes "
