@@ -59,14 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--timestep-input", action="store_true", help="explicit-timestep generator (random init only)")
     s = ap.add_argument_group("sampler")
     s.add_argument("--sampler", choices=sorted(k for k in FILLS if k != "critic"), default="confidence", help="fill rule")
-    s.add_argument("--steps", type=int, default=8)
-    s.add_argument("--schedule", default="cosine")
+    # None: the SamplerSpec's default (defaults live once, in the spec)
+    s.add_argument("--steps", type=int, default=None)
+    s.add_argument("--schedule", default=None)
     s.add_argument("--cfg", type=float, default=0.0, help="classifier-free guidance scale (0: off); --sweep uses it, or 2.0, for its CFG rows")
-    s.add_argument("--temperature", type=float, default=1.0)
-    s.add_argument("--top-k", type=int, default=0)
-    s.add_argument("--top-p", type=float, default=1.0)
-    s.add_argument("--choice-temperature", type=float, default=4.5)
-    s.add_argument("--annealing", default="linear")
+    s.add_argument("--temperature", type=float, default=None)
+    s.add_argument("--top-k", type=int, default=None)
+    s.add_argument("--top-p", type=float, default=None)
+    s.add_argument("--choice-temperature", type=float, default=None)
+    s.add_argument("--annealing", default=None)
     s.add_argument("--sweep", action="store_true", help="every fill rule, with and without CFG, in one table")
     r = ap.add_argument_group("run")
     r.add_argument("--batch-size", type=int, default=64)
@@ -241,7 +242,7 @@ def bench_one(model: MaskedTransformer, args, fill: str, cfg: float) -> dict:
     pairs = list(zip(times["sampler"], times["bare"]))
     return {
         "sampler": fill,
-        "steps": args.steps,
+        "steps": sampler.steps,
         "cfg": cfg,
         "batch": args.batch_size,
         "nfe_per_image": result.nfe,
@@ -299,6 +300,8 @@ class Labelled(nn.Module):
     def null_class(self) -> int:
         return self.inner.null_class
 
+    time_input = MaskedTransformer.time_input
+
     def forward(self, *a, **kw):
         with torch.profiler.record_function("model_forward"):
             return self.inner(*a, **kw)
@@ -340,7 +343,7 @@ def profile_loop(model: MaskedTransformer, args, fill: str, cfg: float, top: int
         acc[1] += 1
     outside = sum(v[0] for v in per_op.values())
     lines = [
-        f"### Profile: {fill}, cfg {cfg:g}, {args.steps} steps, batch {args.batch_size}",
+        f"### Profile: {fill}, cfg {cfg:g}, {sampler.steps} steps, batch {args.batch_size}",
         "",
         f"one sampler run under the profiler: {wall * 1e3:.1f} ms wall; forward ranges {fwd_us / 1e3:.1f} ms; "
         f"ops outside the forward passes {outside / 1e3:.1f} ms self CPU (profiler overhead inflates both)",
@@ -355,8 +358,8 @@ def profile_loop(model: MaskedTransformer, args, fill: str, cfg: float, top: int
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.batch_size < 1 or args.repeats < 1 or args.steps < 1:
-        raise SystemExit("--batch-size, --repeats and --steps must be >= 1")
+    if args.batch_size < 1 or args.repeats < 1:
+        raise SystemExit("--batch-size and --repeats must be >= 1")
     torch.set_num_threads(args.threads)
     load_start = load_note()
     model = load_model(args)
