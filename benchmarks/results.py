@@ -19,10 +19,12 @@ Sections (``--sections``, in this order):
   and guidance scale; 002 Fig. 3a: a generator trained with the exp schedule, ``--exp-model``).
 
 Every setting is fixed here before a run; nothing is tuned on the evaluation seeds. Rows
-are cached in ``--out`` (a killed run resumes; shared rows are sampled once).
+are cached in ``--out`` (a killed run resumes; shared rows are sampled once, and several
+processes with different ``--sections`` and one ``--out`` fill the cache side by side). Plots
+need matplotlib (``pip install -e '.[plots]'``).
 
     python benchmarks/results.py --model src/maskgen/reference --ref src/maskgen/reference/classifier/ref-stats.npz \\
-        --di runs/ref/di-etm,runs/ref/di-imt --weighting-models linear-one=runs/ref/di-imt,linear-elbo=runs/ref/w-linear-elbo,cosine-one=runs/ref/w-cosine-one,cosine-elbo=runs/ref/w-cosine-elbo \\
+        --num 500 --threads 1 --di runs/ref/di-etm,runs/ref/di-imt --weighting-models linear-one=runs/ref/di-imt,linear-elbo=runs/ref/w-linear-elbo,cosine-one=runs/ref/w-cosine-one,cosine-elbo=runs/ref/w-cosine-elbo \\
         --exp-model runs/ref/w-exp-one --out runs/results --doc docs/results.md
 
 The generators behind ``--di``, ``--weighting-models`` and ``--exp-model`` are one command each
