@@ -32,7 +32,7 @@ def test_export_casts_and_restamps(model_dir, tmp_path, capsys):
     with pytest.raises(MaskgenError, match="trained on generator sha256"):
         ToastModule.load(src / "self-guidance", model.generator)  # the original does not
     assert reference_network(out / "classifier" / "ref-stats.npz") == f"classifier:{out / 'classifier' / '.'}"
-    assert main(["eval", "--model", str(out), "--num", "10", "--steps", "2", "--guidance", "self", "--ref", str(out / "classifier" / "ref-stats.npz")]) == 0
+    assert main(["eval", "--model", str(out), "--num", "10", "--steps", "2", "--guidance", "self", "--ref", str(out / "classifier" / "ref-stats.npz"), "--out", str(tmp_path / "eval.json")]) == 0
     # the demo runs on any exported folder as it does on the shipped one
     assert main(["demo", "--model", str(out), "--num", "20", "--samplers", "maskgit,self-guidance", "--out", str(tmp_path / "demo")]) == 0
     assert (tmp_path / "demo" / "self-guidance" / "grid.png").is_file()

@@ -17,10 +17,13 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, TypeVar
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -77,6 +80,32 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise MaskgenError(f"corrupt or truncated checkpoint {path}: {e}") from None
+
+
+def load_arrays(path: str | Path, required: tuple[str, ...], optional: tuple[str, ...] = (), what: str = "arrays") -> dict[str, np.ndarray]:
+    """The ``required`` (and present ``optional``) arrays of an ``.npz``, read without pickle.
+
+    A missing, empty, truncated or non-zip file, a lone ``.npy``, a pickled (object) array
+    or a missing key is a one-line error naming the file: numpy's own errors are a
+    traceback through ``zipfile`` that does not say which input was wrong.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MaskgenError(f"{what} file does not exist: {path}")
+    try:
+        f = np.load(path, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise MaskgenError(f"{path} is a single array, not an .npz of {what} ({', '.join(required)})")
+        with f:
+            missing = [k for k in required if k not in f.files]
+            if missing:
+                raise MaskgenError(f"{path} has no {', '.join(missing)} array: expected {what} ({', '.join(required)})")
+            return {k: f[k] for k in (*required, *optional) if k in f.files}
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "pickle" in reason:
+            reason = "it holds pickled (object) data, which is never loaded"
+        raise MaskgenError(f"cannot read {what} from {path} (expected an .npz of plain arrays): {reason}") from None
 
 
 def check_state_dict(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], what: str) -> None:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .cli_checks import OneLineParser, output_folder, preflight, recipe_value
 from .errors import MaskgenError
 
 TRAIN_DEFAULTS = {
@@ -63,7 +64,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    parser = argparse.ArgumentParser(prog="maskgen", description="Masked generative image models (MaskGIT family).")
+    parser = OneLineParser(prog="maskgen", description="Masked generative image models (MaskGIT family).")
     subs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     verbs: dict[str, argparse.ArgumentParser] = {}
 
@@ -169,7 +170,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--split", default="train", help="train or test (IDX data)")
     p.add_argument("--num", type=int, default=None, help="use the first N images (default: all)")
     p.add_argument("--network", default="inception", help="inception, inception:FILE or classifier:DIR")
-    p.add_argument("--out", required=False, help="statistics file (.npz)")
+    p.add_argument("--out", required=False, help="statistics file (.npz is added when missing)")
     p.add_argument("--batch-size", type=int, default=200)
     p.add_argument("--device", default="auto")
 
@@ -181,7 +182,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--classes", default=None)
     p.add_argument("--ref", required=False, help="reference statistics .npz (from maskgen ref-stats; default: the shipped classifier's)")
     p.add_argument("--network", default=None, help="feature network (default: the one --ref was made with)")
-    p.add_argument("--out", default=None, help="results JSON (default: next to the samples)")
+    p.add_argument("--out", default=None, help="results JSON (default: eval.json next to --samples, else in the current folder)")
     p.add_argument("--kid-subsets", type=int, default=100)
     p.add_argument("--is-mode", default="evaluator", help="evaluator (chunks of 5000) or torch-fidelity (10 splits)")
 
@@ -250,13 +251,13 @@ def load_recipe(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
         raise MaskgenError(f"malformed YAML recipe {p}: {str(e).splitlines()[0]}") from None
     if not isinstance(recipe, dict):
         raise MaskgenError(f"recipe {p} must be a mapping of option: value")
-    known = {a.dest for a in parser._actions}
+    actions = {a.dest: a for a in parser._actions}
     out = {}
     for key, value in recipe.items():
         dest = str(key).replace("-", "_")
-        if dest not in known or dest in ("help", "config"):
+        if dest not in actions or dest in ("help", "config"):
             raise MaskgenError(f"unknown option {key!r} in recipe {p}")
-        out[dest] = value
+        out[dest] = recipe_value(actions[dest], str(key), value, parser.get_default(dest), f"recipe {p}")
     return out
 
 
@@ -286,6 +287,8 @@ def run(args: argparse.Namespace) -> None:
     from . import sampling_commands, workflows
     from .training.trainer import TrainConfig
 
+    preflight(args)
+
     if args.verb == "train-tokenizer":
         from .tokenizers import VQConfig
 
@@ -310,7 +313,7 @@ def run(args: argparse.Namespace) -> None:
     elif args.verb == "finetune-sg":
         from .training.self_guidance import SelfGuidanceObjectiveConfig
 
-        out = args.out or str(Path(args.model) / "self-guidance")
+        out = output_folder(args)
         _, counts = workflows.finetune_self_guidance(
             args.model, out, pick(SelfGuidanceObjectiveConfig, args), pick(TrainConfig, args), data=args.data,
             resume=args.resume, until=args.stop_at,
@@ -322,7 +325,7 @@ def run(args: argparse.Namespace) -> None:
     elif args.verb == "train-critic":
         from .training.critic import CriticObjectiveConfig
 
-        out = args.out or str(Path(args.model) / "critic")
+        out = output_folder(args)
         _, metrics = workflows.train_critic(
             args.model, out, pick(CriticObjectiveConfig, args), pick(TrainConfig, args), data=args.data,
             width=args.width, depth=args.depth, heads=args.heads, heldout=args.heldout, resume=args.resume, until=args.stop_at,
@@ -344,10 +347,11 @@ def run(args: argparse.Namespace) -> None:
             print(f"classifier saved to {args.out}: held-out accuracy {metrics['accuracy']:.2%} ({metrics['heldout']})")
     elif args.verb == "ref-stats":
         from .evaluate import reference_stats
+        from .metrics.stats import stats_path
         from .training.trainer import resolve_device
 
         stats = reference_stats(args.data, args.network, args.out, args.split, args.num, args.batch_size, resolve_device(args.device))
-        print(f"reference statistics of {stats.count} images ({stats.network}) written to {args.out}")
+        print(f"reference statistics of {stats.count} images ({stats.network}) written to {stats_path(args.out)}")
     elif args.verb == "eval":
         sampling_commands.evaluate(args)
     elif args.verb == "export":

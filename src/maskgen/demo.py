@@ -25,6 +25,7 @@ from .sampling.loop import SampleResult
 from .tokenizers import VQConfig
 from .training.masking import MaskedObjectiveConfig
 from .training.trainer import TrainConfig
+from .validate import integer
 from .workflows import train_generator, train_tokenizer
 
 DEMO_TOKENIZER = VQConfig(image_size=32, channels=1, codebook_size=256, downsample=4)
@@ -50,6 +51,12 @@ def run_reference_demo(out: str | Path, num: int = 1000, seed: int = 0, samplers
     from .metrics import load_stats
     from .pipeline import reference_dir
 
+    # every check before the first sampler runs: a bad name must not end a half-written demo
+    integer("--num", num, 1)
+    names = samplers or list(DEMO_SAMPLERS)
+    unknown = [n for n in names if n not in DEMO_SAMPLERS]
+    if unknown:
+        raise MaskgenError(f"unknown demo sampler {unknown[0]!r}; choose from {', '.join(DEMO_SAMPLERS)}")
     folder = Path(model_dir) if model_dir else reference_dir()
     stats_path = folder / "classifier" / "ref-stats.npz"
     # the table shows FD, score and accuracy only: drop the reference features so the
@@ -58,12 +65,9 @@ def run_reference_demo(out: str | Path, num: int = 1000, seed: int = 0, samplers
     net = load_network(reference_network(stats_path))
     num_classes = model.generator.config.num_classes
     labels = torch.arange(num) % num_classes
-    names = samplers or list(DEMO_SAMPLERS)
     out = Path(out)
     rows = []
     for i, name in enumerate(names, 1):
-        if name not in DEMO_SAMPLERS:
-            raise MaskgenError(f"unknown demo sampler {name!r}; choose from {', '.join(DEMO_SAMPLERS)}")
         print(f"[{i}/{len(names)}] {name}", flush=True)
         start = time.perf_counter()
         images, result = model.generate(labels, model.sampler(**DEMO_SAMPLERS[name]), seed=seed, batch_size=batch_size, progress=False)
@@ -84,6 +88,9 @@ def run_reference_demo(out: str | Path, num: int = 1000, seed: int = 0, samplers
 def run_demo(out: str | Path, tokenizer_steps: int | None = None, steps: int | None = None, seed: int = 0) -> dict:
     """The train-from-scratch demo (``maskgen demo --train``)."""
     out = Path(out)
+    for name, value in (("--tokenizer-steps", tokenizer_steps), ("--steps", steps)):
+        if value is not None:
+            integer(name, value, 1)  # 0 must not quietly mean the default
     start = time.perf_counter()
     torch.manual_seed(seed)  # only parameter initialisation reads the global RNG
     tok_dir, gen_dir = out / "tokenizer", out / "generator"

@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import load_json, save_json
+from .checkpoint import load_arrays, load_json, save_json
 from .data import open_dataset
 from .errors import MaskgenError
+from .validate import integer
 from .metrics import (
     FeatureStats,
     compute_stats,
@@ -82,7 +83,11 @@ def reference_stats(
     device: torch.device | str = "cpu",
     progress: bool = True,
 ) -> FeatureStats:
-    """Compute and save the reference statistics of ``data`` in ``network``'s feature space."""
+    """Compute and save the reference statistics of ``data`` in ``network``'s feature space
+    (to ``stats_path(out)``: ``.npz`` is added when missing)."""
+    if num is not None:
+        integer("--num", num, 1)
+    integer("--batch-size", batch_size, 1)
     net = load_network(network, device)
     images, _ = dataset_images(data, split, num)
     feats, _ = extract(net, images, batch_size=batch_size, device=device, progress=progress)
@@ -138,16 +143,14 @@ def evaluate_images(
 def load_samples(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, dict]:
     """Images, labels and the sampler record (``samples.json`` beside it, if any) of a samples .npz."""
     path = Path(path)
-    if not path.is_file():
-        raise MaskgenError(f"samples file does not exist: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            images = f["images"]
-            labels = f["labels"] if "labels" in f.files else None
-    except (KeyError, ValueError, OSError) as e:
-        raise MaskgenError(f"cannot read samples from {path} (expected an .npz with uint8 'images'): {e}") from None
+    arrays = load_arrays(path, ("images",), ("labels",), what="samples")
+    images, labels = arrays["images"], arrays.get("labels")
     if images.dtype != np.uint8 or images.ndim != 4:
         raise MaskgenError(f"samples in {path} must be uint8 [N, C, H, W], got {images.dtype} {images.shape}")
+    if len(images) == 0:
+        raise MaskgenError(f"samples file {path} holds no images")
+    if labels is not None and len(labels) != len(images):
+        raise MaskgenError(f"samples file {path} has {len(labels)} labels for {len(images)} images")
     side = path.with_suffix(".json")
     record = load_json(side) if side.is_file() else {}
     return images, labels, record

@@ -41,6 +41,8 @@ def convert_checkpoint(src: Path, name: str, dst: Path, dtype: torch.dtype, **re
 def export_models(model_dir: str | Path, out: str | Path, dtype: str = "bf16", classifier: str | Path | None = None, ref_data: str | None = None, progress: bool = True) -> list[str]:
     """Export ``model_dir`` (+ its ``self-guidance*/`` and ``critic/``) and ``classifier`` to ``out``;
     with ``ref_data``, write the classifier's reference statistics of it as ``out/classifier/ref-stats.npz``."""
+    if ref_data is not None and classifier is None:
+        raise MaskgenError("--ref-data computes the classifier's reference statistics: it needs --classifier DIR")
     if dtype not in DTYPES:
         raise MaskgenError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
     src, out, cast = Path(model_dir), Path(out), DTYPES[dtype]

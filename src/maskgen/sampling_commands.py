@@ -8,7 +8,29 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import load_arrays
 from .errors import MaskgenError
+from .validate import integer, number
+
+
+IS_MODES = ("evaluator", "torch-fidelity")
+
+
+def eval_output(args: argparse.Namespace) -> Path:
+    """Where ``eval`` writes its results: ``--out``, else ``eval.json`` next to ``--samples``,
+    else in the current folder. Never next to the model: that may be the installed package's
+    reference folder, which is no place for a user's results."""
+    if args.out:
+        return Path(args.out)
+    if args.samples:
+        return Path(args.samples).with_name("eval.json")
+    return Path("eval.json")
+
+
+def check_acceptance(args: argparse.Namespace) -> None:
+    """``--acceptance`` is a share of candidates kept, in (0, 1]; checked before anything else
+    so a negative rate is not reported as a missing classifier."""
+    number("--acceptance rate", args.acceptance, 0.0, 1.0, lo_open=True)
 
 
 def evaluate(args: argparse.Namespace) -> None:
@@ -23,15 +45,20 @@ def evaluate(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     if args.samples is not None and args.model is not None:
         raise MaskgenError("eval takes either --samples FILE.npz or --model DIR, not both")
+    check_acceptance(args)
+    integer("--kid-subsets", args.kid_subsets, 1)
+    if args.is_mode not in IS_MODES:
+        raise MaskgenError(f"unknown --is-mode {args.is_mode!r}; choose from {', '.join(IS_MODES)}")
+    out = eval_output(args)  # checked writable by the CLI before any work
     if args.samples is None and args.model is None and args.spec is None:
         args.model = str(reference_dir())
+    loaded = load_samples(args.samples) if args.samples else None  # a bad file fails before anything loads
     if args.ref is None:
         args.ref = str(reference_dir() / "classifier" / "ref-stats.npz")
     ref = load_stats(args.ref)
     net = load_network(args.network or reference_network(args.ref), device)
-    if args.samples:
-        images, labels, record = load_samples(args.samples)
-        out = Path(args.out) if args.out else Path(args.samples).with_name("eval.json")
+    if loaded is not None:
+        images, labels, record = loaded
         settings = record.get("settings", {})
         sampler, nfe = record.get("sampler", settings.get("sampler", settings)), record.get("nfe", settings.get("nfe"))
     else:
@@ -44,14 +71,13 @@ def evaluate(args: argparse.Namespace) -> None:
         labels_t = parse_classes(run["classes"], run["num"], model.generator.config.num_classes)
         imgs, result = model.generate(labels_t, sampler_obj, seed=run["seed"], batch_size=run["batch_size"], rejection=build_rejection(args, device))
         images, labels, sampler, nfe = imgs.numpy(), labels_t.numpy(), result.settings["sampler"], result.nfe
-        out = Path(args.out) if args.out else Path(args.model) / "eval.json"
     metrics = evaluate_images(images, labels, ref, net, device=device, kid_subsets=args.kid_subsets, is_mode=args.is_mode)
     from .checkpoint import save_json
 
     save_json(out, {"metrics": metrics, "sampler": sampler, "nfe": nfe, "samples": args.samples or args.model, "ref": args.ref})
     shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if not k.endswith("sha256")}
     print(json.dumps(shown, indent=1))
-    print(f"results written to {out}")
+    print(f"results written to {out.resolve()}")
 
 
 def sampler_spec(args: argparse.Namespace, **defaults):
@@ -94,6 +120,7 @@ def run_settings(args: argparse.Namespace, num_default: int) -> dict:
 
 
 def build_rejection(args: argparse.Namespace, device):
+    check_acceptance(args)  # a replayed samples.json may have set it
     if args.acceptance >= 1.0 and args.rejection_classifier is None:
         return None
     if args.rejection_classifier is None:
@@ -119,8 +146,9 @@ def sample(args: argparse.Namespace) -> None:
     from .pipeline import MaskGen, reference_dir, save_samples
     from .training.trainer import resolve_device
 
-    run = run_settings(args, 100)
     device = resolve_device(args.device)
+    check_acceptance(args)
+    run = run_settings(args, 100)
     model_dir = args.model or str(reference_dir())
     model = MaskGen.load(model_dir, device=device)
     spec = sampler_spec(args)
@@ -146,16 +174,19 @@ def refine(args: argparse.Namespace) -> None:
     from .training.trainer import resolve_device
 
     device = resolve_device(args.device)
-    model = MaskGen.load(args.model, device=device)
+    check_acceptance(args)
+    number("--fraction", args.fraction, 0.0, 1.0, lo_open=True)
     path = Path(args.samples)
-    if not path.is_file():
-        raise MaskgenError(f"samples file does not exist: {path}")
-    with np.load(path) as f:
-        if "tokens" not in f or "labels" not in f:
-            raise MaskgenError(f"{path} has no tokens/labels arrays: refine needs samples written by maskgen sample")
-        tokens, labels = torch.as_tensor(f["tokens"].astype(np.int64)), torch.as_tensor(f["labels"].astype(np.int64))
+    arrays = load_arrays(path, ("tokens", "labels"), what="samples written by maskgen sample")
+    if len(arrays["tokens"]) == 0 or len(arrays["tokens"]) != len(arrays["labels"]):
+        raise MaskgenError(f"{path} holds {len(arrays['tokens'])} token grids and {len(arrays['labels'])} labels: nothing to refine")
+    try:
+        tokens, labels = torch.as_tensor(arrays["tokens"].astype(np.int64)), torch.as_tensor(arrays["labels"].astype(np.int64))
+    except (TypeError, ValueError) as e:
+        raise MaskgenError(f"tokens/labels in {path} are not integer arrays: {e}") from None
+    model = MaskGen.load(args.model, device=device)
     n = model.generator.config.num_tokens
-    if tokens.reshape(len(tokens), -1).shape[1] != n or tokens.max() >= model.generator.config.codebook_size:
+    if tokens.reshape(len(tokens), -1).shape[1] != n or tokens.min() < 0 or tokens.max() >= model.generator.config.codebook_size:
         raise MaskgenError(f"tokens in {path} do not fit this generator ({n} tokens, {model.generator.config.codebook_size} codes)")
     if args.spec is None:
         # 60% (--fraction) re-sampled at the first step, then fewer along the schedule

@@ -18,7 +18,8 @@ from .pipeline import copy_tokenizer
 from .tokenizers import VQConfig, VQObjective, VQTokenizer
 from .tokenizers.metrics import evaluate_tokenizer
 from .training.masking import MaskedObjectiveConfig, MaskedTokenObjective
-from .training.trainer import Trainer, TrainConfig, seeded
+from .training.trainer import Trainer, TrainConfig, check_until, resolve_device, seeded
+from .validate import integer
 
 if TYPE_CHECKING:
     from .models.critic import TokenCritic
@@ -52,9 +53,10 @@ def train_tokenizer(data: str, out: str | Path, vq: VQConfig, train: TrainConfig
 
 def encode(tokenizer_dir: str | Path, data: str, out: str | Path, batch_size: int = 256, device: str = "cpu") -> Path:
     """Pre-extract token ids and labels of ``data`` into a memory-mapped cache at ``out``."""
-    tokenizer = VQTokenizer.load(tokenizer_dir).to(device)
+    target = resolve_device(device)
+    tokenizer = VQTokenizer.load(tokenizer_dir).to(target)
     dataset = open_dataset(data, image_size=tokenizer.config.image_size, channels=tokenizer.config.channels)
-    return encode_dataset(tokenizer, dataset, out, batch_size=batch_size, device=device)
+    return encode_dataset(tokenizer, dataset, out, batch_size=batch_size, device=target)
 
 
 @torch.no_grad()
@@ -88,13 +90,17 @@ def train_generator(
     progress: bool = True,
     until: int | None = None,
 ) -> MaskedTransformer:
-    """Train a class-conditional generator with the unified masked objective (002 Eq. 7)."""
+    """Train a class-conditional generator with the unified masked objective (002 Eq. 7).
+
+    The tokenizer is copied into ``out`` only once the trainer is built, so an unusable
+    device, batch size or ``until`` leaves nothing behind."""
+    check_until(until)
+    resolve_device(train.device)
     tokenizer = VQTokenizer.load(tokenizer_dir)
     dataset = token_dataset(data, tokenizer, progress=progress)
     gen.codebook_size, gen.grid, gen.num_classes = tokenizer.codebook_size, tuple(tokenizer.grid), dataset.num_classes
     gen.time_schedule = objective.schedule  # the t an explicit-timestep model is fed in training
     out = Path(out)
-    copy_tokenizer(tokenizer_dir, out)
     model = seeded(train.seed, lambda: MaskedTransformer(gen))
     record = {"data": data, "objective": asdict(objective), "class_names": list(dataset.class_names)}
     trainer = Trainer(
@@ -107,6 +113,7 @@ def train_generator(
         record=record,
         tokens_per_item=gen.num_tokens,
     )
+    copy_tokenizer(tokenizer_dir, out)
     trainer.fit(resume=resume, progress=progress, until=until)
     return model
 
@@ -128,7 +135,6 @@ def finetune_self_guidance(
     """
     from .models.toast import ToastModule
     from .training.self_guidance import SelfGuidanceObjective
-    from .training.trainer import resolve_device
 
     model_dir = Path(model_dir)
     generator = MaskedTransformer.load(model_dir).to(resolve_device(train.device))
@@ -176,8 +182,9 @@ def train_critic(
     """
     from .models.critic import TokenCritic
     from .training.critic import CriticObjective, critic_auc
-    from .training.trainer import resolve_device
 
+    integer("heldout", heldout, 1)  # before the generator fills anything: 0 or -5 is a bad option, not a small dataset
+    check_until(until)
     model_dir = Path(model_dir)
     device = resolve_device(train.device)
     generator = MaskedTransformer.load(model_dir).to(device)

@@ -92,11 +92,16 @@ def compute_stats(
     return FeatureStats(mu, sigma, int(len(f)), sub, network, network_sha256 or "", data)
 
 
+def stats_path(path: str | Path) -> Path:
+    """Where ``save_stats(path, ...)`` writes: ``path`` with ``.npz`` added if missing, so a
+    caller can check and report the file that is really written."""
+    path = Path(path)
+    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+
 def save_stats(path: str | Path, stats: FeatureStats) -> Path:
     """Write ``stats`` to an ``.npz`` (the suffix is added if missing); returns the path."""
-    path = Path(path)
-    if path.suffix != ".npz":
-        path = path.with_name(path.name + ".npz")
+    path = stats_path(path)
     arrays = dict(
         format=np.array(STATS_FORMAT),
         mu=np.asarray(stats.mu, dtype=np.float64),

@@ -24,6 +24,7 @@ from ..checkpoint import Checkpointable, ConfigDict
 from ..data import fit_to_size
 from ..data.images import to_channels
 from ..errors import MaskgenError
+from ..validate import number
 
 
 @dataclass
@@ -57,8 +58,7 @@ class ClassifierConfig(ConfigDict):
             raise MaskgenError(f"invalid ClassifierConfig: width must be a multiple of 8 (GroupNorm groups), got {self.width}")
         if self.image_size < 8:
             raise MaskgenError(f"invalid ClassifierConfig: image_size must be at least 8 (three halvings), got {self.image_size}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise MaskgenError(f"invalid ClassifierConfig: dropout must be in [0, 1), got {self.dropout}")
+        self.dropout = number("dropout", self.dropout, 0.0, 1.0, hi_open=True, owner="ClassifierConfig")
 
 
 def conv_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from ..checkpoint import Checkpointable, ConfigDict
 from ..errors import MaskgenError
 from ..schedules import get_schedule
+from ..validate import flag, integer, number, pair, text
 
 
 @dataclass
@@ -44,7 +45,15 @@ class GeneratorConfig(ConfigDict):
     outputs: int = 0  # logits per position; 0: one per code (a generator), 1: a Token-Critic (004)
 
     def __post_init__(self) -> None:
-        self.grid = tuple(int(g) for g in self.grid)  # JSON gives lists
+        # Types first: a string width would otherwise reach ``width % heads`` below and fail
+        # with Python's "not all arguments converted during string formatting".
+        o = "GeneratorConfig"
+        self.grid = tuple(integer(f"grid[{i}]", g, 1, o) for i, g in enumerate(pair("grid", self.grid, o)))  # JSON gives lists
+        for name, low in (("codebook_size", 1), ("num_classes", 1), ("width", 1), ("depth", 1), ("heads", 1), ("outputs", 0)):
+            setattr(self, name, integer(name, getattr(self, name), low, o))
+        self.mlp_ratio = number("mlp_ratio", self.mlp_ratio, 1.0, owner=o)
+        flag("timestep_input", self.timestep_input, o)
+        text("time_schedule", self.time_schedule, o)
         if self.uncond not in ("null", "mask"):
             raise MaskgenError(f"unknown uncond mode {self.uncond!r}; choose null or mask")
         if self.width % self.heads:

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..checkpoint import Checkpointable, ConfigDict
 from ..errors import MaskgenError
+from ..validate import flag, integer, number
 
 
 @dataclass
@@ -68,12 +69,11 @@ class VQConfig(ConfigDict):
             raise bad(f"codebook_size must be at least 2, got {self.codebook_size}")
         if self.width % 8:
             raise bad(f"width must be a multiple of 8 (GroupNorm groups), got {self.width}")
-        if not isinstance(self.num_res_blocks, int) or self.num_res_blocks < 0:
-            raise bad(f"num_res_blocks must be a non-negative integer, got {self.num_res_blocks!r}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise bad(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.commitment < 0 or self.dead_code_threshold < 0:
-            raise bad("commitment and dead_code_threshold must be non-negative")
+        integer("num_res_blocks", self.num_res_blocks, 0, "VQConfig")
+        self.commitment = number("commitment", self.commitment, 0.0, owner="VQConfig")
+        self.ema_decay = number("ema_decay", self.ema_decay, 0.0, 1.0, hi_open=True, owner="VQConfig")
+        self.dead_code_threshold = number("dead_code_threshold", self.dead_code_threshold, 0.0, owner="VQConfig")
+        flag("normalize", self.normalize, "VQConfig")
 
     @property
     def stages(self) -> int:

@@ -20,6 +20,7 @@ from ..errors import MaskgenError
 from ..models.transformer import MaskedTransformer
 from ..sampling.draw import inverse_cdf
 from ..schedules import get_schedule
+from ..validate import number, text
 from .context import StepContext
 from .masking import mask_and_drop
 
@@ -31,9 +32,9 @@ class CriticObjectiveConfig:
     cond_drop: float = 0.1  # so the critic also scores unconditional samples
 
     def __post_init__(self) -> None:
-        get_schedule(self.schedule)
-        if self.draw_temperature <= 0:
-            raise MaskgenError(f"draw temperature must be > 0, got {self.draw_temperature}")
+        get_schedule(text("schedule", self.schedule, "CriticObjectiveConfig"))
+        self.draw_temperature = number("draw_temperature", self.draw_temperature, 0.0, lo_open=True, owner="CriticObjectiveConfig")
+        self.cond_drop = number("cond_drop", self.cond_drop, 0.0, 1.0, owner="CriticObjectiveConfig")
 
 
 class CriticObjective:

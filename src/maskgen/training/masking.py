@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from ..errors import MaskgenError
 from ..schedules import Schedule, get_schedule
+from ..validate import flag, number, text
 from .context import StepContext
 
 MASKINGS = ("count", "bernoulli")
@@ -82,6 +83,13 @@ class MaskedObjectiveConfig:
     t_sampling: str = "uniform"  # t ~ U[t_min, 1], or "clamp": max(U[0, 1], t_min)
 
     def __post_init__(self) -> None:
+        o = "MaskedObjectiveConfig"
+        for name in ("schedule", "masking", "weighting", "t_sampling"):
+            text(name, getattr(self, name), o)
+        self.t_min = number("t_min", self.t_min, 0.0, 1.0, hi_open=True, owner=o)
+        self.cond_drop = number("cond_drop", self.cond_drop, 0.0, 1.0, owner=o)
+        self.label_smoothing = number("label_smoothing", self.label_smoothing, 0.0, 1.0, hi_open=True, owner=o)
+        flag("batch_time", self.batch_time, o)
         get_schedule(self.schedule)
         if self.masking not in MASKINGS:
             raise MaskgenError(f"unknown masking {self.masking!r}; choose from {', '.join(MASKINGS)}")
@@ -89,10 +97,6 @@ class MaskedObjectiveConfig:
             raise MaskgenError(f"unknown weighting {self.weighting!r}; choose from {', '.join(WEIGHTINGS)}")
         if self.t_sampling not in T_SAMPLINGS:
             raise MaskgenError(f"unknown t sampling {self.t_sampling!r}; choose from {', '.join(T_SAMPLINGS)}")
-        if not 0.0 <= self.t_min < 1.0:
-            raise MaskgenError(f"t_min must be in [0, 1), got {self.t_min}")
-        if not 0.0 <= self.cond_drop <= 1.0:
-            raise MaskgenError(f"cond_drop must be in [0, 1], got {self.cond_drop}")
 
 
 class MaskedTokenObjective:

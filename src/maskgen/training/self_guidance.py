@@ -31,6 +31,7 @@ from ..errors import MaskgenError
 from ..models.transformer import MaskedTransformer
 from ..sampling.draw import inverse_cdf
 from ..schedules import get_schedule
+from ..validate import number, text
 from .context import StepContext
 from .masking import mask_and_drop
 
@@ -49,9 +50,12 @@ class SelfGuidanceObjectiveConfig:
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise MaskgenError(f"unknown self-guidance task {self.task!r}; choose from {', '.join(TASKS)}")
-        get_schedule(self.schedule)
-        if not 0.0 < self.error_rate <= 1.0:
-            raise MaskgenError(f"error rate must be in (0, 1], got {self.error_rate}")
+        o = "SelfGuidanceObjectiveConfig"
+        get_schedule(text("schedule", self.schedule, o))
+        self.error_rate = number("error_rate", self.error_rate, 0.0, 1.0, lo_open=True, owner=o)
+        self.label_smoothing = number("label_smoothing", self.label_smoothing, 0.0, 1.0, hi_open=True, owner=o)
+        self.reg_weight = number("reg_weight", self.reg_weight, 0.0, owner=o)
+        self.cond_drop = number("cond_drop", self.cond_drop, 0.0, 1.0, owner=o)
 
 
 def choose_visible(visible: Tensor, rate: float, scores: Tensor) -> Tensor:

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import load_json, load_tensors, save_json, save_tensors
 from ..errors import MaskgenError
+from ..validate import flag, integer, number, pair
 from .context import Objective, StepContext
 
 STATE = "train_state"
@@ -48,14 +49,22 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        self.betas = tuple(self.betas)
-        for name in ("steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise MaskgenError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise MaskgenError(f"lr must be > 0, got {self.lr}")
-        if not 0.0 <= self.ema < 1.0:
-            raise MaskgenError(f"ema must be in [0, 1), got {self.ema}")
+        # Every field is checked here, so the CLI, a recipe and the Python API refuse the
+        # same values before a model is built; a bad value found mid-run costs the run.
+        o = "TrainConfig"
+        for name in ("steps", "batch_size", "save_every", "log_every"):
+            setattr(self, name, integer(name, getattr(self, name), 1, o))
+        for name in ("warmup", "num_workers"):
+            setattr(self, name, integer(name, getattr(self, name), 0, o))
+        self.seed = integer("seed", self.seed, None, o)
+        self.lr = number("lr", self.lr, 0.0, lo_open=True, owner=o)
+        self.min_lr = number("min_lr", self.min_lr, 0.0, self.lr, owner=o)
+        self.weight_decay = number("weight_decay", self.weight_decay, 0.0, owner=o)
+        self.grad_clip = number("grad_clip", self.grad_clip, 0.0, owner=o)
+        self.ema = number("ema", self.ema, 0.0, 1.0, hi_open=True, owner=o)
+        self.betas = tuple(number(f"betas[{i}]", b, 0.0, 1.0, hi_open=True, owner=o) for i, b in enumerate(pair("betas", self.betas, o)))
+        flag("bf16", self.bf16, o)
+        self.device = device_spec(self.device)
 
 
 def learning_rate(step: int, c: TrainConfig) -> float:
@@ -91,12 +100,45 @@ def distributed_setup() -> tuple[int, int]:
     return 0, 1
 
 
-def resolve_device(name: str) -> torch.device:
+def device_spec(name: str | torch.device) -> str:
+    """``name`` as a string if it reads as a device (``auto``, ``cpu``, ``cuda``, ``cuda:1`` ...), else a one-line error."""
+    if isinstance(name, torch.device):
+        return str(name)
+    if not isinstance(name, str):
+        raise MaskgenError(f"device must be a string such as auto, cpu, cuda or cuda:1, got {name!r}")
+    if name != "auto":
+        try:
+            torch.device(name)
+        except (RuntimeError, ValueError):
+            raise MaskgenError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    return name
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """The device ``name`` asks for, refused with one line if this machine cannot give it:
+    torch would otherwise fail with a traceback at the first tensor moved there, after the
+    run had already started writing."""
+    name = device_spec(name)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return torch.device("cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            where = "in this PyTorch build (a CPU-only build)" if torch.version.cuda is None else "on this machine (no CUDA device found)"
+            raise MaskgenError(f"--device {name}: CUDA is not available {where}; use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise MaskgenError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise MaskgenError(f"--device {name}: MPS is not available on this machine; use --device cpu or auto")
+    return device
+
+
+def check_until(until: int | None) -> int | None:
+    """``--stop-at``: a step >= 1 or None. A stop at 0 would train and save nothing while the
+    caller reports a saved model."""
+    return None if until is None else integer("--stop-at", until, 1)
 
 
 class StepBatches:
@@ -248,6 +290,7 @@ class Trainer:
     def fit(self, resume: bool = False, progress: bool = True, until: int | None = None) -> list[dict[str, float]]:
         """Train to ``config.steps`` (or stop early at step ``until``, saving, to resume later)."""
         c = self.config
+        check_until(until)
         if resume and self.resume() and self.rank == 0:
             tqdm.write(f"resumed from {self.out} at step {self.step}")
         self.model.train()

@@ -1,0 +1,115 @@
+"""What ``maskgen <verb>`` checks before it does any work, so bad input ends in one line on
+stderr and nothing is written.
+
+- argparse's own errors (``--width abc``, an unknown option) become that one line too,
+  instead of a usage block;
+- a recipe's values are checked as argparse checks command-line strings (a number where a
+  number belongs, two for a pair, true/false for a switch), and ``null`` is refused where
+  the option has a default: dropping it would silently train with another default;
+- the device, the output path and the options that belong to no config dataclass are
+  checked before the verb starts. The numbers that do belong to one (``TrainConfig``,
+  ``GeneratorConfig`` ...) are checked by the dataclass, for the Python API too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import numbers
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .errors import MaskgenError
+from .validate import integer, writable_dir, writable_file
+
+# verbs whose --out is a folder; finetune-sg and train-critic default to a sub-folder of --model
+FOLDER_OUT = {"train-tokenizer", "encode", "train", "sample", "refine", "train-classifier", "export", "demo"}
+DEFAULT_SUBFOLDER = {"finetune-sg": "self-guidance", "train-critic": "critic"}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are a ``MaskgenError``: one line, exit code 2,
+    like every other bad input, instead of a usage block and ``SystemExit``."""
+
+    def error(self, message: str) -> NoReturn:
+        verb = self.prog.partition(" ")[2]
+        raise MaskgenError(f"{verb}: {message}" if verb else message)
+
+
+def _kind(action: argparse.Action) -> str | None:
+    if action.nargs == 0:
+        return "switch"
+    if action.type in (int, float):
+        return "pair" if action.nargs == 2 else "number"
+    return None
+
+
+def _scalar(action: argparse.Action, key: str, value: Any, where: str) -> Any:
+    want = "an integer" if action.type is int else "a number"
+    if isinstance(value, str):
+        try:
+            return action.type(value)
+        except ValueError:
+            raise MaskgenError(f"{where}: {key} must be {want}, got {value!r}") from None
+    ok = numbers.Integral if action.type is int else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, ok):
+        raise MaskgenError(f"{where}: {key} must be {want}, got {value!r}")
+    return value
+
+
+def recipe_value(action: argparse.Action, key: str, value: Any, default: Any, where: str) -> Any:
+    """A recipe's ``value`` for ``action``, checked (and a numeric string converted) the way
+    argparse treats the same option on the command line."""
+    if value is None:
+        if default is not None:
+            raise MaskgenError(f"{where}: {key} is null; give a value or leave the key out (default {default!r})")
+        return None
+    kind = _kind(action)
+    if kind == "switch":
+        if not isinstance(value, bool):
+            raise MaskgenError(f"{where}: {key} must be true or false, got {value!r}")
+    elif kind == "number":
+        return _scalar(action, key, value, where)
+    elif kind == "pair":
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise MaskgenError(f"{where}: {key} must be a list of two numbers, got {value!r}")
+        return type(value)(_scalar(action, key, v, where) for v in value)
+    elif isinstance(value, (bool, list, dict)):
+        raise MaskgenError(f"{where}: {key} must be a single value, got {value!r}")
+    elif not isinstance(value, str):
+        return str(value)  # `classes: 7`: what the command line would have given
+    return value
+
+
+def output_folder(args: argparse.Namespace) -> str | None:
+    """The folder a verb writes: ``--out``, or its default under ``--model``."""
+    if args.verb in DEFAULT_SUBFOLDER and args.out is None:
+        return str(Path(args.model) / DEFAULT_SUBFOLDER[args.verb])
+    return args.out
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """Refuse, before any work, a device this machine lacks, an output that cannot be
+    written and the verb options no config dataclass checks."""
+    from .training.trainer import check_until, resolve_device
+
+    if hasattr(args, "device"):
+        resolve_device(args.device)
+    if hasattr(args, "stop_at"):
+        check_until(args.stop_at)
+    verb = args.verb
+    if verb in FOLDER_OUT or verb in DEFAULT_SUBFOLDER:
+        writable_dir(output_folder(args))
+    elif verb == "ref-stats":
+        from .metrics.stats import stats_path
+
+        writable_file(stats_path(args.out))
+    elif verb == "eval":
+        from .sampling_commands import eval_output
+
+        writable_file(eval_output(args))
+    if verb == "train-critic":
+        integer("--heldout", args.heldout, 1)
+    if verb == "encode":
+        integer("--batch-size", args.batch_size, 1)
+    if verb == "demo":
+        integer("--num", args.num, 1)
