@@ -1,9 +1,10 @@
 """What the sampler-comparison benchmarks share: one row is one sampler, run on the same
 labels and seed as every other row, timed, and scored against reference statistics.
 
-Rows are cached under ``<out>/rows`` by what determines them (model, sampler settings, seed,
-count, and for refinement the base row), so a killed run resumes where it stopped and a row
-two sections share is sampled once.
+Rows are cached under ``<out>/rows`` by what determines them (model folder, sampler spec,
+seed, count, and for refinement the base row), so a killed run resumes where it stopped and a
+row two sections share is sampled once. A row records its generator's sha256 and is sampled
+again when the folder holds another generator.
 """
 
 from __future__ import annotations
@@ -96,10 +97,13 @@ class Bench:
         identity = {"model": str(model), "seed": seed, "num": self.args.num, "spec": spec, "base": base["key"] if base else None,
                     "inception": self.args.inception_ref}
         key = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        sha = self.model_for(model).generator.sha256
         row = self._cached(key)
+        if row is not None and row.get("generator_sha256", sha) != sha:
+            row = None  # the folder now holds another generator (retrained): the cached row is stale
         if row is None:
             row = self._sample(model, spec, seed, base)
-            row["key"] = key
+            row["key"], row["generator_sha256"] = key, sha
             self._store(row)
         row.update({"method": name, **fields})
         self.rows.append(row)
