@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .cli_checks import OneLineParser, output_folder, preflight, recipe_value
+from .cli_checks import DEFAULT_SUBFOLDER, FOLDER_OUT, OneLineParser, output_folder, preflight, recipe_value
+from .folder_lock import folder_lock
 from .errors import MaskgenError
 
 TRAIN_DEFAULTS = {
@@ -284,10 +285,17 @@ def pick(cls, args: argparse.Namespace, **overrides):
 
 
 def run(args: argparse.Namespace) -> None:
+    preflight(args)
+    # encode builds its cache in a temporary folder and moves it in whole: it needs no lock
+    locked = (FOLDER_OUT | set(DEFAULT_SUBFOLDER)) - {"encode"}
+    writes = output_folder(args) if args.verb in locked else None
+    with folder_lock(writes):
+        _run_verb(args)
+
+
+def _run_verb(args: argparse.Namespace) -> None:
     from . import sampling_commands, workflows
     from .training.trainer import TrainConfig
-
-    preflight(args)
 
     if args.verb == "train-tokenizer":
         from .tokenizers import VQConfig

@@ -1,0 +1,49 @@
+"""One writer per output folder.
+
+Two runs writing one ``--out`` interleave their files (a width-64 config beside width-32
+weights). Every verb that writes a folder holds an exclusive ``flock`` on
+``<out>/.maskgen.lock`` while it runs; a second run on the same folder is refused in one
+line naming the process that holds it. The operating system drops the lock when the holder
+exits, so a killed run never leaves a stale lock behind. Under ``torchrun`` only rank 0
+locks: the other ranks of the same run share its folder by design.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+from typing import Iterator
+
+from .errors import MaskgenError
+
+LOCK_NAME = ".maskgen.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path | None) -> Iterator[None]:
+    """Hold ``folder``'s lock for the duration of the block (no-op for ``None`` and ranks > 0)."""
+    if folder is None or int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise MaskgenError(f"another maskgen process (pid {holder}) is writing to {folder}; wait for it to finish or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        if created and [p.name for p in folder.iterdir()] == [LOCK_NAME]:
+            # a run that failed before writing anything leaves no folder behind
+            path.unlink()
+            folder.rmdir()
+        os.close(fd)  # closing the descriptor releases the lock

@@ -1,0 +1,48 @@
+"""One writer per output folder: a second run on a folder in use is refused in one line."""
+
+import subprocess
+import sys
+
+import pytest
+
+from maskgen.cli import main
+from maskgen.errors import MaskgenError
+from maskgen.folder_lock import LOCK_NAME, folder_lock
+
+HOLD = "import sys, time; from maskgen.folder_lock import folder_lock\nwith folder_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)\n"
+
+
+def test_a_second_writer_is_refused_and_named(model_dir, tmp_path, capsys):
+    out = tmp_path / "busy"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["sample", "--model", str(model_dir), "--num", "2", "--steps", "2", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and f"another maskgen process (pid {holder.pid}) is writing to {out}" in err
+        assert not (out / "samples.npz").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the operating system released the killed holder's lock: the folder is usable again
+    assert main(["sample", "--model", str(model_dir), "--num", "2", "--steps", "2", "--out", str(out)]) == 0
+
+
+def test_the_lock_is_exclusive_and_cleans_an_unused_folder(tmp_path):
+    with folder_lock(tmp_path / "a"):
+        with pytest.raises(MaskgenError, match="is writing to"):
+            with folder_lock(tmp_path / "a"):
+                pass
+    with folder_lock(tmp_path / "a"):  # free again once the first run ended
+        pass
+    assert not (tmp_path / "a").exists()  # nothing was written: no folder left behind
+    with folder_lock(tmp_path / "b"):
+        (tmp_path / "b" / "x.txt").write_text("kept")
+    assert (tmp_path / "b" / "x.txt").exists() and (tmp_path / "b" / LOCK_NAME).exists()
+
+
+def test_other_torchrun_ranks_share_the_folder(tmp_path, monkeypatch):
+    with folder_lock(tmp_path / "c"):
+        monkeypatch.setenv("RANK", "1")
+        with folder_lock(tmp_path / "c"):  # rank 1 of the same run: no second lock
+            pass
