@@ -89,6 +89,9 @@ CASES = [
     (T + ["--device", "gpu"], "unknown device 'gpu'"),
     # --out: an existing file, or under one, for every verb that writes a folder or a file
     (["train-tokenizer", "--out", "afile"], NOT_A_FOLDER),
+    # a folder holding a run is continued or replaced on request, never silently overwritten
+    (["train", "--tokenizer", "TOK", "--out", "MODEL"], "already holds a training run (step 3 of 3): continue it with --resume or replace it with --overwrite"),
+    (["train", "--tokenizer", "TOK", "--out", "MODEL", "--resume", "--overwrite"], "give one"),
     (["encode", "--tokenizer", "TOK", "--out", "afile"], NOT_A_FOLDER),
     (["train", "--tokenizer", "TOK", "--out", "afile"], NOT_A_FOLDER),
     (["train", "--tokenizer", "TOK", "--out", "afile/gen"], "afile is a file, not a folder"),

@@ -87,6 +87,21 @@ def output_folder(args: argparse.Namespace) -> str | None:
     return args.out
 
 
+def refuse_silent_overwrite(out: str | None, resume: bool, overwrite: bool) -> None:
+    """A training verb on a folder that already holds a run continues it (``--resume``) or
+    replaces it (``--overwrite``); it never silently overwrites a finished model."""
+    if resume and overwrite:
+        raise MaskgenError("--resume continues the run in --out and --overwrite replaces it: give one")
+    state = Path(out) / "train_state.json" if out else None
+    if state is None or not state.is_file() or resume or overwrite:
+        return
+    from .checkpoint import load_json
+
+    record = load_json(state)
+    done = record.get("step", "?"), record.get("train", {}).get("steps", "?")
+    raise MaskgenError(f"{out} already holds a training run (step {done[0]} of {done[1]}): continue it with --resume or replace it with --overwrite")
+
+
 def preflight(args: argparse.Namespace) -> None:
     """Refuse, before any work, a device this machine lacks, an output that cannot be
     written and the verb options no config dataclass checks."""
@@ -107,6 +122,8 @@ def preflight(args: argparse.Namespace) -> None:
         from .sampling_commands import eval_output
 
         writable_file(eval_output(args))
+    if hasattr(args, "resume"):
+        refuse_silent_overwrite(output_folder(args), args.resume, args.overwrite)
     if verb == "train-critic":
         integer("--heldout", args.heldout, 1)
     if verb == "encode":
