@@ -8,6 +8,7 @@ on the command line win over the recipe. Bad input ends in one line on stderr, e
 from __future__ import annotations
 
 import argparse
+import os
 import dataclasses
 import sys
 from pathlib import Path
@@ -318,7 +319,8 @@ def _run_verb(args: argparse.Namespace) -> None:
             args.data, args.tokenizer, args.out, gen, pick(MaskedObjectiveConfig, args), pick(TrainConfig, args),
             resume=args.resume, until=args.stop_at,
         )
-        print(f"generator saved to {args.out}")
+        if _rank0():  # under torchrun every rank returns here; say it once
+            print(f"generator saved to {args.out}")
     elif args.verb == "finetune-sg":
         from .training.self_guidance import SelfGuidanceObjectiveConfig
 
@@ -327,10 +329,11 @@ def _run_verb(args: argparse.Namespace) -> None:
             args.model, out, pick(SelfGuidanceObjectiveConfig, args), pick(TrainConfig, args), data=args.data,
             resume=args.resume, until=args.stop_at,
         )
-        print(
-            f"self-guidance module saved to {out}: {counts['module']:,} trainable parameters, "
-            f"{counts['trainable_fraction']:.2%} of generator + module ({counts['generator']:,} frozen)"
-        )
+        if _rank0():
+            print(
+                f"self-guidance module saved to {out}: {counts['module']:,} trainable parameters, "
+                f"{counts['trainable_fraction']:.2%} of generator + module ({counts['generator']:,} frozen)"
+            )
     elif args.verb == "train-critic":
         from .training.critic import CriticObjectiveConfig
 
@@ -376,6 +379,10 @@ def _run_verb(args: argparse.Namespace) -> None:
         else:
             samplers = [s.strip() for s in args.samplers.split(",")] if args.samplers else None
             run_reference_demo(args.out, num=args.num, seed=args.seed, samplers=samplers, model_dir=args.model)
+
+
+def _rank0() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _data_channels(data: str, image_size: int) -> int:
