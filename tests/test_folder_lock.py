@@ -46,3 +46,13 @@ def test_other_torchrun_ranks_share_the_folder(tmp_path, monkeypatch):
         monkeypatch.setenv("RANK", "1")
         with folder_lock(tmp_path / "c"):  # rank 1 of the same run: no second lock
             pass
+
+
+def test_a_new_run_removes_what_a_killed_save_left(tmp_path):
+    (tmp_path / "run").mkdir()
+    stale = tmp_path / "run" / ".generator.safetensors.k3j2.tmp"  # the name an atomic save writes first
+    stale.write_bytes(b"half")
+    kept = tmp_path / "run" / "generator.json"
+    kept.write_text("{}")
+    with folder_lock(tmp_path / "run"):
+        assert not stale.exists() and kept.exists()

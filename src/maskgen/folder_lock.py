@@ -4,7 +4,8 @@ Two runs writing one ``--out`` interleave their files (a width-64 config beside 
 weights). Every verb that writes a folder holds an exclusive ``flock`` on
 ``<out>/.maskgen.lock`` while it runs; a second run on the same folder is refused in one
 line naming the process that holds it. The operating system drops the lock when the holder
-exits, so a killed run never leaves a stale lock behind. Under ``torchrun`` only rank 0
+exits, so a killed run never leaves a stale lock behind; the temporary files a killed save
+left are deleted when the next run takes the lock. Under ``torchrun`` only rank 0
 locks: the other ranks of the same run share its folder by design.
 """
 
@@ -19,6 +20,15 @@ from typing import Iterator
 from .errors import MaskgenError
 
 LOCK_NAME = ".maskgen.lock"
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the half-written ``.NAME.*.tmp`` files a killed writer left behind (atomic saves
+    write there first). Safe only under the folder's lock: no live writer owns them then."""
+    stale = [p for p in folder.glob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink()
+    return stale
 
 
 @contextlib.contextmanager
@@ -40,6 +50,7 @@ def folder_lock(folder: str | Path | None) -> Iterator[None]:
             raise MaskgenError(f"another maskgen process (pid {holder}) is writing to {folder}; wait for it to finish or choose another --out") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
+        remove_stale_temporaries(folder)
         yield
     finally:
         if created and [p.name for p in folder.iterdir()] == [LOCK_NAME]:
