@@ -130,3 +130,25 @@ def test_recipe_errors(tmp_path, capsys):
     r.write_text("steps: [1\n")
     assert "malformed YAML" in run_error(capsys, ["sample", "--config", str(r)])
     assert "recipe file does not exist" in run_error(capsys, ["sample", "--config", str(tmp_path / "none.yaml")])
+
+
+def test_an_error_starts_on_a_fresh_line_after_a_progress_bar(monkeypatch, capsys):
+    import sys
+
+    from tqdm import tqdm
+
+    import maskgen.cli as cli
+    from maskgen.errors import MaskgenError
+
+    def fails_mid_bar(args):
+        bar = tqdm(total=10, file=sys.stderr)
+        bar.update(3)
+        raise MaskgenError("loss is nan at step 3")
+
+    monkeypatch.setattr(cli, "run", fails_mid_bar)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert cli.main(["sample", "--out", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "\nmaskgen: error: loss is nan at step 3\n" in err  # not glued to the bar's last line
+    for bar in list(tqdm._instances):
+        bar.close()

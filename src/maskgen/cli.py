@@ -395,12 +395,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run(parse_args(argv))
     except MaskgenError as e:
+        _fresh_line()
         print(f"maskgen: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _fresh_line()
         print("maskgen: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _fresh_line() -> None:
+    """End a progress bar the error interrupted, so the message starts its own line."""
+    from tqdm import tqdm
+
+    if sys.stderr.isatty() and any(not getattr(bar, "disable", True) for bar in list(getattr(tqdm, "_instances", ()))):
+        sys.stderr.write("\n")
 
 
 if __name__ == "__main__":
