@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+import maskgen
 from maskgen.cli import main
 from maskgen.errors import MaskgenError
 
@@ -34,6 +35,8 @@ INPUTS = {
     "corrupt.npz": b"PK\x03\x04 not really a zip",
     "empty-file.npz": b"",
 }
+
+SHIPPED = str(Path(maskgen.__file__).parent / "reference")  # a tokenizer other than the run's
 
 CASES = [
     # TrainConfig, from the command line and from recipes
@@ -92,6 +95,9 @@ CASES = [
     # a folder holding a run is continued or replaced on request, never silently overwritten
     (["train", "--tokenizer", "TOK", "--out", "MODEL"], "already holds a training run (step 3 of 3): continue it with --resume or replace it with --overwrite"),
     (["train", "--tokenizer", "TOK", "--out", "MODEL", "--resume", "--overwrite"], "give one"),
+    (["train", "--tokenizer", "TOK", "--out", "MODEL", "--resume", "--lr", "0.5"], "--resume would change the run in"),
+    (["train", "--tokenizer", SHIPPED, "--out", "MODEL", "--resume"], "is not the tokenizer of this run"),
+    (["train", "--tokenizer", "TOK", "--out", "MODEL", "--resume", "--schedule", "linear", "--masking", "bernoulli"], "schedule cosine -> linear; masking count -> bernoulli"),
     (["encode", "--tokenizer", "TOK", "--out", "afile"], NOT_A_FOLDER),
     (["train", "--tokenizer", "TOK", "--out", "afile"], NOT_A_FOLDER),
     (["train", "--tokenizer", "TOK", "--out", "afile/gen"], "afile is a file, not a folder"),

@@ -102,6 +102,54 @@ def refuse_silent_overwrite(out: str | None, resume: bool, overwrite: bool) -> N
     raise MaskgenError(f"{out} already holds a training run (step {done[0]} of {done[1]}): continue it with --resume or replace it with --overwrite")
 
 
+# settings that shape a run's trajectory: resuming with others would not continue the same run
+RESUME_IGNORES = {"save_every", "log_every", "num_workers", "device", "bf16"}
+OBJECTIVES = {
+    "train": ("training.masking", "MaskedObjectiveConfig"),
+    "finetune-sg": ("training.self_guidance", "SelfGuidanceObjectiveConfig"),
+    "train-critic": ("training.critic", "CriticObjectiveConfig"),
+}
+
+
+def _plain(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str).replace("(", "[").replace(")", "]")
+
+
+def refuse_changed_resume(args: argparse.Namespace, out: str | None) -> None:
+    """``--resume`` continues the run recorded in ``out``: a setting that differs from it (batch
+    size, lr, schedule, masking, a different tokenizer ...) is an error, not a silent change."""
+    state = Path(out) / "train_state.json" if out else None
+    if not getattr(args, "resume", False) or state is None or not state.is_file():
+        return
+    import importlib
+    from dataclasses import asdict
+
+    from .checkpoint import file_sha256, load_json
+    from .cli import pick
+    from .training.trainer import TrainConfig
+
+    record = load_json(state)
+    now = {"train": asdict(pick(TrainConfig, args))}
+    if args.verb in OBJECTIVES:
+        module, name = OBJECTIVES[args.verb]
+        now["objective"] = asdict(pick(getattr(importlib.import_module(f"maskgen.{module}"), name), args))
+    changed = []
+    for part, values in now.items():
+        for key, value in values.items():
+            before = record.get(part, {}).get(key, value)
+            if key not in RESUME_IGNORES and _plain(before) != _plain(value):
+                changed.append(f"{key} {before} -> {value}")
+    tokenizer = getattr(args, "tokenizer", None)
+    mine = Path(out) / "tokenizer.safetensors"
+    if args.verb == "train" and tokenizer and mine.is_file() and (Path(tokenizer) / "tokenizer.safetensors").is_file():
+        if file_sha256(Path(tokenizer) / "tokenizer.safetensors") != file_sha256(mine):
+            changed.append(f"--tokenizer {tokenizer} is not the tokenizer of this run ({mine})")
+    if changed:
+        raise MaskgenError(f"--resume would change the run in {out}: {'; '.join(changed)}; resume with its settings, or start afresh with --overwrite")
+
+
 def preflight(args: argparse.Namespace) -> None:
     """Refuse, before any work, a device this machine lacks, an output that cannot be
     written and the verb options no config dataclass checks."""
@@ -124,6 +172,7 @@ def preflight(args: argparse.Namespace) -> None:
         writable_file(eval_output(args))
     if hasattr(args, "resume"):
         refuse_silent_overwrite(output_folder(args), args.resume, args.overwrite)
+        refuse_changed_resume(args, output_folder(args))
     if verb == "train-critic":
         integer("--heldout", args.heldout, 1)
     if verb == "encode":
