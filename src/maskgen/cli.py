@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from .cli_checks import DEFAULT_SUBFOLDER, FOLDER_OUT, OneLineParser, output_folder, preflight, recipe_value
 from .folder_lock import folder_lock
+from .sampling_commands import add_sampler_options
 from .errors import MaskgenError
 
 TRAIN_DEFAULTS = {
@@ -147,14 +148,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     _train_options(p)
 
     p = verb("refine", "Re-sample the tokens a Token-Critic scores lowest in finished samples (004 Sec. 4.3).")
-    _sample_options(p)
+    add_sampler_options(p)
     p.add_argument("--samples", required=False, help="samples .npz from maskgen sample (with tokens)")
     p.add_argument("--model", required=False, help="the model folder the samples came from")
     p.add_argument("--fraction", type=float, default=0.6, help="share of tokens re-sampled at the first step")
     p.add_argument("--out", required=False, help="output folder")
 
     p = verb("sample", "Sample images with the shared sampling loop.")
-    _sample_options(p)
+    add_sampler_options(p)
     p.add_argument("--model", default=None, help="model folder (default: the shipped reference models)")
     p.add_argument("--num", type=int, default=None, help="number of images (default 100)")
     p.add_argument("--out", required=False, help="output folder")
@@ -178,7 +179,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--device", default="auto")
 
     p = verb("eval", "FID/FD-clf, precision, recall, KID and IS/classifier score of samples against reference statistics.")
-    _sample_options(p)
+    add_sampler_options(p)
     p.add_argument("--samples", default=None, help="samples .npz (from maskgen sample)")
     p.add_argument("--model", default=None, help="or: a model folder to sample --num images from first (default: the shipped models)")
     p.add_argument("--num", type=int, default=None, help="images to sample with --model (default 1000)")
@@ -206,40 +207,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--steps", type=int, default=None, help="--train: generator steps")
     p.add_argument("--seed", type=int, default=0)
     return parser, verbs
-
-
-def _sample_options(p: argparse.ArgumentParser) -> None:
-    """The sampler options: each fills one field of a ``SamplerSpec`` (whose defaults apply
-    to what is left out); an option the chosen fill rule or guidance does not have is refused."""
-    g = p.add_argument_group("sampler (defaults: maskgen.sampling.spec.SamplerSpec)")
-    g.add_argument("--spec", default=None, help="a sampler spec (JSON/YAML) or a samples.json to replay; excludes the options below")
-    g.add_argument("--sampler", default=None, help="fill rule: confidence (MaskGIT, default), ancestral (eMIGM), flow (Discrete Interpolants), critic (Token-Critic)")
-    g.add_argument("--steps", type=int, default=None, help="T (default 8; refine: 9)")
-    g.add_argument("--schedule", default=None, help="mask schedule (default cosine)")
-    g.add_argument("--temperature", type=float, default=None, help="softmax temperature of the token draw (default 1)")
-    g.add_argument("--top-k", type=int, default=None)
-    g.add_argument("--top-p", type=float, default=None)
-    g.add_argument("--argmax-last", action="store_true", default=None, help="argmax draw on the last step (Discrete Interpolants)")
-    g.add_argument("--choice-temperature", type=float, default=None, help="confidence rule: Gumbel temperature (default 4.5)")
-    g.add_argument("--annealing", default=None, help="confidence rule: Gumbel annealing linear (default), compound, warmup, random, none")
-    g.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale s")
-    g.add_argument("--cfg-ramp", default=None, help="constant or linear")
-    g.add_argument("--cfg-interval", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="guide only when LO < s <= HI")
-    g.add_argument("--guidance", default=None, help="a (further) guidance: cfg, blur, sag, self (self-guidance)")
-    g.add_argument("--scale", type=float, default=None, help="scale s of --guidance (default 1)")
-    g.add_argument("--ramp", default=None, help="scale schedule of --guidance: constant or linear")
-    g.add_argument("--interval", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="apply --guidance only when LO < s <= HI")
-    g.add_argument("--blur-sigma", type=float, default=None, help="blur guidance: Gaussian sigma in tokens (default 1)")
-    g.add_argument("--sag-threshold", type=float, default=None, help="SAG: re-mask tokens receiving more attention than this (mean 1)")
-    g.add_argument("--sg-module", default=None, help="self-guidance module folder (default: MODEL/self-guidance)")
-    g.add_argument("--critic", default=None, help="critic rule: Token-Critic folder (default: MODEL/critic)")
-    g.add_argument("--critic-noise", type=float, default=None, help="critic rule: selection noise K, K u t added to the scores (default 1)")
-    g.add_argument("--critic-temperature", type=float, nargs=2, default=None, metavar=("A", "B"), help="critic rule: token temperature a t + b (default 0 1)")
-    g.add_argument("--acceptance", type=float, default=1.0, help="classifier rejection: keep 1 of round(1/RATE) candidates")
-    g.add_argument("--rejection-classifier", default=None, help="classifier:DIR or torchscript:FILE (class logits)")
-    g.add_argument("--seed", type=int, default=None, help="sampling seed (default 0)")
-    g.add_argument("--batch-size", type=int, default=None, help="images per sampler call (default 64; part of what the seed reproduces)")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
 
 
 def load_recipe(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:

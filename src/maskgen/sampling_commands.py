@@ -1,5 +1,5 @@
-"""The bodies of the CLI verbs that sample: ``sample``, ``refine`` and ``eval``; the options
-come parsed from ``maskgen.cli``."""
+"""The CLI verbs that sample (``sample``, ``refine``, ``eval``) and the sampler options they
+share; ``maskgen.cli`` parses, these build a ``SamplerSpec`` and call the library."""
 
 from __future__ import annotations
 
@@ -199,3 +199,37 @@ def refine(args: argparse.Namespace) -> None:
     changed = (result.tokens != tokens.reshape(len(tokens), -1)).float().mean().item()
     paths = save_samples(args.out, images, result, model.generator.config.num_classes, {"model": str(args.model), "refined_from": str(path), "tokens_changed": changed})
     print(f"{len(images)} samples refined ({_nfe_text(result)}, {changed:.1%} of tokens changed) -> {paths['grid']}, {paths['npz']}")
+
+
+def add_sampler_options(p: argparse.ArgumentParser) -> None:
+    """The sampler options: each fills one field of a ``SamplerSpec`` (whose defaults apply
+    to what is left out); an option the chosen fill rule or guidance does not have is refused."""
+    g = p.add_argument_group("sampler (defaults: maskgen.sampling.spec.SamplerSpec)")
+    g.add_argument("--spec", default=None, help="a sampler spec (JSON/YAML) or a samples.json to replay; excludes the options below")
+    g.add_argument("--sampler", default=None, help="fill rule: confidence (MaskGIT, default), ancestral (eMIGM), flow (Discrete Interpolants), critic (Token-Critic)")
+    g.add_argument("--steps", type=int, default=None, help="T (default 8; refine: 9)")
+    g.add_argument("--schedule", default=None, help="mask schedule (default cosine)")
+    g.add_argument("--temperature", type=float, default=None, help="softmax temperature of the token draw (default 1)")
+    g.add_argument("--top-k", type=int, default=None)
+    g.add_argument("--top-p", type=float, default=None)
+    g.add_argument("--argmax-last", action="store_true", default=None, help="argmax draw on the last step (Discrete Interpolants)")
+    g.add_argument("--choice-temperature", type=float, default=None, help="confidence rule: Gumbel temperature (default 4.5)")
+    g.add_argument("--annealing", default=None, help="confidence rule: Gumbel annealing linear (default), compound, warmup, random, none")
+    g.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale s")
+    g.add_argument("--cfg-ramp", default=None, help="constant or linear")
+    g.add_argument("--cfg-interval", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="guide only when LO < s <= HI")
+    g.add_argument("--guidance", default=None, help="a (further) guidance: cfg, blur, sag, self (self-guidance)")
+    g.add_argument("--scale", type=float, default=None, help="scale s of --guidance (default 1)")
+    g.add_argument("--ramp", default=None, help="scale schedule of --guidance: constant or linear")
+    g.add_argument("--interval", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="apply --guidance only when LO < s <= HI")
+    g.add_argument("--blur-sigma", type=float, default=None, help="blur guidance: Gaussian sigma in tokens (default 1)")
+    g.add_argument("--sag-threshold", type=float, default=None, help="SAG: re-mask tokens receiving more attention than this (mean 1)")
+    g.add_argument("--sg-module", default=None, help="self-guidance module folder (default: MODEL/self-guidance)")
+    g.add_argument("--critic", default=None, help="critic rule: Token-Critic folder (default: MODEL/critic)")
+    g.add_argument("--critic-noise", type=float, default=None, help="critic rule: selection noise K, K u t added to the scores (default 1)")
+    g.add_argument("--critic-temperature", type=float, nargs=2, default=None, metavar=("A", "B"), help="critic rule: token temperature a t + b (default 0 1)")
+    g.add_argument("--acceptance", type=float, default=1.0, help="classifier rejection: keep 1 of round(1/RATE) candidates")
+    g.add_argument("--rejection-classifier", default=None, help="classifier:DIR or torchscript:FILE (class logits)")
+    g.add_argument("--seed", type=int, default=None, help="sampling seed (default 0)")
+    g.add_argument("--batch-size", type=int, default=None, help="images per sampler call (default 64; part of what the seed reproduces)")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
