@@ -128,6 +128,23 @@ def test_self_guidance_feeds_the_generator_its_own_time():
     # the generator's time for a cosine masked fraction g is g itself under its linear schedule
     t = gen.time_input(torch.tensor([0.25, 0.5]), 2, "cpu")
     assert torch.allclose(t, torch.tensor([0.25, 0.5]))
+    # the fine-tuning step itself: its first pass reads the generator's time for the masked fraction
+    from maskgen.models.toast import ToastModule
+
+    runs = []
+    run = gen.run
+
+    def spy_run(tokens, labels, t=None, *a, **kw):
+        if kw.get("hidden"):  # the first (strong) pass; the blank passes go through forward
+            runs.append((tokens.clone(), t.clone()))
+        return run(tokens, labels, t, *a, **kw)
+
+    gen.run = spy_run
+    obj(ToastModule.for_generator(gen), (tokens, torch.zeros(32, dtype=torch.long)), ctx(32))
+    (z, t_first), = runs
+    masked_frac = (z == 16).double().mean(1)  # count masking: ceil(N gamma_cos(t)) / N
+    gap = masked_frac - t_first.double()  # linear generator: its t is gamma_cos(t) itself
+    assert ((gap >= -1e-5) & (gap < 1 / 16 + 1e-5)).all()
     cos_gen = etm_generator("cosine")
     t = cos_gen.time_input(torch.tensor([0.5]), 1, "cpu")
     assert float(t) == pytest.approx(1 - 2 / math.pi * math.acos(0.5), abs=1e-6)  # cos(pi/2 (1-t)) = 0.5

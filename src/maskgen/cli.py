@@ -151,7 +151,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     add_sampler_options(p)
     p.add_argument("--samples", required=False, help="samples .npz from maskgen sample (with tokens)")
     p.add_argument("--model", required=False, help="the model folder the samples came from")
-    p.add_argument("--fraction", type=float, default=0.6, help="share of tokens re-sampled at the first step")
+    p.add_argument("--fraction", type=float, default=None, help="share of tokens re-sampled at the first step (default 0.6)")
     p.add_argument("--out", required=False, help="output folder")
 
     p = verb("sample", "Sample images with the shared sampling loop.")

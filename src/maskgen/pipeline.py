@@ -138,8 +138,9 @@ class MaskGen:
         along ``schedule``; the critic fill rule with the schedule ``fraction*schedule``."""
         return SamplerSpec.from_options(**{**options, "sampler": "critic", "steps": steps, "schedule": f"{fraction:g}*{schedule}"})
 
-    def refiner(self, steps: int = 9, fraction: float = 0.6, schedule: str = "cosine", **options) -> Sampler:
-        return self.refiner_spec(steps, fraction, schedule, **options).build(self)
+    def refiner(self, **options) -> Sampler:
+        """The sampler of ``refiner_spec(**options)``, on this model."""
+        return self.refiner_spec(**options).build(self)
 
     @torch.no_grad()
     def generate(

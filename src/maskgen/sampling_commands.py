@@ -80,20 +80,29 @@ def evaluate(args: argparse.Namespace) -> None:
     print(f"results written to {out.resolve()}")
 
 
-def sampler_spec(args: argparse.Namespace, **defaults):
-    """The ``SamplerSpec`` the options describe: from ``--spec`` (a spec file or a samples.json),
-    or from the flat sampler options over ``defaults`` (the spec's own defaults otherwise)."""
-    from .sampling.spec import FLAT_OPTIONS, SamplerSpec
+def given_options(args: argparse.Namespace) -> dict:
+    """The flat sampler options given on the command line or in a recipe (None: left out)."""
+    from .sampling.spec import FLAT_OPTIONS
 
     given = {k: getattr(args, k) for k in FLAT_OPTIONS if getattr(args, k, None) is not None}
+    for k in ("cfg_interval", "interval", "critic_temperature"):
+        if k in given:
+            given[k] = tuple(given[k])
+    return given
+
+
+def sampler_spec(args: argparse.Namespace, build=None):
+    """The ``SamplerSpec`` the options describe: from ``--spec`` (a spec file or a samples.json),
+    or from the given flat options through ``build`` (default ``SamplerSpec.from_options``,
+    whose defaults apply to what is left out)."""
+    from .sampling.spec import SamplerSpec
+
+    given = given_options(args)
     if args.spec is not None:
         if given:
             raise MaskgenError(f"--spec describes the whole sampler; drop --{next(iter(given)).replace('_', '-')} or edit the spec")
         return SamplerSpec.from_file(args.spec)
-    for k in ("cfg_interval", "interval", "critic_temperature"):
-        if k in given:
-            given[k] = tuple(given[k])
-    return SamplerSpec.from_options(**{**defaults, **given})
+    return (build or SamplerSpec.from_options)(**given)
 
 
 def run_settings(args: argparse.Namespace, num_default: int) -> dict:
@@ -175,7 +184,8 @@ def refine(args: argparse.Namespace) -> None:
 
     device = resolve_device(args.device)
     check_acceptance(args)
-    number("--fraction", args.fraction, 0.0, 1.0, lo_open=True)
+    if args.fraction is not None:
+        number("--fraction", args.fraction, 0.0, 1.0, lo_open=True)
     path = Path(args.samples)
     arrays = load_arrays(path, ("tokens", "labels"), what="samples written by maskgen sample")
     if len(arrays["tokens"]) == 0 or len(arrays["tokens"]) != len(arrays["labels"]):
@@ -188,12 +198,16 @@ def refine(args: argparse.Namespace) -> None:
     n = model.generator.config.num_tokens
     if tokens.reshape(len(tokens), -1).shape[1] != n or tokens.min() < 0 or tokens.max() >= model.generator.config.codebook_size:
         raise MaskgenError(f"tokens in {path} do not fit this generator ({n} tokens, {model.generator.config.codebook_size} codes)")
-    if args.spec is None:
-        # 60% (--fraction) re-sampled at the first step, then fewer along the schedule
-        args.schedule = f"{args.fraction:g}*{args.schedule or 'cosine'}"
-        args.sampler = args.sampler or "critic"
-        args.steps = args.steps or 9
-    spec = sampler_spec(args)
+    if args.spec is not None and args.fraction is not None:
+        raise MaskgenError("--spec describes the whole sampler; drop --fraction or edit the spec's schedule")
+
+    def refiner(sampler: str = "critic", fraction: float | None = args.fraction, **options):
+        # the refinement recipe (steps, fraction, schedule) lives once, in MaskGen.refiner_spec
+        if sampler != "critic":
+            raise MaskgenError(f"the {sampler} fill rule cannot refine finished tokens; use the critic rule")
+        return MaskGen.refiner_spec(**({} if fraction is None else {"fraction": fraction}), **options)
+
+    spec = sampler_spec(args, refiner)
     run = run_settings(args, len(labels))
     images, result = model.generate(labels, model.sampler(spec), seed=run["seed"], batch_size=run["batch_size"], init=tokens)
     changed = (result.tokens != tokens.reshape(len(tokens), -1)).float().mean().item()

@@ -322,7 +322,7 @@ class SamplerSpec:
         unknown = sorted(set(o) - set(FLAT_OPTIONS))
         if unknown:
             raise MaskgenError(f"unknown sampler option(s) {', '.join(unknown)}")
-        rule = o.pop("sampler", o.pop("fill", "confidence"))
+        rule = o.pop("sampler", o.pop("fill", None)) or _fill_default().kind
         fill_cls = FILLS.lookup(rule)
         fill_opts = _owned(o, FILL_OPTIONS, rule, fill_cls, "fill rule")
         draw = TokenDraw(**{k: o.pop(k) for k in _fields(TokenDraw) if k in o})
@@ -345,7 +345,8 @@ class SamplerSpec:
             owner = {**{k: f"the {r} fill rule" for r, ks in FILL_OPTIONS.items() for k in ks}, **{k: f"the {g} guidance" for g, ks in GUIDANCE_OPTIONS.items() for k in ks}}
             k = leftover[0]
             raise MaskgenError(f"--{k.replace('_', '-')} applies to {owner.get(k, 'nothing chosen')}, not to this sampler (fill rule {rule}, guidance {name})")
-        return cls(steps=o.get("steps", 8), schedule=o.get("schedule", "cosine"), fill=fill_cls(**fill_opts), draw=draw, guidance=guidance)
+        run = {k: o[k] for k in ("steps", "schedule") if k in o}  # the rest: the spec's own defaults
+        return cls(**run, fill=fill_cls(**fill_opts), draw=draw, guidance=guidance)
 
     def replace(self, **changes: Any) -> "SamplerSpec":
         return dataclasses.replace(self, **changes)
