@@ -143,10 +143,11 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
     worker = str(HERE / "train_worker.py")
     subprocess.run([sys.executable, worker, str(tmp_path / "one"), "6"], check=True, env=env, timeout=300)
-    subprocess.run(
+    run = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", worker, str(tmp_path / "two"), "6"],
-        check=True, env=env, timeout=300, capture_output=True,
+        env=env, timeout=300, capture_output=True, text=True,
     )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     a, b = load_tensors(tmp_path / "one/train_state.safetensors"), load_tensors(tmp_path / "two/train_state.safetensors")
     for key in a:
         if key.startswith("model."):

@@ -9,6 +9,7 @@ resumed run replays exactly what an uninterrupted one would have done, and a run
 
 from __future__ import annotations
 
+import atexit
 import copy
 import math
 import os
@@ -89,12 +90,20 @@ def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
     return g
 
 
+def _leave_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def distributed_setup() -> tuple[int, int]:
     """Join the process group ``torchrun`` describes (gloo on CPU, NCCL on CUDA)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
+        # gloo's worker threads abort the process ("terminate called without an active
+        # exception") if the group is still alive when the interpreter tears down.
+        atexit.register(_leave_process_group)
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
