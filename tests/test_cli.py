@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from maskgen.cli import main
+from maskgen.training.checkpoints import StepCheckpoints
 
 from conftest import GEN, TOK
 
@@ -69,9 +70,9 @@ def test_encode_cache_then_train_and_resume(model_dir, tmp_path):
     assert (tmp_path / "cache/tokens.npy").exists()
     args = ["train", "--data", f"tokens:{tmp_path / 'cache'}", "--tokenizer", str(tok), "--out", str(tmp_path / "g"), *GEN]
     assert main(args[:-len(GEN)] + ["--steps", "4", *GEN[2:], "--stop-at", "2"]) == 0
-    assert json.loads((tmp_path / "g/train_state.json").read_text())["step"] == 2
+    assert StepCheckpoints(tmp_path / "g").record()["step"] == 2
     assert main(args[:-len(GEN)] + ["--steps", "4", *GEN[2:], "--resume"]) == 0
-    assert json.loads((tmp_path / "g/train_state.json").read_text())["step"] == 4
+    assert StepCheckpoints(tmp_path / "g").record()["step"] == 4
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from conftest import build_sampler, tiny_generator
 from maskgen.sampling.denoiser import DiscreteDenoiser
 from maskgen.checkpoint import load_tensors
 from maskgen.cli import main
+from maskgen.training.checkpoints import StepCheckpoints
 from maskgen.errors import MaskgenError
 from maskgen.models.toast import ToastModule
 from maskgen.models.transformer import MaskedTransformer
@@ -203,7 +204,7 @@ def test_finetune_trains_only_the_module(model_dir, tmp_path, capsys, task):
     assert "trainable parameters" in capsys.readouterr().out
     after = load_tensors(model_dir / "generator.safetensors")
     assert base.keys() == after.keys() and all(torch.equal(base[k], after[k]) for k in base)
-    state = load_tensors(out / "train_state.safetensors")
+    state = load_tensors(StepCheckpoints(out).latest() / "train_state.safetensors")
     module_keys = set(ToastModule.for_generator(MaskedTransformer.load(model_dir)).state_dict())
     assert {k[6:] for k in state if k.startswith("model.")} == module_keys
     generator = MaskedTransformer.load(model_dir)

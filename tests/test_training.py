@@ -9,12 +9,17 @@ import torch
 from maskgen.checkpoint import load_tensors
 from maskgen.errors import MaskgenError
 from maskgen.models.transformer import MaskedTransformer
+from maskgen.training.checkpoints import StepCheckpoints
 from maskgen.training.context import StepContext
 from maskgen.training.masking import MaskedObjectiveConfig, MaskedTokenObjective, mask_positions
 from maskgen.training.trainer import learning_rate, TrainConfig
 from train_worker import tiny_setup
 
 HERE = Path(__file__).parent
+
+
+def final_state(out):
+    return load_tensors(StepCheckpoints(out).latest() / "train_state.safetensors")
 
 
 def ctx(b, step=0):
@@ -108,7 +113,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     resumed = tiny_setup(tmp_path / "half", 12)
     resumed.fit(resume=True, progress=False)
     assert resumed.step == 12
-    a, b = load_tensors(tmp_path / "full/train_state.safetensors"), load_tensors(tmp_path / "half/train_state.safetensors")
+    a, b = final_state(tmp_path / "full"), final_state(tmp_path / "half")
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
@@ -120,7 +125,10 @@ def test_resume_equals_uninterrupted(tmp_path):
 def test_checkpoints_are_atomic_and_complete(tmp_path):
     tiny_setup(tmp_path, 4, save_every=2).fit(progress=False)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["generator.json", "generator.safetensors", "train_state.json", "train_state.safetensors"]
+    assert names == ["checkpoints", "generator.json", "generator.safetensors"]
+    (step,) = (tmp_path / "checkpoints").iterdir()
+    assert step.name == "step-00000004"
+    assert sorted(p.name for p in step.iterdir()) == ["generator.json", "generator.safetensors", "manifest.json", "train_state.json", "train_state.safetensors"]
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
@@ -148,7 +156,7 @@ def test_two_process_ddp_matches_one_process(tmp_path):
         env=env, timeout=300, capture_output=True, text=True,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    a, b = load_tensors(tmp_path / "one/train_state.safetensors"), load_tensors(tmp_path / "two/train_state.safetensors")
+    a, b = final_state(tmp_path / "one"), final_state(tmp_path / "two")
     for key in a:
         if key.startswith("model."):
             assert torch.allclose(a[key], b[key], atol=1e-5), key

@@ -21,7 +21,7 @@ import zipfile
 import zlib
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, TypeVar
+from typing import Any, Callable, ClassVar, Mapping, TypeVar
 
 import numpy as np
 import torch
@@ -31,14 +31,35 @@ from safetensors.torch import load_file, save_file
 from .errors import MaskgenError
 
 
+FaultHook = Callable[[str, Path], None]
+_fault_hook: FaultHook | None = None
+
+
+def set_fault_hook(hook: FaultHook | None) -> None:
+    """Install ``hook(operation, path)``, called before every file operation of a save.
+
+    Fault-injection tests raise from it to stop a writer at each operation in turn, as a
+    ``kill -9`` would (an exception not derived from ``Exception`` skips the clean-ups
+    below, like a real kill)."""
+    global _fault_hook
+    _fault_hook = hook
+
+
+def fault_point(operation: str, path: Path) -> None:
+    if _fault_hook is not None:
+        _fault_hook(operation, path)
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        fault_point("write", path)
         write(tmp)
+        fault_point("replace", path)
         os.replace(tmp, path)
-    except BaseException:
+    except (Exception, KeyboardInterrupt):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
@@ -192,7 +213,10 @@ def read_checkpoint(folder: str | Path, name: str) -> tuple[dict[str, torch.Tens
     tensors = load_tensors(weights)
     sha = file_sha256(weights)
     if record.get("sha256") not in (None, sha):
-        raise MaskgenError(f"checkpoint {weights} is inconsistent: its sha256 does not match {name}.json")
+        raise MaskgenError(
+            f"checkpoint {weights} is inconsistent: its sha256 does not match {name}.json"
+            " (if a training run was killed while saving, --resume republishes its last complete checkpoint)"
+        )
     return tensors, record, sha
 
 

@@ -87,17 +87,21 @@ def output_folder(args: argparse.Namespace) -> str | None:
     return args.out
 
 
+def _recorded_run(out: str | None) -> dict[str, Any] | None:
+    """The settings and step of the newest complete checkpoint in ``out``, if it holds a run."""
+    from .training.checkpoints import StepCheckpoints
+
+    return StepCheckpoints(out).record() if out else None
+
+
 def refuse_silent_overwrite(out: str | None, resume: bool, overwrite: bool) -> None:
     """A training verb on a folder that already holds a run continues it (``--resume``) or
     replaces it (``--overwrite``); it never silently overwrites a finished model."""
     if resume and overwrite:
         raise MaskgenError("--resume continues the run in --out and --overwrite replaces it: give one")
-    state = Path(out) / "train_state.json" if out else None
-    if state is None or not state.is_file() or resume or overwrite:
+    record = _recorded_run(out)
+    if record is None or resume or overwrite:
         return
-    from .checkpoint import load_json
-
-    record = load_json(state)
     done = record.get("step", "?"), record.get("train", {}).get("steps", "?")
     raise MaskgenError(f"{out} already holds a training run (step {done[0]} of {done[1]}): continue it with --resume or replace it with --overwrite")
 
@@ -120,17 +124,16 @@ def _plain(value: Any) -> str:
 def refuse_changed_resume(args: argparse.Namespace, out: str | None) -> None:
     """``--resume`` continues the run recorded in ``out``: a setting that differs from it (batch
     size, lr, schedule, masking, a different tokenizer ...) is an error, not a silent change."""
-    state = Path(out) / "train_state.json" if out else None
-    if not getattr(args, "resume", False) or state is None or not state.is_file():
+    record = _recorded_run(out) if getattr(args, "resume", False) else None
+    if record is None:
         return
     import importlib
     from dataclasses import asdict
 
-    from .checkpoint import file_sha256, load_json
+    from .checkpoint import file_sha256
     from .cli import pick
     from .training.trainer import TrainConfig
 
-    record = load_json(state)
     now = {"train": asdict(pick(TrainConfig, args))}
     if args.verb in OBJECTIVES:
         module, name = OBJECTIVES[args.verb]

@@ -24,11 +24,11 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..checkpoint import load_json, load_tensors, save_json, save_tensors
+from .checkpoints import STATE, StepCheckpoints
 from ..errors import MaskgenError
 from ..validate import flag, integer, number, pair
 from .context import Objective, StepContext
 
-STATE = "train_state"
 
 
 @dataclass
@@ -185,8 +185,9 @@ class Trainer:
     """Optimises ``model`` on ``objective`` over ``dataset``; writes to ``out``.
 
     ``save_model(module, folder)`` writes the deliverable (EMA weights when EMA is on) in
-    the model's own format; the trainer adds ``train_state.{safetensors,json}`` with what
-    resuming needs: raw weights, EMA weights, AdamW state and the step.
+    the model's own format; each save is a step folder (``training/checkpoints.py``) holding
+    that and ``train_state.{safetensors,json}`` with what resuming needs: raw weights, EMA
+    weights, AdamW state and the step. The model is published to ``out`` after each save.
     """
 
     def __init__(
@@ -230,6 +231,7 @@ class Trainer:
         self.rate_unit = "tok/s" if tokens_per_item > 1 else "items/s"
         self.step = 0
         self.history: list[dict[str, float]] = []
+        self.checkpoints = StepCheckpoints(self.out)
         self.wrapped = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -246,19 +248,30 @@ class Trainer:
         return tensors
 
     def save(self) -> None:
+        """Write a crash-consistent checkpoint (``training/checkpoints.py``) and publish the model."""
         if self.rank != 0:
             return
-        self.out.mkdir(parents=True, exist_ok=True)
-        save_tensors(self.out / f"{STATE}.safetensors", self.state_tensors())
-        save_json(self.out / f"{STATE}.json", {"step": self.step, "train": asdict(self.config), "history": self.history[-200:], **self.record})
-        self.save_model(self.ema_model if self.ema_model is not None else self.model, self.out)
+
+        def write(folder: Path) -> None:
+            save_tensors(folder / f"{STATE}.safetensors", self.state_tensors())
+            save_json(folder / f"{STATE}.json", {"step": self.step, "train": asdict(self.config), "history": self.history[-200:], **self.record})
+            self.save_model(self.ema_model if self.ema_model is not None else self.model, folder)
+
+        step_dir = self.checkpoints.commit(self.step, write)
+        self.checkpoints.publish(step_dir)
+        self.checkpoints.prune(step_dir)
 
     def resume(self) -> bool:
-        """Load ``train_state`` from ``out`` if there is one; return whether it was found."""
-        path = self.out / f"{STATE}.safetensors"
-        if not path.exists():
+        """Load the newest complete checkpoint in ``out`` if there is one (republishing its model,
+        in case a save was killed while publishing); return whether one was found."""
+        latest = self.checkpoints.latest()
+        if latest is None:
             return False
-        meta = load_json(self.out / f"{STATE}.json")
+        if self.rank == 0 and latest != self.out:
+            self.checkpoints.publish(latest)
+            self.checkpoints.prune(latest)
+        path = latest / f"{STATE}.safetensors"
+        meta = load_json(latest / f"{STATE}.json")
         tensors = load_tensors(path)
         from ..checkpoint import check_state_dict
 
@@ -300,8 +313,11 @@ class Trainer:
         """Train to ``config.steps`` (or stop early at step ``until``, saving, to resume later)."""
         c = self.config
         check_until(until)
-        if resume and self.resume() and self.rank == 0:
-            tqdm.write(f"resumed from {self.out} at step {self.step}")
+        if resume and self.resume():
+            if self.rank == 0:
+                tqdm.write(f"resumed from {self.out} at step {self.step}")
+        elif self.rank == 0:
+            self.checkpoints.clear()
         self.model.train()
         autocast = self.device.type == "cuda" and c.bf16
         bar = tqdm(total=c.steps, initial=self.step, desc="train", disable=not progress or self.rank != 0, dynamic_ncols=True)
@@ -341,6 +357,6 @@ class Trainer:
         if self.world > 1:
             dist.all_reduce(bad)
         if bad.item() > 0:
-            last = self.out / f"{STATE}.json"
-            where = f"last good checkpoint: {last} (step {load_json(last)['step']})" if last.exists() else "no checkpoint was written yet"
+            last = self.checkpoints.latest()
+            where = f"last good checkpoint: {last} (step {load_json(last / f'{STATE}.json')['step']})" if last else "no checkpoint was written yet"
             raise MaskgenError(f"loss is {loss.item()} at step {step}: training stopped; {where}")
