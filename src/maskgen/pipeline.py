@@ -29,6 +29,7 @@ from .images import class_grid_order, save_grid
 from .models.toast import ToastModule
 from .models.transformer import MaskedTransformer
 from .models.critic import TokenCritic
+from .sampling.draw import ImageNoise
 from .sampling.denoiser import DiscreteDenoiser
 from .sampling.loop import SampleResult, Sampler
 from .sampling.spec import SamplerSpec
@@ -164,11 +165,14 @@ class MaskGen:
             init = torch.as_tensor(init, dtype=torch.long).reshape(len(labels), -1)
         k = rejection.candidates if rejection else 1
         per_chunk = max(1, batch_size // k)
-        gen = torch.Generator(device=self.device).manual_seed(seed)
         tokens, images, nfe = [], [], {}
         for start in tqdm(range(0, len(labels), per_chunk), desc="sampling", disable=not progress):
             chunk = labels[start : start + per_chunk].repeat(k).to(self.device)
-            res = sampler(chunk, gen, init=None if init is None else init[start : start + per_chunk].repeat(k, 1))
+            # image i's candidate j draws from stream (seed, i, j); candidate 0 is the plain sample
+            n = len(chunk) // k
+            keys = [(start + i,) if j == 0 else (start + i, j) for j in range(k) for i in range(n)]
+            noise = ImageNoise(seed, keys, self.device)
+            res = sampler(chunk, noise, init=None if init is None else init[start : start + per_chunk].repeat(k, 1))
             imgs = self.tokenizer.decode(res.tokens.view(-1, *self.tokenizer.grid)).cpu()
             keep = rejection.select(imgs, chunk.cpu()) if rejection else torch.arange(len(chunk))
             tokens.append(res.tokens.cpu()[keep])

@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .draw import uniform
+from .draw import Noise, uniform
 from .fill import FillRule, Step
 
 
@@ -34,14 +34,14 @@ class CriticFill(FillRule):
         self.noise = noise
         self.temperature_ab = tuple(temperature)
 
-    def scores(self, x: Tensor, labels: Tensor, t: float, generator: torch.Generator) -> Tensor:
+    def scores(self, x: Tensor, labels: Tensor, t: float, generator: Noise) -> Tensor:
         """P(real) per token from the critic, plus selection noise K u t, u ~ U[-0.5, 0.5]."""
         scores = torch.sigmoid(self.critic(x, labels).float())
         if self.noise > 0:
             scores = scores + self.noise * t * (uniform(tuple(x.shape), generator, x.device) - 0.5)
         return scores
 
-    def remask(self, model, x: Tensor, labels: Tensor, t: float, gamma: float, generator: torch.Generator) -> Tensor:
+    def remask(self, model, x: Tensor, labels: Tensor, t: float, gamma: float, generator: Noise) -> Tensor:
         """Mask the ceil(N gamma) tokens the critic finds least real (plus selection noise)."""
         if gamma <= 0:
             return x

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
+from typing import Sequence, Union
 
 import torch
 from torch import Tensor
@@ -11,13 +13,60 @@ from torch import Tensor
 from ..errors import MaskgenError
 
 
-def uniform(shape: tuple[int, ...], generator: torch.Generator, device: torch.device | str | None = None) -> Tensor:
-    """U(0,1) from ``generator``; on the generator's device, moved to ``device``."""
-    u = torch.rand(shape, generator=generator, device=generator.device)
+def stream_seed(*key: int) -> int:
+    """A 63-bit seed for the stream named by ``key`` (seed, image index, ...): a hash, so
+    nearby keys give unrelated streams and no two keys collide by arithmetic."""
+    digest = hashlib.sha256("/".join(str(int(k)) for k in key).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class ImageNoise:
+    """One random stream per image of a batch, so an image's draws depend only on the run's
+    seed and the image's index: the first k images of ``--num 100`` are those of ``--num k``,
+    whatever the batch size. Stream i is seeded by ``stream_seed(seed, index[i], *extra)``.
+    Passed to the loop in place of a ``torch.Generator``; every draw has the batch first."""
+
+    def __init__(self, seed: int, indices: Sequence[Sequence[int]] | Sequence[int], device: torch.device | str = "cpu") -> None:
+        keys = [tuple(k) if isinstance(k, (tuple, list)) else (k,) for k in indices]
+        self.device = torch.device(device)
+        self.generators = [torch.Generator(device=self.device).manual_seed(stream_seed(seed, *k)) for k in keys]
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def rand(self, shape: tuple[int, ...]) -> Tensor:
+        if not shape or shape[0] != len(self.generators):
+            raise ValueError(f"a draw of shape {tuple(shape)} does not have one row per image ({len(self.generators)})")
+        return torch.stack([torch.rand(shape[1:], generator=g, device=self.device) for g in self.generators])
+
+    def randn(self, shape: tuple[int, ...]) -> Tensor:
+        if not shape or shape[0] != len(self.generators):
+            raise ValueError(f"a draw of shape {tuple(shape)} does not have one row per image ({len(self.generators)})")
+        return torch.stack([torch.randn(shape[1:], generator=g, device=self.device) for g in self.generators])
+
+
+Noise = Union[torch.Generator, ImageNoise]
+
+
+def uniform(shape: tuple[int, ...], generator: Noise, device: torch.device | str | None = None) -> Tensor:
+    """U(0,1) from ``generator`` (one stream, or one per image); moved to ``device``."""
+    if isinstance(generator, ImageNoise):
+        u = generator.rand(shape)
+    else:
+        u = torch.rand(shape, generator=generator, device=generator.device)
     return u.to(device) if device is not None else u
 
 
-def gumbel(shape: tuple[int, ...], generator: torch.Generator, device=None) -> Tensor:
+def normal(shape: tuple[int, ...], generator: Noise, device: torch.device | str | None = None) -> Tensor:
+    """N(0, 1) from ``generator`` (one stream, or one per image); moved to ``device``."""
+    if isinstance(generator, ImageNoise):
+        z = generator.randn(shape)
+    else:
+        z = torch.randn(shape, generator=generator, device=generator.device)
+    return z.to(device) if device is not None else z
+
+
+def gumbel(shape: tuple[int, ...], generator: Noise, device=None) -> Tensor:
     u = uniform(shape, generator, device).clamp_(1e-20, 1.0 - 1e-7)
     return -torch.log(-torch.log(u))
 
@@ -72,7 +121,7 @@ class TokenDraw:
             logits = logits.masked_fill(drop, float("-inf"))
         return logits.log_softmax(-1)
 
-    def __call__(self, logits: Tensor, generator: torch.Generator, last: bool = False) -> tuple[Tensor, Tensor]:
+    def __call__(self, logits: Tensor, generator: Noise, last: bool = False) -> tuple[Tensor, Tensor]:
         """Return drawn tokens [B, N] and their log-probability under the draw distribution."""
         logp = self.log_probs(logits.float())
         if self.temperature == 0 or (last and self.argmax_last):

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..errors import MaskgenError
 from ..schedules import Schedule
-from .draw import gumbel, uniform
+from .draw import Noise, gumbel, uniform
 
 
 @dataclass
@@ -66,7 +66,7 @@ class FillRule:
     name = "fill"
     discrete_only = False
 
-    def __call__(self, model, p: Proposal, step: Step, generator: torch.Generator) -> Tensor:
+    def __call__(self, model, p: Proposal, step: Step, generator: Noise) -> Tensor:
         raise NotImplementedError
 
     def temperature(self, step: Step) -> float | None:
@@ -82,7 +82,7 @@ class FillRule:
         if self.discrete_only and not isinstance(model, DiscreteDenoiser):
             raise MaskgenError(f"the {self.name} fill rule needs a discrete-token generator, not {type(model).__name__}")
 
-    def start_from(self, model, tokens: Tensor, labels: Tensor, step: Step, generator: torch.Generator) -> Tensor:
+    def start_from(self, model, tokens: Tensor, labels: Tensor, step: Step, generator: Noise) -> Tensor:
         raise MaskgenError(f"the {self.name} fill rule cannot refine finished tokens; use the critic rule")
 
     def settings(self) -> dict:

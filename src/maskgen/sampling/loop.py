@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..errors import MaskgenError
 from ..schedules import Schedule, get_schedule
 from .denoiser import Denoiser, DiscreteDenoiser
-from .draw import TokenDraw
+from .draw import ImageNoise, Noise, TokenDraw
 from .fill import FillRule, Proposal, Step
 from .guidance import Guidance
 
@@ -111,14 +111,18 @@ class Sampler:
         return Step(i, self.steps, float(t), float(s), self.schedule)
 
     @torch.no_grad()
-    def __call__(self, labels: Tensor, generator: torch.Generator, progress: bool = False, init: Tensor | None = None) -> SampleResult:
+    def __call__(self, labels: Tensor, generator: Noise, progress: bool = False, init: Tensor | None = None) -> SampleResult:
         """Sample from a blank canvas, or refine finished tokens ``init`` [B, N] (the fill rule
-        re-masks them first: Token-Critic Sec. 4.3 with the critic rule)."""
+        re-masks them first: Token-Critic Sec. 4.3 with the critic rule). ``generator`` is one
+        ``torch.Generator`` for the batch, or an ``ImageNoise`` with one stream per image (what
+        ``MaskGen.generate`` passes, so an image does not depend on the batch it is in)."""
         model = self.model
         device = model.device
         labels = torch.as_tensor(labels, dtype=torch.long, device=device)
         self.check_labels(labels)
         b = len(labels)
+        if isinstance(generator, ImageNoise) and len(generator) != b:
+            raise MaskgenError(f"{len(generator)} noise streams for {b} images: give one per image")
         rows, fill_rows, history = 0, 0, []
         if init is None:
             x = model.blank(b, device)
