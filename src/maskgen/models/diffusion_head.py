@@ -7,8 +7,9 @@ and Eq. 2) models p(x | z) of each masked token with a DDPM (Ho et al. 2020) who
 predictor is this head; eMIGM (002 Sec. 4) keeps the head unchanged. The head follows
 improved DDPM (Nichol & Dhariwal 2021): the cosine schedule (their Eq. 17), a learned
 interpolation of the reverse variance between beta_t and the posterior variance (their
-Eq. 15), and the hybrid loss L_simple + L_vlb in which the VB term trains only the variance
-(their Sec. 3.1, "stop-gradient on mu").
+Eq. 15), and the hybrid loss L_simple + lambda L_vlb (their Eq. 16; lambda = 0.001 with
+T = 1000 steps makes it the MSE plus one VB term L_t) in which the VB term trains only the
+variance (their Sec. 3.1, a stop-gradient on the mean).
 
 The parameter names (``time_embed.mlp``, ``cond_embed``, ``input_proj``,
 ``res_blocks.i.{in_ln, mlp, adaLN_modulation}``, ``final_layer.{linear, adaLN_modulation}``)
@@ -164,7 +165,7 @@ class AdaLNOutput(nn.Module):
 
 
 class DiffusionHead(nn.Module):
-    """MAR's denoising MLP (Li et al. 2024, Sec. 3.2 and Appendix A): the condition
+    """MAR's denoising MLP (Li et al. 2024, Sec. 3.2, "denoising network"): the condition
     y = TimeEmbedding(t) + cond_embed(z) modulates ``depth`` residual AdaLN blocks over
     input_proj(x_t); the output [M, 2 d] holds the noise prediction eps (first d channels)
     and the variance interpolation v in [-1, 1] (last d, see ``GaussianChain.learned_log_variance``).
@@ -241,7 +242,7 @@ def _discretized_gaussian_log_likelihood(x: Tensor, mean: Tensor, log_scale: Ten
 
 
 def variational_bound_bits(noise: GaussianChain, x0: Tensor, x_t: Tensor, t_index: Tensor, eps: Tensor, v: Tensor) -> Tensor:
-    """The VB term L_{t-1} per token [M] in bits per dimension (improved DDPM Sec. 2, Eq. 5):
+    """The VB term L_{t-1} per token [M] in bits per dimension (improved DDPM Sec. 2.1):
     KL(q(x_{t-1} | x_t, x0) || p(x_{t-1} | x_t)) for t > 0, the decoder's -log p(x0 | x_1) at t = 0."""
     true_mean = noise.posterior_mean(x0, x_t, t_index)
     true_log_var = noise.posterior_log_variance(t_index, x_t)

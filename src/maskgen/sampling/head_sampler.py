@@ -1,26 +1,28 @@
 """Drawing continuous tokens from the diffusion head: MAR's respaced DDPM with temperature,
-or eMIGM's DPM-Solver++ (002 Sec. 5).
+or eMIGM's DPM-Solver++ (002 Sec. 5.2).
 
 The sampler sees the head only through ``eps_fn(x [M, d], t [M]) -> [M, 2 d]`` (eps, then
-the variance interpolation v), where t is the head's network time. Classifier-free
-guidance lives inside ``eps_fn`` (run the conditional and unconditional z on the same x and
-return u + s (c - u), MAR Sec. 3.4): this module never knows about guidance, and both
-halves of a guided pair share x and therefore every noise draw. DPM-Solver++ reads only the
-first d channels, so for it ``eps_fn`` may return eps alone [M, d].
+the variance interpolation v), where t is the head's network time. Guidance lives inside
+``eps_fn``: classifier-free guidance (Ho & Salimans 2022) on eps, as MAR and eMIGM apply
+it, runs the conditional and unconditional z on the same x and returns u + s (c - u), so
+both halves of a guided pair share x and every noise draw and this module never knows
+about guidance. DPM-Solver++ reads only the first d channels, so for it ``eps_fn`` may
+return eps alone [M, d].
 
 **DDPM** (Ho et al. 2020 with improved DDPM's learned-range variance, Nichol & Dhariwal 2021
 Eq. 15): the 1000-step chain is respaced to ``steps`` evenly strided steps (improved DDPM
 Sec. 4, "timestep respacing"), x_{t-1} = mu + temperature * sigma * n with n ~ N(0, I),
 no noise at the last step. The network time is the original step index. Temperature
-scales only the per-step noise, as MAR's code does (Li et al. 2024, Sec. 3.4 describe it
-as sampling from p^(1/tau)).
+scales only the per-step noise (MAR, Li et al. 2024, Sec. 3.2 "temperature sampling", after
+ADM; 002 Sec. 5.2).
 
 **DPM-Solver++** (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of
-Diffusion Probabilistic Models", Sec. 4, data prediction x0 = (x - sigma eps) / alpha), the
-singlestep "DPM-Solver-fast" combination of orders 3, 2, 1 that uses exactly ``steps``
-head passes (Lu et al. 2022, "DPM-Solver", Sec. 3.4): K = steps // 3 + 1 outer steps,
-orders [3] * (K - 2) + [2, 1], [3] * (K - 1) + [1] or [3] * (K - 1) + [2] as steps % 3 is
-0, 1 or 2 (8 steps: [3, 3, 2]). The outer grid is uniform in lambda = log(alpha / sigma)
+Diffusion Probabilistic Models", Sec. 4: the ODE solved for the data prediction
+x0 = (x - sigma eps) / alpha; singlestep updates as their Alg. 1, 2S, and its third-order
+analogue), combined as "DPM-Solver-fast" (Lu et al. 2022, "DPM-Solver") so that exactly
+``steps`` head passes are made: K = steps // 3 + 1 outer steps, orders [3] * (K - 2) +
+[2, 1], [3] * (K - 1) + [1] or [3] * (K - 1) + [2] as steps % 3 is 0, 1 or 2 (8 steps:
+[3, 3, 2]). The outer grid is uniform in lambda = log(alpha / sigma)
 from t = 1 to t = 1 / N; the inner points of an order-k step split its lambda interval in
 k equal parts. The discrete chain becomes a continuous one as eMIGM's vendored solver makes
 it: log alpha is piecewise linear in t over the points t_n = (n + 1) / N, after dropping
@@ -65,7 +67,7 @@ LAMBDA_MIN = -5.1  # eMIGM's (Lu's) clip of the cosine chain's noisy end
 class HeadSampling:
     """How the head draws a token.
 
-    ``sampler``: "dpm-solver" (eMIGM's evaluation default, 002 Sec. 5) or "ddpm" (MAR's).
+    ``sampler``: "dpm-solver" (eMIGM's default, 002 Sec. 5.2) or "ddpm" (MAR's).
     ``steps``: head passes per token; None takes the method's own default, 8 for dpm-solver
     (eMIGM's 256px preset; its 14 goes with 128 generator steps) and 100 for ddpm (MAR).
     ``temperature``: scales DDPM's per-step noise (MAR tunes it per model); must stay 1
@@ -161,8 +163,8 @@ def ddpm_sample(eps_fn: EpsFn, x: Tensor, noise: GaussianChain, steps: int, temp
 
 
 class ClippedContinuousTime:
-    """The discrete chain as a continuous-time VP process on t in [1/N, 1] (Lu et al. 2022,
-    "DPM-Solver", Appendix: discrete-time models): log alpha_t is piecewise linear through
+    """The discrete chain as a continuous-time VP process on t in [1/N, 1], as DPM-Solver
+    (Lu et al. 2022) treats discrete-time models: log alpha_t is piecewise linear through
     (t_n = (n + 1) / N, 0.5 log abar_n), extended linearly past the ends, with the steps
     whose lambda < ``lambda_min`` dropped first, so N = 996 for the 1000-step cosine chain."""
 
@@ -228,7 +230,7 @@ def dpm_solver_sample(eps_fn: EpsFn, x: Tensor, noise: GaussianChain, steps: int
 
 def _singlestep(eps_fn: EpsFn, time: ClippedContinuousTime, x: Tensor, s: float, t: float, order: int) -> Tensor:
     """One singlestep DPM-Solver++ update of order 1, 2 or 3 from s to t (Lu et al. 2022,
-    DPM-Solver++ Eq. 9 and its order-2/3 singlestep forms, solver type "dpmsolver")."""
+    DPM-Solver++; the order-1 step is DDIM, solver type "dpmsolver" for orders 2 and 3)."""
     m, d = x.shape
 
     def data(x_at: Tensor, at: float) -> Tensor:
