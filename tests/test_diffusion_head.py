@@ -1,0 +1,380 @@
+"""The diffusion head, its loss and its samplers (MAR, eMIGM 002).
+
+Expected values come from closed forms computed here with numpy (cosine schedule,
+posterior, KL, respacing), from a hand-written exact eps for Gaussian data, and for
+DPM-Solver++ from ``fixtures/dpm_solver_reference.json``: LuChengTHU's
+``dpm_solver_pytorch.py`` (the file eMIGM vendors) run in float64 by
+``fixtures/make_dpm_solver_fixture.py``.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from maskgen.errors import MaskgenError
+from maskgen.models.diffusion_head import CosineNoise, DiffusionHead, denoising_loss, variational_bound_bits
+from maskgen.sampling.head_sampler import (
+    ClippedContinuousTime,
+    HeadSampling,
+    ddpm_sample,
+    dpm_solver_sample,
+    sample_tokens,
+    singlestep_orders,
+    solver_time_grid,
+    space_timesteps,
+)
+
+FIXTURE = Path(__file__).parent / "fixtures" / "dpm_solver_reference.json"
+
+
+def hand_alphas_cumprod(steps=1000):
+    """improved DDPM Eq. 17 with beta capped at 0.999, in numpy."""
+    i = np.arange(steps + 1) / steps
+    f = np.cos((i + 0.008) / 1.008 * np.pi / 2) ** 2
+    betas = np.minimum(1 - f[1:] / f[:-1], 0.999)
+    return betas, np.cumprod(1 - betas)
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+# -- schedule ----------------------------------------------------------------------------
+
+
+def test_cosine_schedule_matches_the_closed_form():
+    noise = CosineNoise()
+    betas, abar = hand_alphas_cumprod()
+    assert noise.betas.dtype == noise.alphas_cumprod.dtype == torch.float64
+    np.testing.assert_allclose(noise.betas.numpy(), betas, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(noise.alphas_cumprod.numpy(), abar, rtol=1e-12, atol=1e-18)
+    assert float(noise.betas[-1]) == 0.999  # the cap binds on the last step only
+    assert float(noise.betas[-2]) < 0.999
+    x0, eps = torch.randn(4, 3, generator=gen()), torch.randn(4, 3, generator=gen(1))
+    t = torch.tensor([0, 10, 500, 999])
+    expected = np.sqrt(abar[t.numpy()])[:, None] * x0.numpy() + np.sqrt(1 - abar[t.numpy()])[:, None] * eps.numpy()
+    np.testing.assert_allclose(noise.add_noise(x0, eps, t).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+# -- the network -------------------------------------------------------------------------
+
+
+def test_head_shapes_init_and_mar_key_names():
+    head = DiffusionHead(token_dim=4, cond_dim=6, width=8, depth=2)
+    shapes = {k: tuple(v.shape) for k, v in head.state_dict().items()}
+    # MAR's diffloss.net.* keys without the prefix (REFERENCE.md), with their shapes
+    expected = {
+        "time_embed.mlp.0.weight": (8, 256), "time_embed.mlp.0.bias": (8,),
+        "time_embed.mlp.2.weight": (8, 8), "time_embed.mlp.2.bias": (8,),
+        "cond_embed.weight": (8, 6), "cond_embed.bias": (8,),
+        "input_proj.weight": (8, 4), "input_proj.bias": (8,),
+        "final_layer.linear.weight": (8, 8), "final_layer.linear.bias": (8,),
+        "final_layer.adaLN_modulation.1.weight": (16, 8), "final_layer.adaLN_modulation.1.bias": (16,),
+    }  # fmt: skip
+    for i in range(2):
+        p = f"res_blocks.{i}."
+        expected.update({p + "in_ln.weight": (8,), p + "in_ln.bias": (8,)})
+        expected.update({p + f"mlp.{j}.{w}": (8, 8) if w == "weight" else (8,) for j in (0, 2) for w in ("weight", "bias")})
+        expected.update({p + "adaLN_modulation.1.weight": (24, 8), p + "adaLN_modulation.1.bias": (24,)})
+    assert shapes == expected
+    x, t, z = torch.randn(5, 4), torch.tensor([0.0, 1.5, 10.0, 500.0, 999.0]), torch.randn(5, 6)
+    assert torch.equal(head(x, t, z), torch.zeros(5, 8))  # zero-initialised output, as MAR's
+    for p in head.parameters():
+        nn.init.normal_(p, std=0.3)
+    out = head(x, t, z)
+    assert out.shape == (5, 8) and torch.equal(head.eps(x, t, z), out[:, :4])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.isfinite(head(x, t, z).float()).all()
+
+
+def test_head_rejects_bad_sizes():
+    with pytest.raises(MaskgenError, match="token_dim"):
+        DiffusionHead(0, 4, 8, 1)
+    with pytest.raises(MaskgenError, match="depth"):
+        DiffusionHead(4, 4, 8, 1.5)
+
+
+# -- the loss ----------------------------------------------------------------------------
+
+
+class StubHead(nn.Module):
+    """eps = a * x_t, v = tanh(b * x_t); records what it was called with."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Parameter(torch.tensor(0.7)), nn.Parameter(torch.tensor(0.4))
+        self.seen = []
+
+    def forward(self, x, t, z):
+        self.seen.append((x.detach().clone(), t.clone(), z.clone()))
+        return torch.cat([self.a * x, torch.tanh(self.b * x)], dim=-1)
+
+
+def hand_kl_bits(x0, x_t, t, eps_pred, v, betas, abar):
+    """KL(q(x_{t-1}|x_t,x0) || p(x_{t-1}|x_t)) in bits per dim, Ho et al. 2020 Eq. 7 by hand."""
+    ab, ab_prev, beta = abar[t], (abar[t - 1] if t > 0 else 1.0), betas[t]
+    coef0, coeft = beta * np.sqrt(ab_prev) / (1 - ab), (1 - ab_prev) * np.sqrt(1 - beta) / (1 - ab)
+    pv = betas * (1 - np.r_[1.0, abar[:-1]]) / (1 - abar)
+    log_pv = np.log(pv[1]) if t == 0 else np.log(pv[t])
+    x0_pred = (x_t - np.sqrt(1 - ab) * eps_pred) / np.sqrt(ab)
+    m_true, m_model = coef0 * x0 + coeft * x_t, coef0 * x0_pred + coeft * x_t
+    frac = (v + 1) / 2
+    log_var = frac * np.log(beta) + (1 - frac) * log_pv
+    kl = 0.5 * (-1 + log_var - log_pv + np.exp(log_pv - log_var) + (m_true - m_model) ** 2 * np.exp(-log_var))
+    return kl.mean(-1) / np.log(2)
+
+
+def test_loss_is_mse_plus_vb_averaged_over_draws():
+    betas, abar = hand_alphas_cumprod()
+    head, noise = StubHead(), CosineNoise()
+    x0 = torch.randn(4, 3, generator=gen(2))
+    z = torch.arange(4.0)[:, None].repeat(1, 2)  # token j has z = j
+    loss = denoising_loss(head, noise, x0, z, draws=3, generator=gen(5))
+    assert loss.shape == (4,)
+    (x_t, t, zz), = head.seen
+    x_t, t, token = x_t.double().numpy(), t.long().numpy(), zz[:, 0].long().numpy()
+    assert len(t) == 12 and np.bincount(token).tolist() == [3, 3, 3, 3]
+    x0n = x0.double().numpy()[token]
+    eps_true = (x_t - np.sqrt(abar[t])[:, None] * x0n) / np.sqrt(1 - abar[t])[:, None]
+    eps_pred, v = 0.7 * x_t, np.tanh(0.4 * x_t)
+    mse = ((eps_true - eps_pred) ** 2).mean(-1)
+    assert (t > 0).all()  # a t = 0 draw would need the decoder term, tested below
+    vb = np.array([hand_kl_bits(x0n[k], x_t[k], t[k], eps_pred[k], v[k], betas, abar) for k in range(12)])
+    per_row = mse + vb
+    expected = np.array([per_row[token == j].mean() for j in range(4)])
+    np.testing.assert_allclose(loss.detach().numpy(), expected, rtol=2e-4, atol=1e-5)
+    # the VB term reaches the variance output only: d loss / d a is the MSE's derivative
+    loss.sum().backward()
+    d_mse_da = np.array([(-2 * x_t[k] * (eps_true[k] - eps_pred[k])).mean() for k in range(12)])
+    expected_grad = sum(d_mse_da[token == j].mean() for j in range(4))
+    assert float(head.a.grad) == pytest.approx(expected_grad, rel=1e-3)
+    assert float(head.b.grad) != 0.0
+    # same generator, same loss; another seed, another draw
+    again = denoising_loss(StubHead(), noise, x0, z, draws=3, generator=gen(5))
+    other = denoising_loss(StubHead(), noise, x0, z, draws=3, generator=gen(6))
+    assert torch.equal(again, loss.detach()) and not torch.equal(other, loss.detach())
+
+
+def approx_cdf(x):
+    return 0.5 * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+
+
+def test_vb_at_step_zero_is_the_discretized_decoder_nll():
+    betas, abar = hand_alphas_cumprod()
+    noise = CosineNoise()
+    x0 = torch.tensor([[-1.0, 0.2, 1.0], [0.5, -0.3, 0.1]], dtype=torch.float64)
+    x_t = x0 + 0.01
+    eps = torch.tensor([[0.3, -0.2, 0.1], [0.0, 0.4, -0.5]], dtype=torch.float64)
+    v = torch.tensor([[0.5, -0.5, 0.0], [0.9, 0.1, -0.9]], dtype=torch.float64)
+    got = variational_bound_bits(noise, x0, x_t, torch.tensor([0, 7]), eps, v).numpy()
+    # row 0, t = 0: Ho et al. 2020 Eq. 13 with improved DDPM's tanh CDF, edge bins open
+    x0n, xt0, e0, v0 = x0[0].numpy(), x_t[0].numpy(), eps[0].numpy(), v[0].numpy()
+    mean = (xt0 - np.sqrt(1 - abar[0]) * e0) / np.sqrt(abar[0])  # the posterior mean at t = 0 is x0_pred
+    pv1 = betas[1] * (1 - abar[0]) / (1 - abar[1])
+    log_var = (v0 + 1) / 2 * np.log(betas[0]) + (1 - (v0 + 1) / 2) * np.log(pv1)
+    inv_std = np.exp(-0.5 * log_var)
+    plus, minus = approx_cdf(inv_std * (x0n - mean + 1 / 255)), approx_cdf(inv_std * (x0n - mean - 1 / 255))
+    logp = np.where(x0n < -0.999, np.log(plus), np.where(x0n > 0.999, np.log(1 - minus), np.log(plus - minus)))
+    assert got[0] == pytest.approx(-logp.mean() / np.log(2), rel=1e-6)
+    assert got[1] == pytest.approx(hand_kl_bits(x0[1].numpy(), x_t[1].numpy(), 7, eps[1].numpy(), v[1].numpy(), betas, abar), rel=1e-6)
+
+
+# -- DDPM --------------------------------------------------------------------------------
+
+
+def test_respacing_follows_improved_ddpm():
+    kept = space_timesteps(1000, 100)
+    assert kept[:7] == [0, 10, 20, 30, 40, 50, 61] and kept[-1] == 999
+    assert kept == [round(i * 999 / 99) for i in range(100)]
+    assert space_timesteps(1000, 1) == [0] and space_timesteps(1000, 1000) == list(range(1000))
+    # the stride is accumulated as a float sum: 10 x 49.95 lands just below 499.5
+    assert space_timesteps(1000, 21)[10] == 499
+    with pytest.raises(MaskgenError, match="exceed"):
+        space_timesteps(1000, 1001)
+
+
+def test_ddpm_steps_mean_and_variance_by_hand():
+    betas, abar = hand_alphas_cumprod()
+    kept = [0, 500, 999]  # space_timesteps(1000, 3)
+    ab = abar[kept]
+    b = 1 - ab / np.r_[1.0, ab[:-1]]
+    pv = b * (1 - np.r_[1.0, ab[:-1]]) / (1 - ab)
+    calls = []
+
+    def eps_fn(x, t):
+        calls.append((x.clone(), t.clone()))
+        return torch.cat([stub_eps(x.numpy(), int(t[0])), torch.full_like(x, 0.6)], dim=-1)
+
+    def stub_eps(x, i):  # the exact eps for N(0, 1) data, sqrt(1 - abar) x, plus a small bend
+        return torch.tensor(np.sqrt(1 - abar[i]) * x + 0.1 * np.sqrt(abar[i]) * np.tanh(x))
+
+    x_T = torch.randn(6, 2, generator=gen(3), dtype=torch.float64)
+    g = gen(4)
+    draws = torch.Generator().set_state(g.get_state())  # one N(0, I) [M, d] per noisy step
+    out = ddpm_sample(eps_fn, x_T, CosineNoise(), 3, 0.5, g)
+    assert [float(t[0]) for _, t in calls] == [999.0, 500.0, 0.0]
+    x = x_T.numpy()
+    for i, (seen, _) in zip((2, 1, 0), calls):
+        np.testing.assert_allclose(seen.numpy(), x, rtol=1e-9, atol=1e-9)
+        eps = np.sqrt(1 - ab[i]) * x + 0.1 * np.sqrt(ab[i]) * np.tanh(x)
+        x0 = (x - np.sqrt(1 - ab[i]) * eps) / np.sqrt(ab[i])
+        ab_prev = ab[i - 1] if i > 0 else 1.0
+        mean = b[i] * np.sqrt(ab_prev) / (1 - ab[i]) * x0 + (1 - ab_prev) * np.sqrt(1 - b[i]) / (1 - ab[i]) * x
+        if i == 0:
+            x = mean
+            break
+        log_var = 0.8 * np.log(b[i]) + 0.2 * np.log(pv[i])  # v = 0.6: frac 0.8 towards beta
+        x = mean + 0.5 * np.exp(0.5 * log_var) * torch.randn(6, 2, generator=draws).double().numpy()
+    np.testing.assert_allclose(out.numpy(), x, rtol=1e-9, atol=1e-9)
+
+
+# -- DPM-Solver++ ------------------------------------------------------------------------
+
+
+def toy_eps(x, t_input, calls):
+    """The fixture's model (see make_dpm_solver_fixture.py), written again here."""
+    calls.append(float(t_input[0]))
+    _, abar = hand_alphas_cumprod()
+    log_abar = torch.tensor(np.log(abar))
+    t_input = t_input.double()
+    i = t_input.clamp(0, 998).floor().long()
+    la = log_abar[i] + (t_input - i) * (log_abar[i + 1] - log_abar[i])
+    ab = torch.exp(la)[:, None]
+    eps = (1 - ab).sqrt() * (x - ab.sqrt() * 0.5) / (ab * 0.25 + 1 - ab)
+    return eps + 0.05 * torch.sin(x + t_input[:, None] / 300.0)
+
+
+def test_dpm_solver_matches_the_reference_implementation():
+    ref = json.loads(FIXTURE.read_text())
+    noise = CosineNoise()
+    time = ClippedContinuousTime(noise)
+    assert time.steps == ref["total_N"] == 996
+    assert time.lam(1.0) == pytest.approx(ref["lambda_T"], abs=1e-12)
+    assert time.lam(1 / 996) == pytest.approx(ref["lambda_0"], abs=1e-12)
+    x_T = torch.tensor(ref["x_T"], dtype=torch.float64)
+    for run in ref["runs"]:
+        n = run["steps"]
+        assert singlestep_orders(n) == run["orders"] and sum(run["orders"]) == n
+        np.testing.assert_allclose(solver_time_grid(time, n), run["outer_times"], rtol=0, atol=1e-12)
+        calls = []
+        out = dpm_solver_sample(lambda x, t: toy_eps(x, t, calls), x_T, noise, n)
+        np.testing.assert_allclose(calls, run["network_times"], rtol=0, atol=1e-8)
+        np.testing.assert_allclose(out.numpy(), run["x_end"], rtol=1e-8, atol=1e-8)
+    assert singlestep_orders(8) == [3, 3, 2]  # eMIGM's 8-step preset
+
+
+# -- both samplers on Gaussian data ------------------------------------------------------
+
+MU = np.array([0.5, -1.0, 2.0])
+SIGMA = np.array([0.5, 1.5, 0.2])
+# Few-step DPM-Solver is not exact on narrow data: at 8 passes it draws std 0.16 for
+# sigma 0.2 (the reference implementation draws the same), so its test data is wider.
+SIGMA_SOLVER = np.array([0.7, 1.5, 1.0])
+
+
+def exact_eps(x, abar, sigma=SIGMA):
+    """E[eps | x_t] for x0 ~ N(MU, sigma^2) per dimension: x_t ~ N(sqrt(abar) MU, abar sigma^2 + 1 - abar)."""
+    return np.sqrt(1 - abar) * (x - np.sqrt(abar) * MU) / (abar * sigma**2 + 1 - abar)
+
+
+def test_ddpm_recovers_a_gaussian():
+    _, abar = hand_alphas_cumprod()
+    kept = [round(i * 999 / 99) for i in range(100)]
+    previous = dict(zip(kept[1:], kept[:-1]))
+
+    def oracle(x, t):
+        i = int(t[0])
+        ab = abar[i]
+        xn = x.double().numpy()
+        eps = exact_eps(xn, ab)
+        # the exact reverse kernel's variance, as the v in [-1, 1] of the learned range
+        ab_prev = abar[previous[i]] if i in previous else 1.0
+        beta = 1 - ab / ab_prev
+        pv = beta * (1 - ab_prev) / (1 - ab)
+        coef0 = beta * np.sqrt(ab_prev) / (1 - ab)
+        var_x0 = SIGMA**2 * (1 - ab) / (ab * SIGMA**2 + 1 - ab)
+        pv_clipped = pv if i != 0 else 1.0  # unused at the last step (no noise)
+        frac = (np.log(pv + coef0**2 * var_x0) - np.log(pv_clipped)) / (np.log(beta) - np.log(pv_clipped))
+        v = np.broadcast_to(2 * frac - 1, xn.shape)
+        return torch.tensor(np.concatenate([eps, v], -1), dtype=x.dtype)
+
+    samples, nfe = sample_tokens(oracle, (10000, 3), CosineNoise(), HeadSampling("ddpm", 100), gen(7))
+    assert nfe == 100
+    check_gaussian(samples)
+
+
+def test_dpm_solver_recovers_a_gaussian():
+    _, abar = hand_alphas_cumprod()
+    half_log = 0.5 * np.log(abar[:996])
+
+    def oracle(x, t):
+        # eMIGM's network time tau = (t - 1/996) 1000 sits at position 0.996 tau of the
+        # clipped chain, where log alpha is interpolated linearly
+        ab = np.exp(2 * np.interp(0.996 * float(t[0]), np.arange(996), half_log))
+        return torch.tensor(exact_eps(x.double().numpy(), ab, SIGMA_SOLVER), dtype=x.dtype)
+
+    for steps in (8, 15):
+        samples, nfe = sample_tokens(oracle, (10000, 3), CosineNoise(), HeadSampling("dpm-solver", steps), gen(8))
+        assert nfe == steps
+        check_gaussian(samples, SIGMA_SOLVER)
+
+
+def check_gaussian(samples, sigma=SIGMA):
+    assert samples.dtype == torch.float32
+    x = samples.double().numpy()
+    n = len(x)
+    assert np.all(np.abs(x.mean(0) - MU) < 4 * sigma / math.sqrt(n) + 0.01)
+    assert np.all(np.abs(x.std(0) / sigma - 1) < 0.06)
+
+
+# -- the sampling spec and the loop's plumbing ------------------------------------------
+
+
+def test_head_sampling_defaults_and_one_line_errors():
+    assert HeadSampling() == HeadSampling("dpm-solver", 8, 1.0)
+    assert HeadSampling("ddpm").steps == 100
+    assert HeadSampling("ddpm", 50, 0.8).settings() == {"sampler": "ddpm", "steps": 50, "temperature": 0.8}
+    bad = [
+        (dict(sampler="ddim"), "unknown head sampler"),
+        (dict(sampler=3), "sampler must be a string"),
+        (dict(sampler="ddpm", steps=0), "steps must be an integer >= 1"),
+        (dict(sampler="ddpm", steps=2.5), "steps must be an integer"),
+        (dict(sampler="ddpm", temperature=float("nan")), "finite"),
+        (dict(sampler="ddpm", temperature=float("inf")), "finite"),
+        (dict(sampler="ddpm", temperature=0.0), "temperature must be > 0"),
+        (dict(sampler="ddpm", temperature=-1.0), "temperature must be > 0"),
+        (dict(sampler="dpm-solver", temperature=0.9), "no effect with the deterministic dpm-solver"),
+    ]
+    for kwargs, message in bad:
+        with pytest.raises(MaskgenError, match=message) as e:
+            HeadSampling(**kwargs)
+        assert "\n" not in str(e.value)
+    with pytest.raises(MaskgenError, match="exceed") as e:
+        sample_tokens(lambda x, t: torch.zeros(len(x), 4), (2, 2), CosineNoise(), HeadSampling("ddpm", 1001), gen())
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("how", [HeadSampling("ddpm", 10, 0.9), HeadSampling("dpm-solver", 5)])
+def test_sampling_uses_only_the_generator_and_runs_a_real_head_under_autocast(how):
+    torch.manual_seed(0)
+    head = DiffusionHead(token_dim=4, cond_dim=6, width=16, depth=2)
+    for p in head.parameters():
+        nn.init.normal_(p, std=0.1)
+    z = torch.randn(7, 6)
+    global_state = torch.random.get_rng_state()
+
+    def eps_fn(x, t):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return head(x, t, z)
+
+    a, nfe = sample_tokens(eps_fn, (7, 4), CosineNoise(), how, gen(11))
+    b, _ = sample_tokens(eps_fn, (7, 4), CosineNoise(), how, gen(11))
+    c, _ = sample_tokens(eps_fn, (7, 4), CosineNoise(), how, gen(12))
+    assert torch.equal(torch.random.get_rng_state(), global_state)
+    assert nfe == how.steps and a.dtype == torch.float32 and torch.isfinite(a).all()
+    assert torch.equal(a, b) and not torch.equal(a, c)
