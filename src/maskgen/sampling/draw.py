@@ -50,7 +50,7 @@ Noise = Union[torch.Generator, ImageNoise]
 
 def uniform(shape: tuple[int, ...], generator: Noise, device: torch.device | str | None = None) -> Tensor:
     """U(0,1) from ``generator`` (one stream, or one per image); moved to ``device``."""
-    if isinstance(generator, ImageNoise):
+    if not isinstance(generator, torch.Generator):  # ImageNoise, or a view of it
         u = generator.rand(shape)
     else:
         u = torch.rand(shape, generator=generator, device=generator.device)
@@ -59,7 +59,7 @@ def uniform(shape: tuple[int, ...], generator: Noise, device: torch.device | str
 
 def normal(shape: tuple[int, ...], generator: Noise, device: torch.device | str | None = None) -> Tensor:
     """N(0, 1) from ``generator`` (one stream, or one per image); moved to ``device``."""
-    if isinstance(generator, ImageNoise):
+    if not isinstance(generator, torch.Generator):  # ImageNoise, or a view of it
         z = generator.randn(shape)
     else:
         z = torch.randn(shape, generator=generator, device=generator.device)

@@ -55,6 +55,7 @@ from torch import Tensor
 from ..errors import MaskgenError
 from ..models.diffusion_head import GaussianChain
 from ..validate import integer, number, text
+from .draw import Noise, normal
 
 EpsFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -100,7 +101,7 @@ def sample_tokens(
     shape: tuple[int, int],
     noise: GaussianChain,
     how: HeadSampling,
-    generator: torch.Generator,
+    generator: Noise,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> tuple[Tensor, int]:
@@ -108,7 +109,7 @@ def sample_tokens(
     them and the number of ``eps_fn`` calls made (a guided ``eps_fn`` runs two head passes
     per call, on a doubled batch)."""
     m, d = shape
-    x = torch.randn((m, d), generator=generator, device=generator.device).to(device=device, dtype=dtype)
+    x = normal((m, d), generator, device).to(dtype=dtype)
     if how.sampler == "ddpm":
         return ddpm_sample(eps_fn, x, noise, how.steps, how.temperature, generator), how.steps
     return dpm_solver_sample(eps_fn, x, noise, how.steps), how.steps
@@ -141,7 +142,7 @@ def respace(noise: GaussianChain, count: int) -> tuple[GaussianChain, list[int]]
 
 
 @torch.no_grad()
-def ddpm_sample(eps_fn: EpsFn, x: Tensor, noise: GaussianChain, steps: int, temperature: float, generator: torch.Generator) -> Tensor:
+def ddpm_sample(eps_fn: EpsFn, x: Tensor, noise: GaussianChain, steps: int, temperature: float, generator: Noise) -> Tensor:
     """Ancestral sampling x_T -> x_0 on the respaced chain with the head's learned variance."""
     chain, kept = respace(noise, steps)
     m, d = x.shape
@@ -154,7 +155,7 @@ def ddpm_sample(eps_fn: EpsFn, x: Tensor, noise: GaussianChain, steps: int, temp
         if i == 0:
             return mean
         std = torch.exp(0.5 * chain.learned_log_variance(v, i))
-        draw = torch.randn((m, d), generator=generator, device=generator.device).to(device=x.device, dtype=x.dtype)
+        draw = normal((m, d), generator, x.device).to(dtype=x.dtype)
         x = mean + std * draw * temperature
     return x
 
