@@ -160,6 +160,10 @@ def preflight(args: argparse.Namespace) -> None:
     if hasattr(args, "stop_at"):
         check_until(args.stop_at)
     verb = args.verb
+    if verb == "train-tokenizer":
+        from .tokenizer_commands import check_kind
+
+        check_kind(args)
     if verb in FOLDER_OUT or verb in DEFAULT_SUBFOLDER:
         writable_dir(output_folder(args))
     elif verb == "ref-stats":
