@@ -45,7 +45,10 @@ class KLConfig(ConfigDict):
     ``kl_weight`` weighs KL(q(z|x) || N(0, I)) against the reconstruction, with LDM's
     meaning: LDM sums both terms over each image; maskgen's reconstruction is a per-pixel
     mean, so the per-image KL sum is divided by the pixel count too, and the same weight
-    gives the same balance (LDM's and MAR's KL-16: 1e-6).
+    gives the same balance (LDM's and MAR's KL-16: 1e-6). The default, 1e-3, was measured
+    on the embedded Fashion-MNIST subset (32x32, 8x8 grid, d 8, 300 steps, batch 32, lr 3e-3):
+    1e-4 / 1e-3 / 1e-2 reached 24.5 / 24.5 / 24.1 dB PSNR at KL 3.5 / 2.4 / 1.0 nats per latent
+    element, so 1e-3 regularises the latents at no cost in reconstruction; d 4 reached 23.9 dB.
 
     ``scale`` multiplies the latents ``encode`` returns and divides those ``decode`` takes
     (KL-16: 0.2325). It is 1.0 while training and set by :func:`measure_scale` afterwards.
@@ -57,7 +60,7 @@ class KLConfig(ConfigDict):
     downsample: int = 4
     width: int = 16
     num_res_blocks: int = 1
-    kl_weight: float = 1e-4
+    kl_weight: float = 1e-3
     scale: float = 1.0
 
     def __post_init__(self) -> None:
