@@ -208,6 +208,9 @@ def test_cli_trains_a_kl_tokenizer(tmp_path, capsys) -> None:
     assert "latent scale" in capsys.readouterr().out
     cfg = KLTokenizer.load(tmp_path / "t").config
     assert (cfg.token_dim, cfg.kl_weight, cfg.downsample, cfg.width) == (4, 0.01, 8, 8) and cfg.scale != 1.0
+    # resuming the run as the other kind is a changed setting, refused before any work
+    assert main(["train-tokenizer", "--out", str(tmp_path / "t"), "--steps", "2", "--batch-size", "8", "--width", "8", "--downsample", "8", "--resume"]) == 2
+    assert "kind kl -> vq" in capsys.readouterr().err
 
 
 def test_python_api_refuses_a_preset_scale(tmp_path) -> None:

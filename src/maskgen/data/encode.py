@@ -41,7 +41,10 @@ def remove_stale_scratch(out: Path) -> list[Path]:
     stale = [p for p in scratch.iterdir() if p.name != LOCK_NAME] if scratch.is_dir() else []
     stale += [p for pattern in (f".{out.name}.tmp-*", f".{out.name}.old-*") for p in out.parent.glob(pattern) if p.is_dir()]
     for p in stale:
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
     return stale
 
 

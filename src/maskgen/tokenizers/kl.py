@@ -86,8 +86,9 @@ class DiagonalGaussian:
 
     @classmethod
     def from_moments(cls, moments: torch.Tensor) -> "DiagonalGaussian":
-        """Encoder output [B, 2d, h, w] (mean channels first) -> the posterior."""
-        mean, logvar = moments.chunk(2, dim=1)
+        """Encoder output [B, 2d, h, w] (mean channels first) -> the posterior, in float32 (also
+        under bf16 autocast: the KL sum and exp(logvar) need the precision)."""
+        mean, logvar = moments.float().chunk(2, dim=1)
         return cls(mean, logvar.clamp(*LOGVAR_RANGE))
 
     def sample(self, noise: torch.Tensor) -> torch.Tensor:
