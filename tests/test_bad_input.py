@@ -32,6 +32,8 @@ INPUTS = {
     "width-string.yaml": "width: abc\n",
     "width-float.yaml": "width: 12.5\n",
     "resume-string.yaml": "resume: 'yes'\n",
+    "kind-bad.yaml": "kind: vqgan\n",
+    "kl-weight-vq.yaml": "kl_weight: 1.0e-3\n",
     "corrupt.npz": b"PK\x03\x04 not really a zip",
     "empty-file.npz": b"",
 }
@@ -74,6 +76,18 @@ CASES = [
     (T + ["--bogus", "1"], "unrecognized arguments: --bogus 1"),
     (["train-tokenizer", "--out", "out", "--commitment", "nan"], "commitment must be a finite number"),
     (["train-tokenizer", "--out", "out", "--code-dim", "0"], "code_dim must be a positive integer"),
+    # the tokenizer kinds: an unknown one, an option of the other kind, a KL tokenizer where codes are needed
+    (["train-tokenizer", "--out", "out", "--kind", "diffusion"], "unknown --kind 'diffusion'; expected vq or kl"),
+    (["train-tokenizer", "--out", "out", "--config", "IN/kind-bad.yaml"], "unknown --kind 'vqgan'"),
+    (["train-tokenizer", "--out", "out", "--kl-weight", "0.1"], "--kl-weight is an option of --kind kl, not of --kind vq"),
+    (["train-tokenizer", "--out", "out", "--config", "IN/kl-weight-vq.yaml"], "--kl-weight is an option of --kind kl"),
+    (["train-tokenizer", "--out", "out", "--token-dim", "8", "--kl-weight", "0.1"], "--token-dim, --kl-weight are options of --kind kl"),
+    (["train-tokenizer", "--out", "out", "--kind", "kl", "--codebook-size", "16"], "--codebook-size is an option of --kind vq, not of --kind kl"),
+    (["train-tokenizer", "--out", "out", "--kind", "kl", "--kl-weight", "nan"], "kl_weight must be a finite number"),
+    (["train-tokenizer", "--out", "out", "--kind", "kl", "--kl-weight", "inf"], "kl_weight must be a finite number"),
+    (["train-tokenizer", "--out", "out", "--kind", "kl", "--kl-weight", "-0.1"], "kl_weight must be >= 0"),
+    (["train-tokenizer", "--out", "out", "--kind", "kl", "--token-dim", "0"], "token_dim must be a positive integer"),
+    (["train", "--tokenizer", "IN/kltok", "--out", "out"], "is a KL tokenizer (continuous latents); this needs a VQ tokenizer"),
     (["train-classifier", "--out", "out", "--width", "12"], "width must be a multiple of 8"),
     (["finetune-sg", "--model", "MODEL", "--error-rate", "nan"], "error_rate must be a finite number"),
     (["finetune-sg", "--model", "MODEL", "--reg-weight", "-1"], "reg_weight must be >= 0"),
@@ -155,6 +169,9 @@ def inputs(tmp_path_factory):
     np.save(folder / "single.npy", images)
     with open(folder / "pickled.npz", "wb") as f:
         pickle.dump({"images": images}, f)
+    from maskgen.tokenizers import KLConfig, KLTokenizer
+
+    KLTokenizer(KLConfig(width=8, token_dim=4, downsample=8)).save(folder / "kltok")
     return folder
 
 

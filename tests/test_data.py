@@ -271,6 +271,40 @@ def test_token_cache_never_half_written(tmp_path):
         encode_dataset(FakeTokenizer(), data, tmp_path / "mine")
 
 
+def test_a_killed_encode_leaves_scratch_the_next_run_removes(tmp_path):
+    """SIGKILL mid-encode: no cleanup code runs, so the scratch folder stays, out does not
+    appear, and the next encode of the same out deletes the scratch (and the randomly named
+    temporaries earlier versions left) under its lock."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "cache"
+    code = f"""
+import os, signal, torch
+from maskgen.data import ImageDataset, encode_dataset
+class Dies:
+    codebook_size = 16
+    calls = 0
+    def encode(self, images):
+        self.calls += 1
+        if self.calls == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return torch.zeros(images.shape[0], 4, 4, dtype=torch.long)
+data = ImageDataset(torch.zeros(20, 1, 32, 32, dtype=torch.uint8), torch.zeros(20, dtype=torch.long), ["a"])
+encode_dataset(Dies(), data, {str(out)!r}, batch_size=8)
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr.decode()
+    assert not out.exists() and (tmp_path / ".cache.encoding").is_dir()
+    (tmp_path / ".cache.tmp-abc123").mkdir()  # what a killed encode of an earlier version left
+    (tmp_path / ".other.tmp-abc123").mkdir()  # another output's: not this run's to delete
+    encode_dataset(FakeTokenizer(), _small_images(), out, batch_size=8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-abc123", "cache"]
+    assert len(TokenDataset(out)) == 37
+
+
 def test_corrupt_token_cache(tmp_path):
     out = tmp_path / "cache"
     encode_dataset(FakeTokenizer(), _small_images(), out)

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from .cli_checks import DEFAULT_SUBFOLDER, FOLDER_OUT, OneLineParser, output_folder, preflight, recipe_value
 from .folder_lock import folder_lock
 from .sampling_commands import add_sampler_options
+from .tokenizer_commands import add_train_tokenizer_options
 from .errors import MaskgenError
 
 TRAIN_DEFAULTS = {
@@ -78,20 +79,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         verbs[name] = p
         return p
 
-    p = verb("train-tokenizer", "Train a convolutional VQ tokenizer; report PSNR and codebook usage.")
-    p.add_argument("--data", default="embedded", help="embedded, fashion-mnist[:DIR], folder:DIR")
-    p.add_argument("--out", required=False, help="output folder")
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--channels", type=int, default=None, help="1 or 3 (default: the data's)")
-    p.add_argument("--codebook-size", type=int, default=256)
-    p.add_argument("--code-dim", type=int, default=None, help="code vector size (default: VQConfig's)")
-    p.add_argument("--downsample", type=int, default=4, help="downsampling factor (power of 2)")
-    p.add_argument("--width", type=int, default=None, help="base channel width (default: VQConfig's)")
-    p.add_argument("--num-res-blocks", type=int, default=None)
-    p.add_argument("--commitment", type=float, default=None)
+    p = verb("train-tokenizer", "Train a convolutional tokenizer: VQ (discrete codes) or KL (continuous latents); report PSNR.")
+    add_train_tokenizer_options(p)
     _train_options(p)
 
-    p = verb("encode", "Pre-extract token ids and labels into a memory-mapped cache.")
+    p = verb("encode", "Pre-extract token ids (VQ) or latents (KL) and labels into a memory-mapped cache.")
     p.add_argument("--tokenizer", required=False, help="tokenizer folder")
     p.add_argument("--data", default="embedded")
     p.add_argument("--out", required=False, help="cache folder")
@@ -255,7 +247,7 @@ def pick(cls, args: argparse.Namespace, **overrides):
 
 def run(args: argparse.Namespace) -> None:
     preflight(args)
-    # encode builds its cache in a temporary folder and moves it in whole: it needs no lock
+    # encode takes its output's lock itself (encode_dataset), around the scratch folder it fills
     locked = (FOLDER_OUT | set(DEFAULT_SUBFOLDER)) - {"encode"}
     writes = output_folder(args) if args.verb in locked else None
     with folder_lock(writes):
@@ -263,20 +255,13 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _run_verb(args: argparse.Namespace) -> None:
-    from . import sampling_commands, workflows
+    from . import sampling_commands, tokenizer_commands, workflows
     from .training.trainer import TrainConfig
 
     if args.verb == "train-tokenizer":
-        from .tokenizers import VQConfig
-
-        channels = args.channels if args.channels is not None else _data_channels(args.data, args.image_size)
-        vq = pick(VQConfig, args, channels=channels)
-        _, metrics = workflows.train_tokenizer(args.data, args.out, vq, pick(TrainConfig, args), resume=args.resume, until=args.stop_at)
-        if metrics:
-            print(f"tokenizer saved to {args.out}: PSNR {metrics['psnr']:.2f} dB, codebook usage {metrics['usage']:.1%}")
+        tokenizer_commands.train_tokenizer(args)
     elif args.verb == "encode":
-        path = workflows.encode(args.tokenizer, args.data, args.out, args.batch_size, args.device)
-        print(f"token cache written to {path}")
+        tokenizer_commands.encode(args)
     elif args.verb == "train":
         from .models.transformer import GeneratorConfig
         from .training.masking import MaskedObjectiveConfig

@@ -144,6 +144,8 @@ def refuse_changed_resume(args: argparse.Namespace, out: str | None) -> None:
             before = record.get(part, {}).get(key, value)
             if key not in RESUME_IGNORES and _plain(before) != _plain(value):
                 changed.append(f"{key} {before} -> {value}")
+    if args.verb == "train-tokenizer" and record.get("kind", "vq") != args.kind:
+        changed.append(f"kind {record.get('kind', 'vq')} -> {args.kind}")
     tokenizer = getattr(args, "tokenizer", None)
     mine = Path(out) / "tokenizer.safetensors"
     if args.verb == "train" and tokenizer and mine.is_file() and (Path(tokenizer) / "tokenizer.safetensors").is_file():
@@ -163,6 +165,10 @@ def preflight(args: argparse.Namespace) -> None:
     if hasattr(args, "stop_at"):
         check_until(args.stop_at)
     verb = args.verb
+    if verb == "train-tokenizer":
+        from .tokenizer_commands import check_kind
+
+        check_kind(args)
     if verb in FOLDER_OUT or verb in DEFAULT_SUBFOLDER:
         writable_dir(output_folder(args))
     elif verb == "ref-stats":

@@ -32,8 +32,12 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def folder_lock(folder: str | Path | None) -> Iterator[None]:
-    """Hold ``folder``'s lock for the duration of the block (no-op for ``None`` and ranks > 0)."""
+def folder_lock(folder: str | Path | None, scratch: bool = False) -> Iterator[None]:
+    """Hold ``folder``'s lock for the duration of the block (no-op for ``None`` and ranks > 0).
+
+    A folder this run created is removed again if nothing but the lock is left in it; with
+    ``scratch`` (a working folder its holder empties, e.g. ``encode``'s), also one that a
+    killed run left behind."""
     if folder is None or int(os.environ.get("RANK", "0")) != 0:
         yield
         return
@@ -42,9 +46,11 @@ def folder_lock(folder: str | Path | None) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    locked = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = True
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             raise MaskgenError(f"another maskgen process (pid {holder}) is writing to {folder}; wait for it to finish or choose another --out") from None
@@ -53,7 +59,7 @@ def folder_lock(folder: str | Path | None) -> Iterator[None]:
         remove_stale_temporaries(folder)
         yield
     finally:
-        if created and [p.name for p in folder.iterdir()] == [LOCK_NAME]:
+        if (created or (scratch and locked)) and [p.name for p in folder.iterdir()] == [LOCK_NAME]:
             # a run that failed before writing anything leaves no folder behind
             path.unlink()
             folder.rmdir()

@@ -15,7 +15,7 @@ from .data import TokenDataset, encode_dataset, is_token_spec, open_dataset
 from .errors import MaskgenError
 from .models.transformer import GeneratorConfig, MaskedTransformer
 from .pipeline import copy_tokenizer
-from .tokenizers import VQConfig, VQObjective, VQTokenizer
+from .tokenizers import KINDS, KLConfig, KLTokenizer, VQConfig, VQTokenizer, kind_of, load_tokenizer, measure_scale
 from .tokenizers.metrics import evaluate_tokenizer
 from .training.masking import MaskedObjectiveConfig, MaskedTokenObjective
 from .training.trainer import Trainer, TrainConfig, check_until, resolve_device, seeded
@@ -28,33 +28,49 @@ if TYPE_CHECKING:
     from .training.self_guidance import SelfGuidanceObjectiveConfig
 
 
-def train_tokenizer(data: str, out: str | Path, vq: VQConfig, train: TrainConfig, resume: bool = False, progress: bool = True, until: int | None = None) -> tuple[VQTokenizer, dict]:
-    """Train a VQ tokenizer on ``data``; return it and its reconstruction PSNR / codebook usage."""
-    dataset = open_dataset(data, image_size=vq.image_size, channels=vq.channels)
-    model = seeded(train.seed, lambda: VQTokenizer(vq))
+def train_tokenizer(data: str, out: str | Path, config: VQConfig | KLConfig, train: TrainConfig, resume: bool = False, progress: bool = True, until: int | None = None) -> tuple[VQTokenizer | KLTokenizer, dict]:
+    """Train a tokenizer of ``config``'s kind (VQ or KL) on ``data``; return it and its metrics.
+
+    Metrics: reconstruction PSNR, plus codebook usage for VQ. A KL tokenizer's latent
+    ``scale`` is measured on the training data afterwards (:func:`measure_scale`), written
+    into its checkpoint and reported as ``scale``.
+    """
+    kind = kind_of(config)
+    if isinstance(config, KLConfig) and config.scale != 1.0:
+        raise MaskgenError(f"KLConfig.scale is measured after training; train with scale 1.0, not {config.scale}")
+    _, model_class, objective_class = KINDS[kind]
+    dataset = open_dataset(data, image_size=config.image_size, channels=config.channels)
+    model = seeded(train.seed, lambda: model_class(config))
     trainer = Trainer(
         model,
-        VQObjective(),
+        objective_class(),
         dataset,
         train,
         out,
         save_model=lambda m, folder: m.save(folder),
-        record={"data": data, "tokenizer": asdict(vq)},
-        tokens_per_item=vq.image_size**2,
+        record={"data": data, "kind": kind, "tokenizer": asdict(config)},
+        tokens_per_item=config.image_size**2,
     )
     trainer.fit(resume=resume, progress=progress, until=until)
     if trainer.rank != 0:
         return model, {}
-    model = VQTokenizer.load(out)
-    metrics = evaluate_tokenizer(model, dataset, progress=progress)
-    save_json(Path(out) / "metrics.json", {"data": data, "steps": train.steps, **metrics})
+    model = model_class.load(out)
+    extra = {}
+    if isinstance(model, KLTokenizer):
+        model.config.scale = measure_scale(model, dataset)
+        model.save(out)
+        model = KLTokenizer.load(out)
+        extra = {"scale": model.config.scale}
+    metrics = {**evaluate_tokenizer(model, dataset, progress=progress), **extra}
+    save_json(Path(out) / "metrics.json", {"data": data, "steps": train.steps, "kind": kind, **metrics})
     return model, metrics
 
 
 def encode(tokenizer_dir: str | Path, data: str, out: str | Path, batch_size: int = 256, device: str = "cpu") -> Path:
-    """Pre-extract token ids and labels of ``data`` into a memory-mapped cache at ``out``."""
+    """Pre-extract the tokens (VQ) or latents (KL: posterior means, scaled) and labels of ``data``
+    into a memory-mapped cache at ``out``."""
     target = resolve_device(device)
-    tokenizer = VQTokenizer.load(tokenizer_dir).to(target)
+    tokenizer = load_tokenizer(tokenizer_dir).to(target)
     dataset = open_dataset(data, image_size=tokenizer.config.image_size, channels=tokenizer.config.channels)
     return encode_dataset(tokenizer, dataset, out, batch_size=batch_size, device=target)
 
@@ -64,6 +80,8 @@ def token_dataset(data: str, tokenizer: VQTokenizer, batch_size: int = 256, prog
     """Tokens for training: a cache as it is, or image data encoded once, in memory."""
     if is_token_spec(data):
         ds = open_dataset(data)
+        if not isinstance(ds, TokenDataset):
+            raise MaskgenError(f"{data} holds continuous latents (a KL tokenizer's cache); this needs a token cache of a VQ tokenizer")
         if ds.codebook_size != tokenizer.codebook_size or tuple(ds.grid) != tuple(tokenizer.grid):
             raise MaskgenError(
                 f"token cache {data} (codebook {ds.codebook_size}, grid {ds.grid}) was not made by this tokenizer "

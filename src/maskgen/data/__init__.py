@@ -1,16 +1,23 @@
-"""Datasets: the bundled Fashion-MNIST subset, IDX files, image folders and token caches."""
+"""Datasets: the bundled Fashion-MNIST subset, IDX files, image folders, token and latent caches."""
 
+from .cache import cache_kind, is_token_cache
+from .encode import encode_dataset
 from .idx import read_idx
 from .images import ImageDataset, ImageFolderDataset, fit_to_size
-from .spec import is_token_spec, open_dataset
-from .tokens import TokenDataset, encode_dataset
+from .latents import LatentDataset
+from .spec import is_token_spec, open_cache, open_dataset
+from .tokens import TokenDataset
 
 __all__ = [
     "open_dataset",
+    "open_cache",
     "is_token_spec",
+    "is_token_cache",
+    "cache_kind",
     "ImageDataset",
     "ImageFolderDataset",
     "TokenDataset",
+    "LatentDataset",
     "encode_dataset",
     "read_idx",
     "fit_to_size",

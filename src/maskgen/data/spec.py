@@ -4,13 +4,14 @@
 ``embedded`` (default)     bundled Fashion-MNIST subset (10 classes, 28x28 grey)
 ``fashion-mnist[:DIR]``    IDX files (default DIR /usr/share/datasets/fashion-mnist)
 ``folder:DIR``             one subfolder of images per class (ImageNet layout)
-``tokens:DIR``             a token cache written by ``encode_dataset``
+``tokens:DIR``             a token or latent cache written by ``encode_dataset``
 ``DIR``                    whichever of the above the folder's contents show
 =========================  ===================================================
 
 Image datasets come back as uint8 [N,C,S,S] with ``S = image_size``; 28x28 sources are
 zero-padded to 32.  ``channels=None`` keeps the source's own (1 for Fashion-MNIST, 3 for
-folders).  ``split`` picks 'train' or 'test' (t10k) IDX files; a folder or token cache
+folders).  A cache gives a ``TokenDataset`` (VQ codes) or a ``LatentDataset`` (KL latents),
+whichever its meta.json names.  ``split`` picks 'train' or 'test' (t10k) IDX files; a folder or token cache
 already is one split, so ``split`` does not apply to them.
 """
 
@@ -26,7 +27,9 @@ from torch.utils.data import Dataset
 from ..errors import MaskgenError
 from .idx import read_idx
 from .images import ImageDataset, ImageFolderDataset, fit_to_size, to_channels
-from .tokens import TokenDataset, is_token_cache
+from .cache import CacheDataset, cache_kind, is_token_cache
+from .latents import LatentDataset
+from .tokens import TokenDataset
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = [
@@ -123,8 +126,14 @@ def _existing_dir(text: str) -> Path:
     return path
 
 
+def open_cache(folder: str | Path) -> CacheDataset:
+    """The cache in ``folder``: a ``TokenDataset`` or a ``LatentDataset``, by what it holds."""
+    folder = Path(folder).expanduser()
+    return LatentDataset(folder) if cache_kind(folder) == "latents" else TokenDataset(folder)
+
+
 def is_token_spec(spec: str) -> bool:
-    """True when ``spec`` names a token cache (``tokens:DIR`` or a folder holding one)."""
+    """True when ``spec`` names a token or latent cache (``tokens:DIR`` or a folder holding one)."""
     spec = spec.strip()
     kind, sep, _ = spec.partition(":")
     if sep and kind == "tokens":
@@ -138,7 +147,7 @@ def open_dataset(spec: str = "embedded", image_size: int = 32, channels: int | N
     """Open the dataset named by ``spec`` (see the module docstring for the forms).
 
     Image specs give an ``ImageDataset``/``ImageFolderDataset`` at ``image_size`` with
-    ``channels`` (None: the source's own); token specs give a ``TokenDataset``.
+    ``channels`` (None: the source's own); cache specs give a ``TokenDataset`` or ``LatentDataset``.
     """
     _check_split(split)
     spec = spec.strip()
@@ -156,7 +165,7 @@ def open_dataset(spec: str = "embedded", image_size: int = 32, channels: int | N
     if sep and kind == "folder":
         return ImageFolderDataset(_existing_dir(rest), image_size, 3 if channels is None else channels)
     if sep and kind == "tokens":
-        return TokenDataset(_existing_dir(rest))
+        return open_cache(_existing_dir(rest))
     if not spec:
         raise MaskgenError(f"empty data spec; {_EXPECTED}")
     path = Path(spec).expanduser()
@@ -167,7 +176,7 @@ def open_dataset(spec: str = "embedded", image_size: int = 32, channels: int | N
         raise MaskgenError(f"data path does not exist: {spec}")
     path = _existing_dir(spec)
     if is_token_cache(path):
-        return TokenDataset(path)
+        return open_cache(path)
     if _has_idx(path):
         return load_idx_dataset(path, split, image_size, channels)
     return ImageFolderDataset(path, image_size, 3 if channels is None else channels)

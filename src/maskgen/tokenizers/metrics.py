@@ -49,10 +49,12 @@ def codebook_usage(tokens: torch.Tensor, codebook_size: int) -> dict[str, float]
 
 @torch.no_grad()
 def evaluate_tokenizer(tokenizer, dataset: Dataset, num: int = 2000, batch_size: int = 256, progress: bool = True) -> dict[str, float]:
-    """Encode then decode the first ``num`` images of ``dataset``; report PSNR (dB), usage, perplexity.
+    """Encode then decode the first ``num`` images of ``dataset``; report PSNR (dB), and for a
+    tokenizer with a codebook its usage and perplexity.
 
     ``dataset`` yields ``(uint8 image [C,H,W], label)``.  Usage and perplexity are measured
-    over all tokens of the evaluated images together.
+    over all tokens of the evaluated images together.  A KL tokenizer is evaluated on its
+    posterior means (what ``encode`` gives by default and what a latent cache holds).
     """
     n = min(num, len(dataset))
     if n == 0:
@@ -69,5 +71,7 @@ def evaluate_tokenizer(tokenizer, dataset: Dataset, num: int = 2000, batch_size:
             all_tokens.append(tokens.cpu())
     finally:
         tokenizer.train(was_training)
+    if not hasattr(tokenizer, "codebook_size"):
+        return {"psnr": total_psnr / n}
     usage = codebook_usage(torch.cat(all_tokens), tokenizer.codebook_size)
     return {"psnr": total_psnr / n, **usage}

@@ -1,4 +1,9 @@
-"""Training loss of the VQ tokenizer, in the shape the shared trainer expects."""
+"""Training losses of the tokenizers, in the shape the shared trainer expects.
+
+Both share the reconstruction term (:func:`reconstruction`): MSE on images in [-1, 1],
+optionally plus L1. The VQ tokenizer adds its commitment loss, the KL autoencoder its
+weighted KL term.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..training.context import StepContext
+from .conv import to_unit
+from .kl import KLTokenizer
 from .metrics import codebook_usage
-from .vq import VQTokenizer, to_unit
+from .vq import VQTokenizer
+
+
+def reconstruction(recon: torch.Tensor, x: torch.Tensor, l1_weight: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(MSE + ``l1_weight`` * L1, the MSE, PSNR in dB of the batch MSE) for images in [-1, 1]."""
+    mse = F.mse_loss(recon, x)
+    loss = mse + l1_weight * F.l1_loss(recon, x) if l1_weight else mse
+    with torch.no_grad():
+        # Images live in [-1, 1] (peak-to-peak 2), so PSNR = 10 log10(4 / MSE).
+        psnr = 10.0 * torch.log10(4.0 / mse.detach().float().clamp_min(1e-10)).item()
+    return loss, mse, psnr
 
 
 @dataclass
@@ -41,18 +58,13 @@ class VQObjective:
         device = next(tok.parameters()).device
         x = to_unit(images.to(device))
         recon, vq_loss, codes = model(x)
-        mse = F.mse_loss(recon, x)
-        loss = mse + vq_loss
-        if self.l1_weight:
-            loss = loss + self.l1_weight * F.l1_loss(recon, x)
+        rec, mse, psnr = reconstruction(recon, x, self.l1_weight)
+        loss = rec + vq_loss
         restarted = 0
         latents = tok.quantizer.last_latents
         # Never in eval mode: a validation pass must not move the codebook.
         if tok.training and self.restart_every and ctx.step % self.restart_every == 0 and latents is not None:
             restarted = tok.restart_dead_codes(latents, ctx.rng)
-        with torch.no_grad():
-            # Images live in [-1, 1] (peak-to-peak 2), so PSNR = 10 log10(4 / MSE).
-            psnr = 10.0 * torch.log10(4.0 / mse.detach().clamp_min(1e-10)).item()
         usage = codebook_usage(codes, tok.codebook_size)
         metrics = {
             "loss": float(loss.detach()),
@@ -62,5 +74,40 @@ class VQObjective:
             "usage": usage["usage"],
             "perplexity": usage["perplexity"],
             "restarted": float(restarted),
+        }
+        return loss, metrics
+
+
+@dataclass
+class KLObjective:
+    """Reconstruction plus ``kl_weight`` * KL(q(z|x) || N(0, I)) (LDM, Rombach et al. 2022, App. G).
+
+    The decoder sees a posterior sample ``mean + std * eps``; ``eps`` is drawn for the global
+    batch from ``ctx.rng`` (so a run gives the same result on any number of processes). The
+    KL term is the per-image sum over latent elements divided by the pixel count, the scale
+    of the per-pixel reconstruction mean (see :class:`~maskgen.tokenizers.KLConfig`);
+    ``kl_weight`` comes from the tokenizer's config.
+
+    Metrics: ``loss``, ``mse``, ``kl`` (per latent element, nats), ``psnr`` (dB, from the
+    batch MSE at peak 255) and ``latent_std`` (std of the posterior samples: what the scale
+    measured after training will divide by).
+    """
+
+    l1_weight: float = 0.0
+
+    def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        tok: KLTokenizer = getattr(model, "module", model)
+        device = next(tok.parameters()).device
+        x = to_unit(batch[0].to(device))
+        (h, w), d = tok.grid, tok.token_dim
+        noise = ctx.draw(torch.randn, d, h, w).to(device)
+        recon, kl = model(x, noise)
+        rec, mse, psnr = reconstruction(recon, x, self.l1_weight)
+        loss = rec + tok.config.kl_weight * kl.mean() / x[0].numel()
+        metrics = {
+            "loss": float(loss.detach()),
+            "mse": float(mse.detach()),
+            "kl": float(kl.detach().mean()) / (d * h * w),
+            "psnr": psnr,
         }
         return loss, metrics

@@ -12,6 +12,7 @@ restarted on random encoder outputs (Dhariwal et al. 2020, Jukebox; Zeghidour et
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,8 @@ from torch import nn
 
 from ..checkpoint import Checkpointable, ConfigDict
 from ..errors import MaskgenError
-from ..validate import flag, integer, number
+from ..validate import flag, number
+from .conv import ImageGrid, check_shape, decoder, encoder, to_uint8, to_unit
 
 
 @dataclass
@@ -54,107 +56,17 @@ class VQConfig(ConfigDict):
     normalize: bool = False
 
     def __post_init__(self) -> None:
-        def bad(msg: str) -> MaskgenError:
-            return MaskgenError(f"invalid VQConfig: {msg}")
-
-        for name in ("image_size", "channels", "codebook_size", "code_dim", "downsample", "width"):
+        check_shape(self, "VQConfig")
+        for name in ("codebook_size", "code_dim"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise bad(f"{name} must be a positive integer, got {v!r}")
-        if self.downsample & (self.downsample - 1):
-            raise bad(f"downsample must be a power of 2, got {self.downsample}")
-        if self.image_size % self.downsample:
-            raise bad(f"downsample {self.downsample} does not divide image_size {self.image_size}")
+                raise MaskgenError(f"invalid VQConfig: {name} must be a positive integer, got {v!r}")
         if self.codebook_size < 2:
-            raise bad(f"codebook_size must be at least 2, got {self.codebook_size}")
-        if self.width % 8:
-            raise bad(f"width must be a multiple of 8 (GroupNorm groups), got {self.width}")
-        integer("num_res_blocks", self.num_res_blocks, 0, "VQConfig")
+            raise MaskgenError(f"invalid VQConfig: codebook_size must be at least 2, got {self.codebook_size}")
         self.commitment = number("commitment", self.commitment, 0.0, owner="VQConfig")
         self.ema_decay = number("ema_decay", self.ema_decay, 0.0, 1.0, hi_open=True, owner="VQConfig")
         self.dead_code_threshold = number("dead_code_threshold", self.dead_code_threshold, 0.0, owner="VQConfig")
         flag("normalize", self.normalize, "VQConfig")
-
-    @property
-    def stages(self) -> int:
-        return int(math.log2(self.downsample))
-
-    def stage_width(self, level: int) -> int:
-        return self.width * min(2**level, 4)
-
-
-def to_unit(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images in [0, 255] -> float32 in [-1, 1]."""
-    if images.dtype != torch.uint8:
-        raise MaskgenError(f"expected uint8 images, got {images.dtype}")
-    return images.float().div(127.5).sub(1.0)
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """float in [-1, 1] -> uint8 in [0, 255], rounded and clamped."""
-    return x.detach().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
-
-
-def _norm(ch: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(8, ch), ch)
-
-
-class ResBlock(nn.Module):
-    """Pre-activation residual block (GroupNorm, SiLU, 3x3 conv) x 2."""
-
-    def __init__(self, ch: int) -> None:
-        super().__init__()
-        self.norm1, self.conv1 = _norm(ch), nn.Conv2d(ch, ch, 3, padding=1)
-        self.norm2, self.conv2 = _norm(ch), nn.Conv2d(ch, ch, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        return x + self.conv2(F.silu(self.norm2(h)))
-
-
-class Downsample(nn.Module):
-    """(GroupNorm, SiLU) then a stride-2 3x3 conv; the activation keeps stacked stages non-linear."""
-
-    def __init__(self, cin: int, cout: int) -> None:
-        super().__init__()
-        self.pre = nn.Sequential(_norm(cin), nn.SiLU())
-        self.conv = nn.Conv2d(cin, cout, 3, stride=2, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(self.pre(x))
-
-
-class Upsample(nn.Module):
-    """GroupNorm, SiLU, nearest x2, 3x3 conv: avoids the checkerboard artefacts of transposed convs."""
-
-    def __init__(self, cin: int, cout: int) -> None:
-        super().__init__()
-        self.pre = nn.Sequential(_norm(cin), nn.SiLU())
-        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(self.pre(x), scale_factor=2.0, mode="nearest"))
-
-
-# Residual blocks sit only at the latent resolution: on CPU a block at 32x32 costs as much as
-# one at 8x8 with 4x the channels, and in equal-time runs the extra steps bought by leaving the
-# high resolutions to a single conv per stage won (Fashion-MNIST, ~2 min on 2 cores).
-def _encoder(cfg: VQConfig) -> nn.Sequential:
-    w = cfg.stage_width
-    layers: list[nn.Module] = [nn.Conv2d(cfg.channels, w(0), 3, padding=1)]
-    layers += [Downsample(w(level), w(level + 1)) for level in range(cfg.stages)]
-    layers += [ResBlock(w(cfg.stages)) for _ in range(cfg.num_res_blocks)]
-    layers += [_norm(w(cfg.stages)), nn.SiLU(), nn.Conv2d(w(cfg.stages), cfg.code_dim, 1)]
-    return nn.Sequential(*layers)
-
-
-def _decoder(cfg: VQConfig) -> nn.Sequential:
-    w = cfg.stage_width
-    layers: list[nn.Module] = [nn.Conv2d(cfg.code_dim, w(cfg.stages), 3, padding=1)]
-    layers += [ResBlock(w(cfg.stages)) for _ in range(cfg.num_res_blocks)]
-    layers += [Upsample(w(level + 1), w(level)) for level in reversed(range(cfg.stages))]
-    layers += [_norm(w(0)), nn.SiLU(), nn.Conv2d(w(0), cfg.channels, 3, padding=1)]
-    return nn.Sequential(*layers)
 
 
 def _dist_ready() -> bool:
@@ -260,7 +172,7 @@ class VectorQuantizer(nn.Module):
         return n
 
 
-class VQTokenizer(nn.Module, Checkpointable):
+class VQTokenizer(nn.Module, ImageGrid, Checkpointable):
     """VQ-VAE tokenizer (van den Oord et al. 2017) with an EMA codebook and dead-code restarts.
 
     ``encode`` maps uint8 images [B,C,H,W] to codes [B,h,w]; ``decode`` maps codes back to
@@ -270,32 +182,14 @@ class VQTokenizer(nn.Module, Checkpointable):
     def __init__(self, config: VQConfig | None = None) -> None:
         super().__init__()
         self.config = config if config is not None else VQConfig()
-        self.encoder = _encoder(self.config)
+        self.encoder = encoder(self.config, self.config.code_dim)
         self.quantizer = VectorQuantizer(self.config)
-        self.decoder = _decoder(self.config)
+        self.decoder = decoder(self.config, self.config.code_dim)
         self.sha256: str | None = None
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        s = self.config.image_size // self.config.downsample
-        return (s, s)
-
-    @property
-    def num_tokens(self) -> int:
-        h, w = self.grid
-        return h * w
 
     @property
     def codebook_size(self) -> int:
         return self.config.codebook_size
-
-    def _device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    def _check_images(self, images: torch.Tensor) -> None:
-        c, s = self.config.channels, self.config.image_size
-        if images.dim() != 4 or tuple(images.shape[1:]) != (c, s, s):
-            raise MaskgenError(f"expected images of shape [B,{c},{s},{s}], got {list(images.shape)}")
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x`` float [B,C,H,W] in [-1,1] -> (reconstruction, vq loss, codes [B,h,w])."""
@@ -341,5 +235,20 @@ class VQTokenizer(nn.Module, Checkpointable):
 
     @classmethod
     def load(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> "VQTokenizer":
-        """Load ``folder/tokenizer.{safetensors,json}`` onto ``map_location`` (eval mode, ``sha256`` set)."""
+        """Load ``folder/tokenizer.{safetensors,json}`` onto ``map_location`` (eval mode, ``sha256`` set).
+
+        A KL tokenizer's folder is refused in one line that says so: every caller of this
+        needs discrete codes."""
+        if _recorded_kind(folder) == "kl_tokenizer":
+            raise MaskgenError(
+                f"the tokenizer in {folder} is a KL tokenizer (continuous latents); this needs a VQ tokenizer (discrete codes)"
+            )
         return cls.read(folder)[0].to(map_location)
+
+
+def _recorded_kind(folder: str | Path) -> object:
+    """The ``kind`` a tokenizer.json records, or None when there is none to read (``read`` reports why)."""
+    try:
+        return json.loads((Path(folder) / "tokenizer.json").read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None

@@ -1,0 +1,44 @@
+"""The tokenizer kinds, and which one a checkpoint folder holds.
+
+``vq``: :class:`VQTokenizer`, discrete codes (MaskGIT and its descendants, papers 000/003/004).
+``kl``: :class:`KLTokenizer`, continuous latents (eMIGM, You et al. 2025; MAR, Li et al. 2024).
+Both save as ``tokenizer.{safetensors,json}``; the JSON's ``kind`` tells them apart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import load_json
+from ..errors import MaskgenError
+from .kl import KLConfig, KLTokenizer
+from .objective import KLObjective, VQObjective
+from .vq import VQConfig, VQTokenizer
+
+KINDS = {"vq": (VQConfig, VQTokenizer, VQObjective), "kl": (KLConfig, KLTokenizer, KLObjective)}
+"""kind -> (config class, tokenizer class, training objective class)."""
+
+
+def kind_of(config: VQConfig | KLConfig) -> str:
+    """``vq`` or ``kl`` for a tokenizer config."""
+    for kind, (config_class, _, _) in KINDS.items():
+        if isinstance(config, config_class):
+            return kind
+    raise MaskgenError(f"not a tokenizer config: {type(config).__name__}")
+
+
+def tokenizer_kind(folder: str | Path) -> str:
+    """``vq`` or ``kl``: the kind of the tokenizer checkpoint in ``folder`` (read from its JSON)."""
+    record = load_json(Path(folder) / "tokenizer.json")
+    recorded = record.get("kind", VQTokenizer.checkpoint_kind)  # checkpoints before `kind` were VQ
+    for kind, (_, model_class, _) in KINDS.items():
+        if recorded == model_class.checkpoint_kind:
+            return kind
+    raise MaskgenError(f"{folder}/tokenizer.json holds a {recorded}, not a tokenizer")
+
+
+def load_tokenizer(folder: str | Path, map_location: str | torch.device = "cpu") -> VQTokenizer | KLTokenizer:
+    """The tokenizer in ``folder``, of whichever kind it is (eval mode, ``sha256`` set)."""
+    return KINDS[tokenizer_kind(folder)][1].load(folder, map_location)
