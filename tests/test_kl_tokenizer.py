@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from maskgen.training.checkpoints import StepCheckpoints
 from maskgen.checkpoint import file_sha256, save_tensors
 from maskgen.cli import main
 from maskgen.data import ImageDataset, LatentDataset, TokenDataset, cache_kind, encode_dataset, is_token_cache, open_dataset
@@ -187,7 +188,7 @@ def test_train_measures_and_records_the_scale_then_cli_encodes(tmp_path, capsys)
     out = tmp_path / "tok"
     train = TrainConfig(steps=30, batch_size=16, lr=3e-3, warmup=0, log_every=1, save_every=30, device="cpu")
     tok, metrics = train_tokenizer("embedded", out, KLConfig(**TINY), train, progress=False)
-    losses = [h["loss"] for h in json.loads((out / "train_state.json").read_text())["history"]]
+    losses = [h["loss"] for h in StepCheckpoints(out).record()["history"]]
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5]), losses
     # the scale is 1 / std of the training latents, recorded in the checkpoint and the metrics
     data = open_dataset("embedded", image_size=16, channels=1)
