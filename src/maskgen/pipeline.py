@@ -10,7 +10,8 @@ option names of ``maskgen sample`` (``model.sampler(sampler="flow", steps=8, cfg
 A model folder holds ``generator.{safetensors,json}`` and ``tokenizer.{safetensors,json}``:
 a discrete generator (``MaskedTransformer``) with a VQ tokenizer, or a continuous-token
 generator (``ContinuousGenerator``, eMIGM/MAR) with a tokenizer whose ``decode`` takes
-latents [B, N, d] (a KL autoencoder); each file's ``kind`` says which. Optionally it has a ``self-guidance/`` folder with the TOAST module fine-tuned on that generator
+latents [B, N, d] (a KL autoencoder); each file's ``kind`` says which. Optionally it has a
+``self-guidance/`` folder with the TOAST module fine-tuned on that generator
 (``maskgen finetune-sg``), which a ``SelfSpec`` uses unless given another folder, and
 a ``critic/`` folder with a Token-Critic (``maskgen train-critic``) for a ``CriticSpec``.
 """

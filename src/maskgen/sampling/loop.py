@@ -22,6 +22,8 @@ from tqdm.auto import tqdm
 
 from ..errors import MaskgenError
 from ..schedules import Schedule, get_schedule
+from ..models.continuous import ContinuousGenerator
+from .continuous import ContinuousDenoiser
 from .denoiser import Denoiser, DiscreteDenoiser
 from .draw import TokenDraw
 from .fill import FillRule, Proposal, Step
@@ -44,9 +46,6 @@ def as_denoiser(model) -> Denoiser:
     """``model`` as the loop sees it: a bare network gets its denoiser, a denoiser stays."""
     if not isinstance(model, torch.nn.Module):
         return model
-    from ..models.continuous import ContinuousGenerator
-    from .continuous import ContinuousDenoiser
-
     return ContinuousDenoiser(model) if isinstance(model, ContinuousGenerator) else DiscreteDenoiser(model)
 
 
@@ -61,7 +60,7 @@ class Sampler:
         self,
         model: Denoiser,
         fill: FillRule,
-        draw: TokenDraw | None = None,
+        draw: TokenDraw | None = None,  # or HeadSampling, for a continuous-token generator
         steps: int = 8,
         schedule: str | Schedule = "cosine",
         guidance: Sequence[Guidance] = (),

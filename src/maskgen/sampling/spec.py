@@ -7,9 +7,9 @@ makes the ``Sampler``.
 
 A spec holds the number of steps, the schedule, a fill spec (one of ``FILLS``, by name), the
 token draw (``TokenDraw``, itself a dataclass), for a continuous-token generator the head
-sampler (``HeadSpec``: its tokens are drawn by a diffusion head, not a ``TokenDraw``), and
-any number of guidance specs (``GUIDANCES``), each with its scale schedule. The defaults live here and nowhere else: the CLI, recipes,
-benchmarks and the Python API all fill a spec. ``to_dict`` is what ``samples.json`` stores,
+sampler instead (``HeadSpec``: a diffusion head draws its tokens), and any number of
+guidance specs (``GUIDANCES``), each with its scale schedule. The defaults live here and
+nowhere else: the CLI, recipes, benchmarks and the Python API all fill a spec. ``to_dict`` is what ``samples.json`` stores,
 and ``SamplerSpec.from_dict`` of it rebuilds the same sampler, so a sample set replays bit for
 bit. ``from_dict`` refuses unknown keys and options a chosen piece does not have; a piece
 refuses a model it cannot work on (``build`` raises one line).
