@@ -125,6 +125,21 @@ def test_bad_config():
     assert ContinuousConfig(arch="mae", depth=3).decoder_depth == 3
 
 
+def test_unconditional_input():
+    # eMIGM's CFG with mask: the null class is the mask embedding; MAR: a learned class row
+    mask_mode, null_mode = tiny(uncond="mask"), tiny(uncond="null")
+    assert torch.equal(mask_mode.class_slots(torch.tensor([3]))[0], mask_mode.mask_emb.expand(2, -1))
+    assert torch.equal(null_mode.class_slots(torch.tensor([3]))[0], null_mode.cls_emb.weight[3].expand(2, -1))
+
+
+def test_explicit_timestep_model_receives_t():
+    m = tiny(timestep_input=True, time_schedule="linear")
+    seen, condition = [], m.condition
+    m.condition = lambda latents, mask, labels, t=None: seen.append(t) or condition(latents, mask, labels, t)
+    build(m, steps=4, fill=AncestralSpec(), schedule="linear", head=DDPM)(LABELS, gen())
+    assert [float(t[0]) for t in seen] == pytest.approx([1.0, 0.75, 0.5, 0.25])
+
+
 # -- the objective --------------------------------------------------------------------------
 class LossStub(nn.Module):
     """A generator whose per-token loss is a known table; records what the objective gave it."""

@@ -107,6 +107,7 @@ class ContinuousGenerator(nn.Module, Checkpointable):
         self.mask_emb = nn.Parameter(torch.zeros(c.width))
         self.cls_emb = nn.Embedding(c.num_classes + 1, c.width)  # row C: "no class"
         self.pos_emb = nn.Parameter(torch.zeros(1, slots, c.width))
+        self.input_norm = nn.LayerNorm(c.width)  # MAR's z_proj_ln
         if c.timestep_input:
             self.time_mlp = nn.Sequential(nn.Linear(c.width, c.width), nn.SiLU(), nn.Linear(c.width, c.width))
         self.encoder = nn.ModuleList(Block(c.width, c.heads, c.mlp_ratio) for _ in range(c.depth))
@@ -172,6 +173,7 @@ class ContinuousGenerator(nn.Module, Checkpointable):
         x = torch.cat([self.class_slots(labels).to(tokens.dtype), tokens], dim=1) + self.pos_emb
         if c.timestep_input:
             x = x + self.time_mlp(timestep_embedding(t, c.width))[:, None]
+        x = self.input_norm(x)
         if c.arch == "single":
             h = self.encoder_norm(self.run(self.encoder, x))
         else:
