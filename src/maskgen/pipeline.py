@@ -7,8 +7,11 @@
 ``model.sampler`` also takes a spec as a dict (what ``samples.json`` stores) or the flat
 option names of ``maskgen sample`` (``model.sampler(sampler="flow", steps=8, cfg=2.0)``).
 
-A model folder holds ``generator.{safetensors,json}`` and ``tokenizer.{safetensors,json}``,
-and optionally a ``self-guidance/`` folder with the TOAST module fine-tuned on that generator
+A model folder holds ``generator.{safetensors,json}`` and ``tokenizer.{safetensors,json}``:
+a discrete generator (``MaskedTransformer``) with a VQ tokenizer, or a continuous-token
+generator (``ContinuousGenerator``, eMIGM/MAR) with a tokenizer whose ``decode`` takes
+latents [B, N, d] (a KL autoencoder); each file's ``kind`` says which. Optionally it has a
+``self-guidance/`` folder with the TOAST module fine-tuned on that generator
 (``maskgen finetune-sg``), which a ``SelfSpec`` uses unless given another folder, and
 a ``critic/`` folder with a Token-Critic (``maskgen train-critic``) for a ``CriticSpec``.
 """
@@ -23,21 +26,30 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .checkpoint import save_json
+from .checkpoint import load_json, save_json
 from .errors import MaskgenError
 from .images import class_grid_order, save_grid
+from .models.continuous import ContinuousGenerator
 from .models.toast import ToastModule
 from .models.transformer import MaskedTransformer
 from .models.critic import TokenCritic
 from .sampling.draw import ImageNoise
-from .sampling.denoiser import DiscreteDenoiser
-from .sampling.loop import SampleResult, Sampler
+from .sampling.loop import SampleResult, Sampler, as_denoiser
 from .sampling.spec import SamplerSpec
 from .sampling.rejection import ClassifierRejection
-from .tokenizers import VQTokenizer
+from .tokenizers.kinds import load_tokenizer
 
 
 REFERENCE = Path(__file__).parent / "reference"
+GENERATORS = {MaskedTransformer.checkpoint_kind: MaskedTransformer, ContinuousGenerator.checkpoint_kind: ContinuousGenerator}
+
+
+def _kind(folder: Path, name: str, kinds: dict) -> str:
+    """The ``kind`` recorded in ``folder/name.json`` (files written before kinds existed: the first)."""
+    kind = load_json(folder / f"{name}.json").get("kind", next(iter(kinds)))
+    if kind not in kinds:
+        raise MaskgenError(f"{folder}/{name}.json holds a {kind}, not one of {', '.join(kinds)}")
+    return kind
 
 
 def reference_dir() -> Path:
@@ -60,14 +72,19 @@ def copy_tokenizer(src: str | Path, dst: str | Path) -> None:
 
 
 class MaskGen:
-    """A generator and the tokenizer that decodes its tokens."""
+    """A generator and the tokenizer that decodes its tokens (code ids, or latents [B, N, d]
+    for a continuous-token generator: any object with ``decode``, ``grid`` and ``token_dim``)."""
 
-    def __init__(self, generator: MaskedTransformer, tokenizer: VQTokenizer, folder: str | Path | None = None):
-        if generator.config.codebook_size != tokenizer.codebook_size or tuple(generator.config.grid) != tuple(tokenizer.grid):
-            raise MaskgenError(
-                f"generator (codebook {generator.config.codebook_size}, grid {generator.config.grid}) does not match "
-                f"tokenizer (codebook {tokenizer.codebook_size}, grid {tokenizer.grid})"
-            )
+    def __init__(self, generator: MaskedTransformer | ContinuousGenerator, tokenizer, folder: str | Path | None = None):
+        g = generator.config
+        if isinstance(generator, ContinuousGenerator):
+            mine, theirs = (tuple(g.grid), g.token_dim), (tuple(tokenizer.grid), getattr(tokenizer, "token_dim", None))
+            what = "grid, token dim"
+        else:
+            mine, theirs = (tuple(g.grid), g.codebook_size), (tuple(tokenizer.grid), getattr(tokenizer, "codebook_size", None))
+            what = "grid, codebook"
+        if mine != theirs:
+            raise MaskgenError(f"generator ({what} {mine}) does not match tokenizer ({what} {theirs})")
         self.generator = generator
         self.tokenizer = tokenizer
         self.folder = Path(folder) if folder is not None else None
@@ -78,12 +95,18 @@ class MaskGen:
         folder = Path(folder)
         if not folder.is_dir():
             raise MaskgenError(f"model folder does not exist: {folder}")
-        generator = MaskedTransformer.load(folder).to(device).eval()
-        tokenizer = VQTokenizer.load(folder).to(device).eval()
+        generator = GENERATORS[_kind(folder, "generator", GENERATORS)].load(folder).to(device).eval()
+        tokenizer = load_tokenizer(folder).to(device).eval()
         return cls(generator, tokenizer, folder)
+
+    @property
+    def continuous(self) -> bool:
+        return isinstance(self.generator, ContinuousGenerator)
 
     def _component(self, folder: str | Path | None, name: str, verb: str, load):
         """A checkpoint trained on this generator: in ``folder`` or ``<model>/<name>``, loaded once."""
+        if self.continuous:
+            raise MaskgenError(f"{name} works on a discrete-token generator; this one draws continuous tokens")
         if folder is None:
             if self.folder is None:
                 raise MaskgenError(f"no model folder to find {name}/ in: pass the {name} folder")
@@ -117,9 +140,9 @@ class MaskGen:
     def device(self) -> torch.device:
         return next(self.generator.parameters()).device
 
-    def denoiser(self) -> DiscreteDenoiser:
+    def denoiser(self):
         """The generator as the sampling loop sees it (``sampling/denoiser.py``)."""
-        return DiscreteDenoiser(self.generator)
+        return as_denoiser(self.generator)
 
     def sampler(self, spec: SamplerSpec | dict | None = None, **options) -> Sampler:
         """The sampler ``spec`` describes (a ``SamplerSpec`` or its dict), or, without a spec,
@@ -161,6 +184,8 @@ class MaskGen:
         """
         labels = torch.as_tensor(labels, dtype=torch.long)
         sampler.check_labels(labels)
+        if init is not None and self.continuous:
+            raise MaskgenError("refining finished samples needs a discrete-token generator and its Token-Critic")
         if init is not None:
             init = torch.as_tensor(init, dtype=torch.long).reshape(len(labels), -1)
         k = rejection.candidates if rejection else 1
@@ -173,12 +198,13 @@ class MaskGen:
             keys = [(start + i,) if j == 0 else (start + i, j) for j in range(k) for i in range(n)]
             noise = ImageNoise(seed, keys, self.device)
             res = sampler(chunk, noise, init=None if init is None else init[start : start + per_chunk].repeat(k, 1))
-            imgs = self.tokenizer.decode(res.tokens.view(-1, *self.tokenizer.grid)).cpu()
+            imgs = self.tokenizer.decode(res.tokens if self.continuous else res.tokens.view(-1, *self.tokenizer.grid)).cpu()
             keep = rejection.select(imgs, chunk.cpu()) if rejection else torch.arange(len(chunk))
             tokens.append(res.tokens.cpu()[keep])
             images.append(imgs[keep])
-            for key in ("nfe", "nfe_generator", "nfe_critic"):
-                nfe[key] = nfe.get(key, 0.0) + res.settings[key] * len(chunk)
+            for key in ("nfe", "nfe_generator", "nfe_critic", "nfe_head"):
+                if key in res.settings:
+                    nfe[key] = nfe.get(key, 0.0) + res.settings[key] * len(chunk)
         nfe = {key: v / len(labels) for key, v in nfe.items()}
         settings = {**sampler.settings(), **nfe, "seed": seed, "batch_size": batch_size, "refined": init is not None}
         if rejection:

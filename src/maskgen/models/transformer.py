@@ -75,8 +75,11 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
 
-    def forward(self, x: Tensor, top_down: Tensor | None = None, weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        """Output, and the head-averaged attention probabilities [B, S, S] if ``weights``."""
+    def forward(
+        self, x: Tensor, top_down: Tensor | None = None, weights: bool = False, key_mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Output, and the head-averaged attention probabilities [B, S, S] if ``weights``.
+        ``key_mask`` [B, S] (True: attend) hides padding keys (the MAE encoder's ragged rows)."""
         b, n, d = x.shape
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         if top_down is not None:
@@ -85,11 +88,13 @@ class Attention(nn.Module):
             v = v + F.linear(top_down, self.qkv.weight[2 * d :])
         q, k, v = (z.view(b, n, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
         probs = None
+        keys = None if key_mask is None else key_mask[:, None, None, :]
         if weights:
-            att = (q @ k.transpose(-2, -1) * (d // self.heads) ** -0.5).softmax(-1)
+            att = q @ k.transpose(-2, -1) * (d // self.heads) ** -0.5
+            att = (att if keys is None else att.masked_fill(~keys, float("-inf"))).softmax(-1)
             y, probs = att @ v, att.mean(1)
         else:
-            y = F.scaled_dot_product_attention(q, k, v)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=keys)
         return self.proj(y.transpose(1, 2).reshape(b, n, d)), probs
 
 
@@ -104,8 +109,10 @@ class Block(nn.Module):
         hidden = int(width * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
 
-    def forward(self, x: Tensor, top_down: Tensor | None = None, weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        y, probs = self.attn(self.norm1(x), top_down, weights)
+    def forward(
+        self, x: Tensor, top_down: Tensor | None = None, weights: bool = False, key_mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        y, probs = self.attn(self.norm1(x), top_down, weights, key_mask)
         x = x + y
         return x + self.mlp(self.norm2(x)), probs
 
@@ -131,6 +138,15 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
     args = 1000.0 * t.float()[:, None] * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def schedule_time(timestep_input: bool, time_schedule: str, gamma: Tensor | float, batch: int, device: torch.device | str) -> Tensor | None:
+    """The time t of ``time_schedule`` with gamma(t) = ``gamma`` ([B] or a float) for an
+    explicit-timestep model (003 ETM), None for an implicit one: shared by every generator."""
+    if not timestep_input:
+        return None
+    t = get_schedule(time_schedule).inverse(gamma).float()
+    return t.expand(batch).to(device) if t.dim() == 0 else t.to(device)
 
 
 class MaskedTransformer(nn.Module, Checkpointable):
@@ -169,10 +185,7 @@ class MaskedTransformer(nn.Module, Checkpointable):
         float): the time t of its own training schedule with gamma(t) = ``gamma``, so a
         sampler, a critic or a fine-tuning run with another schedule still feeds it the time
         it was trained on. None for an implicit-timestep model."""
-        if not self.config.timestep_input:
-            return None
-        t = get_schedule(self.config.time_schedule).inverse(gamma).float()
-        return t.expand(batch).to(device) if t.dim() == 0 else t.to(device)
+        return schedule_time(self.config.timestep_input, self.config.time_schedule, gamma, batch, device)
 
     @property
     def null_class(self) -> int:

@@ -26,13 +26,19 @@ One step t -> s (t = 1 all masked):
    candidate's log-probability; what the confidence rule ranks). Discrete: weak + (1 + s)
    (strong - weak) in log-probability space (self-guidance, Hur et al. 2024, Eq. 5), summed
    over guidances, then the ``TokenDraw``. Continuous: CFG applied to the diffusion head's
-   noise prediction at every head step.
-4. ``place(x, where, candidates)`` and ``remask(x, where)``.
+   noise prediction at every head step, no confidence (NaN), and the candidates may be
+   lazy: drawn by ``place`` only where a rule reveals (``continuous.py``).
+4. ``place(x, where, candidates)`` and ``remask(x, where)``; a rule passes the candidates
+   it was given to ``place`` untouched.
 
 Also: ``num_tokens``, ``num_classes`` (label C is unconditional), ``null_class``,
-``mask_id`` and ``grid`` where they exist, ``blank(batch, device)`` (the all-masked state),
-``masked(x)`` ([B, N] bool), ``device`` and ``network`` (the underlying module, for guidances
-and components that attach to it, e.g. a TOAST module).
+``mask_id`` and ``grid`` where they exist, ``continuous`` (tokens are latent vectors drawn
+by a diffusion head: ``continuous.ContinuousDenoiser``), ``blank(batch, device)`` (the
+all-masked state), ``masked(x)`` ([B, N] bool), ``check_draw(draw)`` (refuse a draw the model
+cannot do: a ``TokenDraw`` for discrete tokens, ``HeadSampling`` for continuous ones),
+``reset_counts(batch)`` and ``counts()`` (costs besides the network's rows, per image, e.g.
+the diffusion head's ``nfe_head``), ``device`` and ``network`` (the underlying module, for
+guidances and components that attach to it, e.g. a TOAST module).
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ class Denoiser(Protocol):
     num_tokens: int
     num_classes: int
     null_class: int
+    continuous: bool
 
     def blank(self, batch: int, device: torch.device) -> Tensor: ...
     def masked(self, x: Tensor) -> Tensor: ...
@@ -61,10 +68,15 @@ class Denoiser(Protocol):
     def draw(self, strong: Tensor, weaks: list[Tensor], scales: list[float], draw: TokenDraw, generator: Noise, last: bool, temperature: float | None = None) -> tuple[Tensor, Tensor]: ...
     def place(self, x: Tensor, where: Tensor, candidates: Tensor) -> Tensor: ...
     def remask(self, x: Tensor, where: Tensor) -> Tensor: ...
+    def check_draw(self, draw) -> None: ...
+    def reset_counts(self, batch: int) -> None: ...
+    def counts(self) -> dict[str, float]: ...
 
 
 class DiscreteDenoiser:
     """``Denoiser`` over a ``MaskedTransformer``: token ids with mask id K, logits over K codes."""
+
+    continuous = False
 
     def __init__(self, network: MaskedTransformer):
         self.network = network
@@ -116,6 +128,16 @@ class DiscreteDenoiser:
         if temperature is not None:
             draw = dataclasses.replace(draw, temperature=temperature)
         return draw(logp, generator, last)
+
+    def check_draw(self, draw) -> None:
+        if not isinstance(draw, TokenDraw):
+            raise MaskgenError(f"a discrete-token generator draws with a TokenDraw, not {type(draw).__name__} (head sampler settings need a continuous-token generator)")
+
+    def reset_counts(self, batch: int) -> None:
+        """Nothing to count besides the network's rows."""
+
+    def counts(self) -> dict[str, float]:
+        return {}
 
     def place(self, x: Tensor, where: Tensor, candidates: Tensor) -> Tensor:
         return torch.where(where, candidates, x)

@@ -45,7 +45,29 @@ class ImageNoise:
         return torch.stack([torch.randn(shape[1:], generator=g, device=self.device) for g in self.generators])
 
 
-Noise = Union[torch.Generator, ImageNoise]
+class PositionNoise:
+    """Draws for the M positions that ``where`` [B, N] selects, each from its own image's
+    stream (a diffusion head draws a token per revealed position, not per image): a draw of
+    shape (M, ...) takes the image's full (N, ...) draw and keeps the selected positions, so
+    an image's tokens do not depend on the other images in its batch."""
+
+    def __init__(self, noise: ImageNoise, where: Tensor) -> None:
+        self.noise, self.where = noise, where.to(noise.device)
+        self.device = noise.device
+
+    def _select(self, draw, shape: tuple[int, ...]) -> Tensor:
+        if not shape or shape[0] != int(self.where.sum()):
+            raise ValueError(f"a draw of shape {tuple(shape)} does not have one row per selected position ({int(self.where.sum())})")
+        return draw((*self.where.shape, *shape[1:]))[self.where]
+
+    def rand(self, shape: tuple[int, ...]) -> Tensor:
+        return self._select(self.noise.rand, shape)
+
+    def randn(self, shape: tuple[int, ...]) -> Tensor:
+        return self._select(self.noise.randn, shape)
+
+
+Noise = Union[torch.Generator, ImageNoise, PositionNoise]
 
 
 def uniform(shape: tuple[int, ...], generator: Noise, device: torch.device | str | None = None) -> Tensor:

@@ -118,6 +118,21 @@ class ConfidenceFill(FillRule):
         self.choice_temperature = choice_temperature
         self.annealing = annealing
 
+    @property
+    def discrete_only(self) -> bool:
+        # "random" never reads the confidence: with the cosine schedule it is MAR's
+        # random-order rule, so it also runs a continuous-token generator (which has none)
+        return self.annealing != "random"
+
+    def check(self, model) -> None:
+        from .denoiser import DiscreteDenoiser
+
+        if self.discrete_only and not isinstance(model, DiscreteDenoiser):
+            raise MaskgenError(
+                f"the confidence fill rule ranks token log-probabilities, which {type(model).__name__} does not give; "
+                "use annealing random (MAR's random order) or the ancestral rule"
+            )
+
     def noise_scale(self, step: Step) -> float:
         a = 1.0 - step.progress
         if self.annealing == "compound":

@@ -4,9 +4,10 @@
 
 s = 0 gives the strong (conditional) branch, s = -1 the weak one. Several guidances
 combine additively, strong + sum_g s_g (strong - weak_g), so each one alone is recovered
-when the others' scales are 0. The scale follows a schedule (constant, or a linear ramp
-from 0 at the first step to s at the last, as in valeoai/Maskgit-pytorch) and can be
-limited to a time interval (lo, hi] of the step's end time s (002 Sec. 5, "CFG interval").
+when the others' scales are 0. The scale follows a schedule (constant; a linear ramp
+from 0 at the first step to s at the last, as in valeoai/Maskgit-pytorch; or MAR's ramp by
+the revealed fraction, s (1 - gamma(s)) after the step) and can be limited to a time
+interval (lo, hi] of the step's end time s (002 Sec. 5.3, "CFG interval").
 A guidance whose scale is 0 at a step costs no extra forward pass.
 
 Weak branches differ in what they need. A *batched* one (CFG) only changes the inputs, so
@@ -26,7 +27,7 @@ from torch import Tensor, nn
 from ..errors import MaskgenError
 from ..models.transformer import ForwardPass
 
-RAMPS = ("constant", "linear")
+RAMPS = ("constant", "linear", "revealed")
 
 
 @dataclass
@@ -52,6 +53,11 @@ class GuidanceScale:
             return 0.0
         if self.ramp == "linear":
             return self.scale * (step.index / (step.total - 1) if step.total > 1 else 1.0)
+        if self.ramp == "revealed":
+            # MAR (Li et al. 2024): cfg 1 + (cfg - 1)(N - mask_len)/N, mask_len the count still
+            # masked after the step; here N gamma(s) unrounded and without MAR's clamps (at least
+            # one revealed and one kept masked), so it differs from MAR's by a token or so in N
+            return self.scale * (1.0 - step.gamma_s)
         return self.scale
 
     def settings(self) -> dict:

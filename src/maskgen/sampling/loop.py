@@ -22,6 +22,8 @@ from tqdm.auto import tqdm
 
 from ..errors import MaskgenError
 from ..schedules import Schedule, get_schedule
+from ..models.continuous import ContinuousGenerator
+from .continuous import ContinuousDenoiser
 from .denoiser import Denoiser, DiscreteDenoiser
 from .draw import ImageNoise, Noise, TokenDraw
 from .fill import FillRule, Proposal, Step
@@ -33,11 +35,18 @@ if TYPE_CHECKING:
 
 @dataclass
 class SampleResult:
-    tokens: Tensor  # [B, N] code ids
+    tokens: Tensor  # [B, N] code ids, or [B, N, d] latents of a continuous-token generator
     labels: Tensor  # [B]
     nfe: float  # network forward passes per image, all networks
-    settings: dict = field(default_factory=dict)  # includes nfe_generator and nfe_critic
+    settings: dict = field(default_factory=dict)  # includes nfe_generator and nfe_critic (and nfe_head: continuous)
     masked_per_step: list[list[int]] = field(default_factory=list)  # masked count per image after each step
+
+
+def as_denoiser(model) -> Denoiser:
+    """``model`` as the loop sees it: a bare network gets its denoiser, a denoiser stays."""
+    if not isinstance(model, torch.nn.Module):
+        return model
+    return ContinuousDenoiser(model) if isinstance(model, ContinuousGenerator) else DiscreteDenoiser(model)
 
 
 class Sampler:
@@ -51,7 +60,7 @@ class Sampler:
         self,
         model: Denoiser,
         fill: FillRule,
-        draw: TokenDraw | None = None,
+        draw: TokenDraw | None = None,  # or HeadSampling, for a continuous-token generator
         steps: int = 8,
         schedule: str | Schedule = "cosine",
         guidance: Sequence[Guidance] = (),
@@ -59,7 +68,7 @@ class Sampler:
     ):
         if steps < 1:
             raise MaskgenError(f"steps must be >= 1, got {steps}")
-        self.model = model if not isinstance(model, torch.nn.Module) else DiscreteDenoiser(model)
+        self.model = as_denoiser(model)
         self.fill = fill
         self.draw = draw or TokenDraw()
         self.steps = steps
@@ -69,6 +78,7 @@ class Sampler:
         for g in self.guidance:
             g.check(self.model)
         fill.check(self.model)
+        self.model.check_draw(self.draw)
 
     def settings(self) -> dict:
         if self.spec is not None:
@@ -124,6 +134,7 @@ class Sampler:
         if isinstance(generator, ImageNoise) and len(generator) != b:
             raise MaskgenError(f"{len(generator)} noise streams for {b} images: give one per image")
         rows, fill_rows, history = 0, 0, []
+        model.reset_counts(b)
         if init is None:
             x = model.blank(b, device)
         else:
@@ -145,5 +156,5 @@ class Sampler:
             x = self.fill(model, Proposal(x, masked, candidates, confidence, labels), step, generator)
             fill_rows += self.fill.rows_used(step, b)
             history.append(model.masked(x).sum(1).tolist())
-        nfe = {"nfe": (rows + fill_rows) / b, "nfe_generator": rows / b, "nfe_critic": fill_rows / b}
+        nfe = {"nfe": (rows + fill_rows) / b, "nfe_generator": rows / b, "nfe_critic": fill_rows / b, **model.counts()}
         return SampleResult(x, labels, nfe["nfe"], {**self.settings(), **nfe}, history)

@@ -6,9 +6,10 @@ makes the ``Sampler``.
     sampler = spec.build(model)          # model: a ``MaskGen`` (generator + its components)
 
 A spec holds the number of steps, the schedule, a fill spec (one of ``FILLS``, by name), the
-token draw (``TokenDraw``, itself a dataclass) and any number of guidance specs (``GUIDANCES``),
-each with its scale schedule. The defaults live here and nowhere else: the CLI, recipes,
-benchmarks and the Python API all fill a spec. ``to_dict`` is what ``samples.json`` stores,
+token draw (``TokenDraw``, itself a dataclass), for a continuous-token generator the head
+sampler instead (``HeadSpec``: a diffusion head draws its tokens), and any number of
+guidance specs (``GUIDANCES``), each with its scale schedule. The defaults live here and
+nowhere else: the CLI, recipes, benchmarks and the Python API all fill a spec. ``to_dict`` is what ``samples.json`` stores,
 and ``SamplerSpec.from_dict`` of it rebuilds the same sampler, so a sample set replays bit for
 bit. ``from_dict`` refuses unknown keys and options a chosen piece does not have; a piece
 refuses a model it cannot work on (``build`` raises one line).
@@ -29,6 +30,7 @@ from typing import Any, ClassVar, Protocol
 
 from ..errors import MaskgenError
 from ..schedules import get_schedule
+from .continuous import HeadSpec
 from .draw import TokenDraw
 from .guidance import (
     BlurGuidance,
@@ -265,13 +267,14 @@ def _fill_default() -> PieceSpec:
 
 @dataclass
 class SamplerSpec:
-    """Steps, schedule, fill rule, token draw and guidances: everything the loop does."""
+    """Steps, schedule, fill rule, token draw (or head sampler) and guidances: everything the loop does."""
 
     steps: int = 8
     schedule: str = "cosine"
     fill: PieceSpec = field(default_factory=_fill_default)
     draw: TokenDraw = field(default_factory=TokenDraw)
     guidance: list[GuidanceSpec] = field(default_factory=list)
+    head: HeadSpec | None = None  # continuous-token generators only; None: HeadSpec's defaults
 
     def __post_init__(self) -> None:
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
@@ -281,6 +284,8 @@ class SamplerSpec:
             self.fill = FILLS.from_dict(self.fill)
         if isinstance(self.draw, dict):
             self.draw = _from_dict(TokenDraw, self.draw, "the token draw")
+        if isinstance(self.head, dict):
+            self.head = _from_dict(HeadSpec, self.head, "the head sampler")
         self.guidance = [GUIDANCES.from_dict(g) if isinstance(g, dict) else g for g in self.guidance]
         if self.fill.kind == "critic" and self.draw.temperature != 1.0:
             # the critic rule anneals the token temperature itself; two temperatures would compound
@@ -293,8 +298,24 @@ class SamplerSpec:
         scale 0 cost nothing and are not built (a self-guidance module is not even loaded)."""
         from .loop import Sampler
 
-        guidances = [g.build(source) for g in self.guidance if g.scale != 0.0]
-        return Sampler(source.denoiser(), self.fill.build(source), self.draw, self.steps, self.schedule, guidances, spec=self)
+        denoiser = source.denoiser()
+        spec = self.for_model(denoiser)
+        guidances = [g.build(source) for g in spec.guidance if g.scale != 0.0]
+        draw = spec.head.sampling() if spec.head is not None else spec.draw
+        return Sampler(denoiser, spec.fill.build(source), draw, spec.steps, spec.schedule, guidances, spec=spec)
+
+    def for_model(self, denoiser) -> "SamplerSpec":
+        """This spec as it runs on ``denoiser``: a continuous-token generator gets the head
+        sampler's defaults if none was given (so a result records them); a token draw
+        option on a continuous model, or head settings on a discrete one, is refused."""
+        if not denoiser.continuous:
+            if self.head is not None:
+                raise MaskgenError("head sampler settings apply to a continuous-token generator; this one draws discrete tokens")
+            return self
+        changed = [f.name for f in dataclasses.fields(TokenDraw) if getattr(self.draw, f.name) != f.default]
+        if changed:
+            raise MaskgenError(f"{', '.join(changed)} of the token draw applies to discrete tokens; a continuous-token generator draws with its diffusion head (head sampler, steps, temperature)")
+        return self if self.head is not None else self.replace(head=HeadSpec())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -303,6 +324,7 @@ class SamplerSpec:
             "fill": self.fill.to_dict(),
             "draw": dataclasses.asdict(self.draw),
             "guidance": [g.to_dict() for g in self.guidance],
+            **({"head": dataclasses.asdict(self.head)} if self.head is not None else {}),
         }
 
     @classmethod
@@ -326,6 +348,8 @@ class SamplerSpec:
         fill_cls = FILLS.lookup(rule)
         fill_opts = _owned(o, FILL_OPTIONS, rule, fill_cls, "fill rule")
         draw = TokenDraw(**{k: o.pop(k) for k in _fields(TokenDraw) if k in o})
+        head_opts = {k: o.pop(f"head_{k}") for k in _fields(HeadSpec) if f"head_{k}" in o}
+        head = HeadSpec(**head_opts) if head_opts else None
         guidance: list[GuidanceSpec] = []
         cfg = {k: o.pop(f"cfg_{k}") for k in ("ramp", "interval") if f"cfg_{k}" in o}
         if "cfg" in o:
@@ -346,7 +370,7 @@ class SamplerSpec:
             k = leftover[0]
             raise MaskgenError(f"--{k.replace('_', '-')} applies to {owner.get(k, 'nothing chosen')}, not to this sampler (fill rule {rule}, guidance {name})")
         run = {k: o[k] for k in ("steps", "schedule") if k in o}  # the rest: the spec's own defaults
-        return cls(**run, fill=fill_cls(**fill_opts), draw=draw, guidance=guidance)
+        return cls(**run, fill=fill_cls(**fill_opts), draw=draw, guidance=guidance, head=head)
 
     def replace(self, **changes: Any) -> "SamplerSpec":
         return dataclasses.replace(self, **changes)
@@ -363,6 +387,7 @@ GUIDANCE_OPTIONS = {"cfg": {}, "blur": {"blur_sigma": "sigma"}, "sag": {"sag_thr
 FLAT_OPTIONS = (
     ["sampler", "fill", "steps", "schedule", "cfg", "cfg_ramp", "cfg_interval", "guidance", "scale", "ramp", "interval"]
     + _fields(TokenDraw)
+    + [f"head_{k}" for k in _fields(HeadSpec)]
     + [k for ks in FILL_OPTIONS.values() for k in ks]
     + [k for ks in GUIDANCE_OPTIONS.values() for k in ks]
 )

@@ -99,16 +99,17 @@ class MaskedObjectiveConfig:
             raise MaskgenError(f"unknown t sampling {self.t_sampling!r}; choose from {', '.join(T_SAMPLINGS)}")
 
 
-class MaskedTokenObjective:
-    """eMIGM Eq. 7 for a generator ``model(tokens, labels, t) -> logits``: cross-entropy on
-    the masked positions only, weighted as the module docstring says."""
+class MaskedObjective:
+    """eMIGM Eq. 7 with the per-token loss left open: draws t, the mask and the condition
+    dropout, asks ``token_loss`` for a loss at every position, and weights the masked ones
+    as the module docstring says. The discrete generator's objective (cross-entropy,
+    ``MaskedTokenObjective``) and the continuous one (the diffusion head's denoising loss,
+    ``training/continuous.py``) differ only in ``token_loss``."""
 
-    def __init__(self, config: MaskedObjectiveConfig, mask_id: int, null_class: int, timestep_input: bool = False):
+    def __init__(self, config: MaskedObjectiveConfig, null_class: int):
         self.config = config
         self.schedule: Schedule = get_schedule(config.schedule)
-        self.mask_id = mask_id
         self.null_class = null_class
-        self.timestep_input = timestep_input
 
     def sample_times(self, ctx: StepContext) -> Tensor:
         c = self.config
@@ -117,31 +118,57 @@ class MaskedTokenObjective:
             return u.clamp(min=c.t_min)
         return c.t_min + (1.0 - c.t_min) * u
 
-    def __call__(self, model: nn.Module, batch: tuple[Tensor, Tensor], ctx: StepContext) -> tuple[Tensor, dict[str, float]]:
-        tokens, labels = batch
+    def corrupt(self, n: int, labels: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor, Tensor]:
+        """(t [B] float64, mask [B, N] bool, labels with condition dropout to the null class)."""
         c = self.config
-        b, n = tokens.shape
         t = self.sample_times(ctx)
-        gamma = self.schedule.gamma(t)
-        mask = mask_positions(gamma, ctx.draw(torch.rand, n), c.masking).to(tokens.device)
-        drop = ctx.draw(torch.rand).to(tokens.device) < c.cond_drop
-        labels = torch.where(drop, torch.full_like(labels, self.null_class), labels)
-        inputs = torch.where(mask, torch.full_like(tokens, self.mask_id), tokens)
+        mask = mask_positions(self.schedule.gamma(t), ctx.draw(torch.rand, n), c.masking).to(labels.device)
+        drop = ctx.draw(torch.rand).to(labels.device) < c.cond_drop
+        return t, mask, torch.where(drop, torch.full_like(labels, self.null_class), labels)
 
-        t_in = t.float().to(tokens.device) if self.timestep_input else None
+    def weigh(self, token_loss: Tensor, mask: Tensor, t: Tensor) -> Tensor:
+        """The batch mean of the per-image losses: the masked positions' ``token_loss``
+        [B, N] summed and weighted by ``weighting``."""
+        n = mask.shape[1]
+        masked = torch.where(mask, token_loss, 0.0).sum(dim=1)
+        if self.config.weighting == "per-image":
+            per_image = masked / mask.sum(dim=1).clamp_min(1)
+        elif self.config.weighting == "one":
+            per_image = masked / n
+        else:
+            per_image = self.schedule.elbo_weight(t).float().to(masked.device) * masked / n
+        return per_image.mean()
+
+    def token_loss(self, model: nn.Module, x0: Tensor, mask: Tensor, labels: Tensor, t: Tensor, ctx: StepContext) -> tuple[Tensor, dict[str, float]]:
+        """Loss [B, N] (float32) of predicting ``x0`` where ``mask``; metrics of its own."""
+        raise NotImplementedError
+
+    def __call__(self, model: nn.Module, batch: tuple[Tensor, Tensor], ctx: StepContext) -> tuple[Tensor, dict[str, float]]:
+        x0, labels = batch
+        n = x0.shape[1]
+        t, mask, labels = self.corrupt(n, labels, ctx)
+        per_token, metrics = self.token_loss(model, x0, mask, labels, t, ctx)
+        loss = self.weigh(per_token, mask, t)
+        return loss, {"loss": loss.item(), **metrics, "mask_frac": (mask.sum(dim=1).float().mean() / n).item()}
+
+
+class MaskedTokenObjective(MaskedObjective):
+    """eMIGM Eq. 7 for a generator ``model(tokens, labels, t) -> logits``: cross-entropy on
+    the masked positions only."""
+
+    def __init__(self, config: MaskedObjectiveConfig, mask_id: int, null_class: int, timestep_input: bool = False):
+        super().__init__(config, null_class)
+        self.mask_id = mask_id
+        self.timestep_input = timestep_input
+
+    def token_loss(self, model, x0, mask, labels, t, ctx):
+        b, n = x0.shape
+        inputs = torch.where(mask, torch.full_like(x0, self.mask_id), x0)
+        t_in = t.float().to(x0.device) if self.timestep_input else None
         logits = model(inputs, labels, t_in)
         ce = F.cross_entropy(
-            logits.float().reshape(b * n, -1), tokens.reshape(-1), reduction="none", label_smoothing=c.label_smoothing
+            logits.float().reshape(b * n, -1), x0.reshape(-1), reduction="none", label_smoothing=self.config.label_smoothing
         ).view(b, n)
-        masked_ce = (ce * mask).sum(dim=1)
-        count = mask.sum(dim=1)
-        if c.weighting == "per-image":
-            per_image = masked_ce / count.clamp_min(1)
-        elif c.weighting == "one":
-            per_image = masked_ce / n
-        else:
-            per_image = self.schedule.elbo_weight(t).float().to(ce.device) * masked_ce / n
-        loss = per_image.mean()
         with torch.no_grad():
-            acc = ((logits.argmax(-1) == tokens) & mask).sum() / count.sum().clamp_min(1)
-        return loss, {"loss": loss.item(), "acc": acc.item(), "mask_frac": (count.float().mean() / n).item()}
+            acc = ((logits.argmax(-1) == x0) & mask).sum() / mask.sum().clamp_min(1)
+        return ce, {"acc": acc.item()}
