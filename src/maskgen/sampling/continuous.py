@@ -175,8 +175,8 @@ class ContinuousDenoiser:
     def place(self, x: Tensor, where: Tensor, candidates: HeadDraw | Tensor) -> Tensor:
         if isinstance(candidates, Tensor):
             return torch.where(where[..., None], candidates, x)
-        if not where.any():
-            return x
+        # The head runs even where nothing is revealed (an empty batch, no cost): every image's
+        # noise stream must advance alike whichever images share its batch.
         x = x.clone()
         x[where] = self.sample(candidates, where).to(x.device, x.dtype)
         return x
