@@ -18,7 +18,7 @@ from maskgen.errors import MaskgenError
 from maskgen.models.continuous import ContinuousConfig, ContinuousGenerator
 from maskgen.models.transformer import MaskedTransformer
 from maskgen.pipeline import MaskGen
-from maskgen.sampling.continuous import ContinuousDenoiser, HeadSpec
+from maskgen.sampling.continuous import ContinuousDenoiser
 from maskgen.sampling.critic import CriticFill
 from maskgen.sampling.draw import TokenDraw
 from maskgen.sampling.fill import Step
@@ -32,7 +32,7 @@ from maskgen.training.masking import MaskedObjectiveConfig
 from maskgen.training.trainer import TrainConfig, Trainer, seeded
 
 LABELS = torch.tensor([0, 1, 2, 0])
-DDPM = HeadSpec(sampler="ddpm", steps=3)
+DDPM = HeadSampling(sampler="ddpm", steps=3)
 
 
 def gen(seed=0):
@@ -335,22 +335,22 @@ def test_head_settings_refuse_a_discrete_model_and_bad_values():
     from conftest import BareGenerator, tiny_generator
 
     with pytest.raises(MaskgenError, match="head sampler settings apply to a continuous-token generator"):
-        SamplerSpec(head=HeadSpec()).build(BareGenerator(tiny_generator()))
+        SamplerSpec(head=HeadSampling()).build(BareGenerator(tiny_generator()))
     with pytest.raises(MaskgenError, match="has no option 'stepz'"):
         SamplerSpec.from_dict({"head": {"sampler": "ddpm", "stepz": 3}})
     for bad in (dict(sampler="euler"), dict(steps=0)):
         with pytest.raises(MaskgenError) as e:
-            HeadSpec(**bad)
+            HeadSampling(**bad)
         assert "\n" not in str(e.value)
 
 
 def test_head_settings_in_the_spec():
     spec = SamplerSpec.from_options(sampler="ancestral", steps=4, head_sampler="ddpm", head_steps=5, head_temperature=0.9)
-    assert spec.head == HeadSpec("ddpm", 5, 0.9) and SamplerSpec.from_dict(spec.to_dict()) == spec
+    assert spec.head == HeadSampling("ddpm", 5, 0.9) and SamplerSpec.from_dict(spec.to_dict()) == spec
     assert "head" not in SamplerSpec().to_dict()  # discrete specs are unchanged
-    # a continuous model without head settings runs HeadSpec's defaults and records them
+    # a continuous model without head settings runs HeadSampling's defaults and records them
     s = build(tiny(), steps=2, fill=AncestralSpec())
-    assert s.spec.head == HeadSpec() and isinstance(s.draw, HeadSampling)
+    assert s.spec.head == HeadSampling() and isinstance(s.draw, HeadSampling)
 
 
 # -- checkpoints and the model folder -------------------------------------------------------

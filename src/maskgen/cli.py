@@ -30,6 +30,8 @@ TRAIN_DEFAULTS = {
     "train-classifier": dict(steps=1500, batch_size=128, lr=2e-3, min_lr=1e-5, warmup=50, weight_decay=0.05, ema=0.0),
 }
 
+CONTINUOUS_ONLY = ("arch", "decoder_depth", "buffer_size", "head_width", "head_depth", "head_draws")
+
 # Required, but may come from a recipe, so argparse cannot enforce them itself.
 REQUIRED = {
     "train-tokenizer": ("out",),
@@ -101,6 +103,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     g.add_argument("--mlp-ratio", type=float, default=4.0)
     g.add_argument("--uncond", default="null", help="null (learned no-class row) or mask (002's CFG with mask)")
     g.add_argument("--timestep-input", action="store_true", help="explicit timestep model (003 ETM)")
+    g = p.add_argument_group("continuous tokens (a KL tokenizer: eMIGM's MAE + diffusion head)")
+    g.add_argument("--arch", default=None, help="mae (encoder on the visible tokens, eMIGM's default) or single (one transformer)")
+    g.add_argument("--decoder-depth", type=int, default=None, help="MAE decoder blocks (default: --depth)")
+    g.add_argument("--buffer-size", type=int, default=None, help="class slots before the tokens (MAR: 64; default 1)")
+    g.add_argument("--head-width", type=int, default=None, help="diffusion head MLP width (default 256)")
+    g.add_argument("--head-depth", type=int, default=None, help="diffusion head residual blocks (default 3)")
+    g.add_argument("--head-draws", type=int, default=None, help="noise draws per token per step (MAR's diffusion_batch_mul; default 4)")
     g = p.add_argument_group("objective")
     g.add_argument("--schedule", default="cosine", help="linear, cosine, arccos, root, quadratic, cubic(a,b), exp, log-exp")
     g.add_argument("--masking", default="count", help="count (ceil(N gamma)) or bernoulli")
@@ -263,10 +272,16 @@ def _run_verb(args: argparse.Namespace) -> None:
     elif args.verb == "encode":
         tokenizer_commands.encode(args)
     elif args.verb == "train":
+        from .models.continuous import ContinuousConfig
         from .models.transformer import GeneratorConfig
+        from .tokenizers import tokenizer_kind
         from .training.masking import MaskedObjectiveConfig
 
-        gen = pick(GeneratorConfig, args)
+        continuous = tokenizer_kind(args.tokenizer) == "kl"
+        only = [f"--{n.replace('_', '-')}" for n in CONTINUOUS_ONLY if getattr(args, n) is not None]
+        if only and not continuous:
+            raise MaskgenError(f"{', '.join(only)}: continuous-token options; {args.tokenizer} is a VQ tokenizer (discrete codes)")
+        gen = pick(ContinuousConfig if continuous else GeneratorConfig, args)
         workflows.train_generator(
             args.data, args.tokenizer, args.out, gen, pick(MaskedObjectiveConfig, args), pick(TrainConfig, args),
             resume=args.resume, until=args.stop_at,

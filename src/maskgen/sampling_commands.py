@@ -171,9 +171,10 @@ def sample(args: argparse.Namespace) -> None:
 
 def _nfe_text(result) -> str:
     s = result.settings
+    head = f"; diffusion head passes {s['nfe_head']:g} per image" if s.get("nfe_head") else ""
     if s.get("nfe_critic"):
-        return f"NFE {result.nfe:g} = generator {s['nfe_generator']:g} + critic {s['nfe_critic']:g}"
-    return f"NFE {result.nfe:g}"
+        return f"NFE {result.nfe:g} = generator {s['nfe_generator']:g} + critic {s['nfe_critic']:g}{head}"
+    return f"NFE {result.nfe:g}{head}"
 
 
 def refine(args: argparse.Namespace) -> None:
@@ -229,8 +230,11 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--argmax-last", action="store_true", default=None, help="argmax draw on the last step (Discrete Interpolants)")
     g.add_argument("--choice-temperature", type=float, default=None, help="confidence rule: Gumbel temperature (default 4.5)")
     g.add_argument("--annealing", default=None, help="confidence rule: Gumbel annealing linear (default), compound, warmup, random, none")
+    g.add_argument("--head-sampler", default=None, help="continuous tokens: dpm-solver (DPM-Solver++, eMIGM's default) or ddpm (MAR)")
+    g.add_argument("--head-steps", type=int, default=None, help="continuous tokens: head sampler steps (default 8 for dpm-solver, 100 for ddpm)")
+    g.add_argument("--head-temperature", type=float, default=None, help="continuous tokens: DDPM noise temperature tau (default 1)")
     g.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale s")
-    g.add_argument("--cfg-ramp", default=None, help="constant or linear")
+    g.add_argument("--cfg-ramp", default=None, help="constant, linear (by time), or revealed (by revealed fraction, MAR)")
     g.add_argument("--cfg-interval", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="guide only when LO < s <= HI")
     g.add_argument("--guidance", default=None, help="a (further) guidance: cfg, blur, sag, self (self-guidance)")
     g.add_argument("--scale", type=float, default=None, help="scale s of --guidance (default 1)")

@@ -11,12 +11,14 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import save_json
-from .data import TokenDataset, encode_dataset, is_token_spec, open_dataset
+from .data import LatentDataset, TokenDataset, encode_dataset, is_token_spec, open_dataset
 from .errors import MaskgenError
+from .models.continuous import ContinuousConfig, ContinuousGenerator
 from .models.transformer import GeneratorConfig, MaskedTransformer
 from .pipeline import copy_tokenizer
 from .tokenizers import KINDS, KLConfig, KLTokenizer, VQConfig, VQTokenizer, kind_of, load_tokenizer, measure_scale
 from .tokenizers.metrics import evaluate_tokenizer
+from .training.continuous import MaskedLatentObjective
 from .training.masking import MaskedObjectiveConfig, MaskedTokenObjective
 from .training.trainer import Trainer, TrainConfig, check_until, resolve_device, seeded
 from .validate import integer
@@ -76,60 +78,75 @@ def encode(tokenizer_dir: str | Path, data: str, out: str | Path, batch_size: in
 
 
 @torch.no_grad()
-def token_dataset(data: str, tokenizer: VQTokenizer, batch_size: int = 256, progress: bool = True) -> TokenDataset:
-    """Tokens for training: a cache as it is, or image data encoded once, in memory."""
+def token_dataset(data: str, tokenizer: VQTokenizer | KLTokenizer, batch_size: int = 256, progress: bool = True) -> TokenDataset | LatentDataset:
+    """What a generator trains on: a cache as it is, or image data encoded once, in memory;
+    token ids for a VQ tokenizer, latents (posterior means, scaled) for a KL one."""
+    continuous = isinstance(tokenizer, KLTokenizer)
     if is_token_spec(data):
         ds = open_dataset(data)
-        if not isinstance(ds, TokenDataset):
-            raise MaskgenError(f"{data} holds continuous latents (a KL tokenizer's cache); this needs a token cache of a VQ tokenizer")
-        if ds.codebook_size != tokenizer.codebook_size or tuple(ds.grid) != tuple(tokenizer.grid):
-            raise MaskgenError(
-                f"token cache {data} (codebook {ds.codebook_size}, grid {ds.grid}) was not made by this tokenizer "
-                f"(codebook {tokenizer.codebook_size}, grid {tokenizer.grid})"
-            )
+        if isinstance(ds, LatentDataset) != continuous:
+            have, need = ("latents of a KL", "tokens of a VQ") if continuous is False else ("tokens of a VQ", "latents of a KL")
+            raise MaskgenError(f"{data} holds the {have} tokenizer; this tokenizer needs a cache of the {need} tokenizer")
+        mine = (tuple(tokenizer.grid), tokenizer.token_dim if continuous else tokenizer.codebook_size)
+        theirs = (tuple(ds.grid), ds.token_dim if continuous else ds.codebook_size)
+        if mine != theirs:
+            what = "grid, token dim" if continuous else "grid, codebook"
+            raise MaskgenError(f"cache {data} ({what} {theirs}) was not made by this tokenizer ({what} {mine})")
         return ds
     images = open_dataset(data, image_size=tokenizer.config.image_size, channels=tokenizer.config.channels)
     loader = torch.utils.data.DataLoader(images, batch_size=batch_size)
-    tokens, labels = [], []
-    for x, y in tqdm(loader, desc="encode", disable=not progress):
-        tokens.append(tokenizer.encode(x).cpu())
-        labels.append(y)
-    return TokenDataset.from_tensors(torch.cat(tokens), torch.cat(labels), tokenizer.codebook_size, images.class_names)
+    encoded, labels = [], []
+    with torch.no_grad():
+        for x, y in tqdm(loader, desc="encode", disable=not progress):
+            encoded.append(tokenizer.encode(x).cpu())
+            labels.append(y)
+    if continuous:
+        h, w = tokenizer.grid
+        latents = torch.cat(encoded).view(-1, h, w, tokenizer.token_dim)
+        return LatentDataset.from_tensors(latents, torch.cat(labels), images.class_names, scale=tokenizer.scale)
+    return TokenDataset.from_tensors(torch.cat(encoded), torch.cat(labels), tokenizer.codebook_size, images.class_names)
 
 
 def train_generator(
     data: str,
     tokenizer_dir: str | Path,
     out: str | Path,
-    gen: GeneratorConfig,
+    gen: GeneratorConfig | ContinuousConfig,
     objective: MaskedObjectiveConfig,
     train: TrainConfig,
     resume: bool = False,
     progress: bool = True,
     until: int | None = None,
-) -> MaskedTransformer:
-    """Train a class-conditional generator with the unified masked objective (002 Eq. 7).
+) -> MaskedTransformer | ContinuousGenerator:
+    """Train a class-conditional generator with the unified masked objective (eMIGM Eq. 7):
+    over discrete tokens (``GeneratorConfig``, a VQ tokenizer; cross-entropy) or continuous
+    latents (``ContinuousConfig``, a KL tokenizer; the diffusion head's loss, eMIGM Sec. 5.2).
 
     The tokenizer is copied into ``out`` only once the trainer is built, so an unusable
     device, batch size or ``until`` leaves nothing behind."""
     check_until(until)
     resolve_device(train.device)
-    tokenizer = VQTokenizer.load(tokenizer_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    continuous = isinstance(gen, ContinuousConfig)
+    if continuous != isinstance(tokenizer, KLTokenizer):
+        kind = "a KL tokenizer (continuous latents)" if isinstance(tokenizer, KLTokenizer) else "a VQ tokenizer (discrete codes)"
+        raise MaskgenError(f"{tokenizer_dir} holds {kind}; a {'continuous' if continuous else 'discrete'}-token generator needs the other kind")
     dataset = token_dataset(data, tokenizer, progress=progress)
-    gen.codebook_size, gen.grid, gen.num_classes = tokenizer.codebook_size, tuple(tokenizer.grid), dataset.num_classes
+    gen.grid, gen.num_classes = tuple(tokenizer.grid), dataset.num_classes
     gen.time_schedule = objective.schedule  # the t an explicit-timestep model is fed in training
+    if continuous:
+        gen.token_dim = tokenizer.token_dim
+        model = seeded(train.seed, lambda: ContinuousGenerator(gen))
+        loss = MaskedLatentObjective(objective, gen.num_classes, gen.timestep_input)
+    else:
+        gen.codebook_size = tokenizer.codebook_size
+        model = seeded(train.seed, lambda: MaskedTransformer(gen))
+        loss = MaskedTokenObjective(objective, gen.mask_id, gen.num_classes, gen.timestep_input)
     out = Path(out)
-    model = seeded(train.seed, lambda: MaskedTransformer(gen))
     record = {"data": data, "objective": asdict(objective), "class_names": list(dataset.class_names)}
     trainer = Trainer(
-        model,
-        MaskedTokenObjective(objective, gen.mask_id, gen.num_classes, gen.timestep_input),
-        dataset,
-        train,
-        out,
-        save_model=lambda m, folder: m.save(folder, **record),
-        record=record,
-        tokens_per_item=gen.num_tokens,
+        model, loss, dataset, train, out,
+        save_model=lambda m, folder: m.save(folder, **record), record=record, tokens_per_item=gen.num_tokens,
     )
     copy_tokenizer(tokenizer_dir, out)
     trainer.fit(resume=resume, progress=progress, until=until)

@@ -61,23 +61,6 @@ class HeadDraw:
     generator: Noise
 
 
-@dataclass
-class HeadSpec:
-    """The spec piece (``SamplerSpec.head``) saying how the diffusion head draws a token:
-    DPM-Solver (eMIGM, You et al. 2025, Sec. 5.2, its default) or DDPM with a noise
-    temperature (MAR, Li et al. 2024). ``HeadSampling`` checks the values."""
-
-    sampler: str = "dpm-solver"
-    steps: int = 8
-    temperature: float = 1.0
-
-    def __post_init__(self) -> None:
-        self.sampling()
-
-    def sampling(self) -> HeadSampling:
-        return HeadSampling(self.sampler, self.steps, self.temperature)
-
-
 class ContinuousDenoiser:
     """``Denoiser`` over a ``ContinuousGenerator``: NaN-masked latents, z, the diffusion head."""
 

@@ -7,7 +7,7 @@ makes the ``Sampler``.
 
 A spec holds the number of steps, the schedule, a fill spec (one of ``FILLS``, by name), the
 token draw (``TokenDraw``, itself a dataclass), for a continuous-token generator the head
-sampler instead (``HeadSpec``: a diffusion head draws its tokens), and any number of
+sampler instead (``HeadSampling``: a diffusion head draws its tokens), and any number of
 guidance specs (``GUIDANCES``), each with its scale schedule. The defaults live here and
 nowhere else: the CLI, recipes, benchmarks and the Python API all fill a spec. ``to_dict`` is what ``samples.json`` stores,
 and ``SamplerSpec.from_dict`` of it rebuilds the same sampler, so a sample set replays bit for
@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Protocol
 
 from ..errors import MaskgenError
 from ..schedules import get_schedule
-from .continuous import HeadSpec
+from .head_sampler import HeadSampling
 from .draw import TokenDraw
 from .guidance import (
     BlurGuidance,
@@ -274,7 +274,7 @@ class SamplerSpec:
     fill: PieceSpec = field(default_factory=_fill_default)
     draw: TokenDraw = field(default_factory=TokenDraw)
     guidance: list[GuidanceSpec] = field(default_factory=list)
-    head: HeadSpec | None = None  # continuous-token generators only; None: HeadSpec's defaults
+    head: HeadSampling | None = None  # continuous-token generators only; None: HeadSampling's defaults
 
     def __post_init__(self) -> None:
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
@@ -285,7 +285,7 @@ class SamplerSpec:
         if isinstance(self.draw, dict):
             self.draw = _from_dict(TokenDraw, self.draw, "the token draw")
         if isinstance(self.head, dict):
-            self.head = _from_dict(HeadSpec, self.head, "the head sampler")
+            self.head = _from_dict(HeadSampling, self.head, "the head sampler")
         self.guidance = [GUIDANCES.from_dict(g) if isinstance(g, dict) else g for g in self.guidance]
         if self.fill.kind == "critic" and self.draw.temperature != 1.0:
             # the critic rule anneals the token temperature itself; two temperatures would compound
@@ -301,7 +301,7 @@ class SamplerSpec:
         denoiser = source.denoiser()
         spec = self.for_model(denoiser)
         guidances = [g.build(source) for g in spec.guidance if g.scale != 0.0]
-        draw = spec.head.sampling() if spec.head is not None else spec.draw
+        draw = spec.head if spec.head is not None else spec.draw
         return Sampler(denoiser, spec.fill.build(source), draw, spec.steps, spec.schedule, guidances, spec=spec)
 
     def for_model(self, denoiser) -> "SamplerSpec":
@@ -315,7 +315,7 @@ class SamplerSpec:
         changed = [f.name for f in dataclasses.fields(TokenDraw) if getattr(self.draw, f.name) != f.default]
         if changed:
             raise MaskgenError(f"{', '.join(changed)} of the token draw applies to discrete tokens; a continuous-token generator draws with its diffusion head (head sampler, steps, temperature)")
-        return self if self.head is not None else self.replace(head=HeadSpec())
+        return self if self.head is not None else self.replace(head=HeadSampling())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -348,8 +348,8 @@ class SamplerSpec:
         fill_cls = FILLS.lookup(rule)
         fill_opts = _owned(o, FILL_OPTIONS, rule, fill_cls, "fill rule")
         draw = TokenDraw(**{k: o.pop(k) for k in _fields(TokenDraw) if k in o})
-        head_opts = {k: o.pop(f"head_{k}") for k in _fields(HeadSpec) if f"head_{k}" in o}
-        head = HeadSpec(**head_opts) if head_opts else None
+        head_opts = {k: o.pop(f"head_{k}") for k in _fields(HeadSampling) if f"head_{k}" in o}
+        head = HeadSampling(**head_opts) if head_opts else None
         guidance: list[GuidanceSpec] = []
         cfg = {k: o.pop(f"cfg_{k}") for k in ("ramp", "interval") if f"cfg_{k}" in o}
         if "cfg" in o:
@@ -387,7 +387,7 @@ GUIDANCE_OPTIONS = {"cfg": {}, "blur": {"blur_sigma": "sigma"}, "sag": {"sag_thr
 FLAT_OPTIONS = (
     ["sampler", "fill", "steps", "schedule", "cfg", "cfg_ramp", "cfg_interval", "guidance", "scale", "ramp", "interval"]
     + _fields(TokenDraw)
-    + [f"head_{k}" for k in _fields(HeadSpec)]
+    + [f"head_{k}" for k in _fields(HeadSampling)]
     + [k for ks in FILL_OPTIONS.values() for k in ks]
     + [k for ks in GUIDANCE_OPTIONS.values() for k in ks]
 )
