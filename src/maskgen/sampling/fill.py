@@ -129,8 +129,8 @@ class ConfidenceFill(FillRule):
 
         if self.discrete_only and not isinstance(model, DiscreteDenoiser):
             raise MaskgenError(
-                f"the confidence fill rule ranks token log-probabilities, which {type(model).__name__} does not give; "
-                "use annealing random (MAR's random order) or the ancestral rule"
+                "the confidence fill rule ranks token log-probabilities, which a continuous-token generator does not give; "
+                "use --sampler ancestral (eMIGM) or --annealing random (MAR's random order)"
             )
 
     def noise_scale(self, step: Step) -> float:
