@@ -67,3 +67,18 @@ def test_continuous_options_on_a_vq_tokenizer_and_head_options_on_a_discrete_mod
     assert main(["sample", "--model", str(model_dir), "--num", "2", "--out", str(tmp_path / "s"), "--head-steps", "4"]) == 2
     assert "head sampler settings apply to a continuous-token generator" in capsys.readouterr().err
     assert not (tmp_path / "g").exists() and not (tmp_path / "s").exists()
+
+
+def test_demo_runs_the_emigm_row_on_an_exported_continuous_model(model_dir, continuous_dir, tmp_path, capsys):
+    """The shipped layout: the discrete reference at the root, the continuous one in emigm/."""
+    clf, out = tmp_path / "clf", tmp_path / "ref"
+    assert main(["train-classifier", "--data", "embedded", "--out", str(clf), "--steps", "1", "--batch-size", "16", "--width", "8"]) == 0
+    assert main(["export", "--model", str(model_dir), "--out", str(out), "--classifier", str(clf), "--ref-data", "embedded"]) == 0
+    assert main(["export", "--model", str(continuous_dir / "gen"), "--out", str(out / "emigm")]) == 0
+    capsys.readouterr()
+    assert main(["demo", "--model", str(out), "--num", "10", "--samplers", "maskgit,emigm", "--out", str(tmp_path / "demo")]) == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("| emigm |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[4]) == 16 + 3 and cells[5] != "-"  # NFE: 16 steps + CFG at s = 0.25, 0.1875, 0.125, inside (0.1, 0.3]
+    assert (tmp_path / "demo" / "emigm" / "grid.png").is_file()
