@@ -35,6 +35,8 @@ COLUMNS = [
     ("precision", "precision", "{:.3f}"),
     ("recall", "recall", "{:.3f}"),
     ("nfe", "NFE", "{:g}"),
+    ("nfe_head", "head passes", "{:g}"),
+    ("train_tok_s", "train tok/s", "{:,.0f}"),
     ("sec_per_image", "s/img", "{:.4f}"),
 ]
 
@@ -129,6 +131,7 @@ class Bench:
             "precision": m.get("precision_clf", m.get("precision")),
             "recall": m.get("recall_clf", m.get("recall")),
             "nfe": result.nfe,
+            "nfe_head": result.settings.get("nfe_head"),
             "sec_per_image": seconds / len(images),
             "settings": result.settings,
             "tokens": result.tokens.numpy(),

@@ -16,7 +16,10 @@ Sections (``--sections``, in this order):
 - ``weighting``: 002 Fig. 2b / 003 Sec. 4, w(t) = 1 against the ELBO weight at the linear and
   cosine training schedules (``--weighting-models``, four generators of the IMT recipe);
 - ``causes``: the experiments behind the two claims that disagreed (000 L_aux vs L_mask: seeds
-  and guidance scale; 002 Fig. 3a: a generator trained with the exp schedule, ``--exp-model``).
+  and guidance scale; 002 Fig. 3a: a generator trained with the exp schedule, ``--exp-model``);
+- ``cnoise``, ``mae``, ``head``, ``ccfg``, ``versus``: eMIGM's continuous half (002 Fig. 2c, 3b,
+  3c/8a, continuous against discrete) on the continuous models of ``--continuous MAE,SINGLE``
+  (``benchmarks/continuous_sections.py``); they count differences against their own noise row.
 
 Every setting is fixed here before a run; nothing is tuned on the evaluation seeds. Rows
 are cached in ``--out`` (a killed run resumes; shared rows are sampled once, and several
@@ -36,6 +39,17 @@ The generators behind ``--di``, ``--weighting-models`` and ``--exp-model`` are o
     maskgen train --config configs/di-imt-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/w-cosine-one --schedule cosine
     maskgen train --config configs/di-imt-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/w-cosine-elbo --schedule cosine --weighting elbo
     maskgen train --config configs/di-imt-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/w-exp-one --schedule exp
+
+The continuous sections' models (a KL tokenizer, its latent cache, then the MAE and the
+single-transformer generator of one recipe), and their command:
+
+    maskgen train-tokenizer --config configs/kl-tokenizer-fmnist.yaml --out runs/ref/kl-tok
+    maskgen encode --tokenizer runs/ref/kl-tok --data fashion-mnist --out runs/fmnist-latents
+    maskgen train --config configs/emigm-continuous-fmnist.yaml --tokenizer runs/ref/kl-tok --data tokens:runs/fmnist-latents --out runs/ref/emigm
+    maskgen train --config configs/emigm-continuous-fmnist.yaml --tokenizer runs/ref/kl-tok --data tokens:runs/fmnist-latents --out runs/emigm-single --arch single --depth 6
+    python benchmarks/results.py --model src/maskgen/reference --ref src/maskgen/reference/classifier/ref-stats.npz \\
+        --num 500 --threads 1 --sections cnoise,mae,head,ccfg,versus --continuous runs/ref/emigm,runs/emigm-single \\
+        --out runs/results --doc docs/results-continuous.md
 """
 
 from __future__ import annotations
@@ -47,10 +61,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import claims
+import continuous_sections
+from continuous_sections import CONTINUOUS_SECTIONS
 from maskgen.errors import MaskgenError
 from comparison import Bench, add_common_args, markdown, plot_fd_vs_nfe, plot_fd_vs_score
 
-SECTIONS = ("noise", "guidance", "critic", "sweeps", "emigm", "di", "weighting", "causes")
+SECTIONS = ("noise", "guidance", "critic", "sweeps", "emigm", "di", "weighting", "causes", *CONTINUOUS_SECTIONS)
 WEIGHTING_MODELS = ("linear-one", "linear-elbo", "cosine-one", "cosine-elbo")
 TEMPERATURES = (1.0, 4.5, 25.0)  # MaskGIT's default and 000's, plus plain Gumbel
 T = 18  # 000 and 004 sample ImageNet with T = 18
@@ -63,6 +79,7 @@ class Section:
     rows: list[dict] = field(default_factory=list)
     claims: list[claims.Claim] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
+    continuous: bool = False  # judged against the continuous noise row (``cnoise``)
 
     def lookup(self) -> claims.Rows:
         return {(r["method"], r["setting"]): r for r in self.rows}
@@ -88,6 +105,8 @@ class Results:
         }
         self.critic_dir = str(model / "critic")
         self.noise = claims.Noise(0.0, 0.0)
+        self.cnoise = claims.Noise(0.0, 0.0)
+        self.mae, self.single = (args.continuous or ",").split(",")
 
     def row(self, section: Section, method: str, setting: str, spec: dict, **kw) -> dict:
         r = self.bench.run(method, {"setting": setting}, spec, **kw)
@@ -258,7 +277,10 @@ class Results:
     def run(self, chosen: list[str]) -> list[Section]:
         out: list[Section] = []
         for name in chosen:
-            made = getattr(self, f"{name}_section")()
+            if name in CONTINUOUS_SECTIONS:
+                made = getattr(continuous_sections, f"{name}_section")(self, lambda *a, **k: Section(*a, **k, continuous=True))
+            else:
+                made = getattr(self, f"{name}_section")()
             out.extend(made if isinstance(made, list) else [made])
         return out
 
@@ -290,6 +312,15 @@ def render(sections: list[Section], results: Results, command: str) -> str:
         "(`--weighting per-image`); every generator trained after the w(t) = 1 fix uses the papers' sum (`--weighting one`).",
         "",
     ]
+    if any(s.continuous for s in sections):
+        lines += [
+            f"Continuous models (eMIGM, 002): a KL tokenizer (`configs/kl-tokenizer-fmnist.yaml`, 8x8 latents of dimension 8) "
+            f"and two generators of `configs/emigm-continuous-fmnist.yaml` on its latents, the MAE `{results.mae}` and one "
+            f"transformer `{results.single}` (commands in `benchmarks/results.py`). Their images are scored with the same "
+            "classifier and statistics as the discrete rows. NFE counts transformer passes; head passes (per image, "
+            "a CFG head call counting 2) are the diffusion head's.",
+            "",
+        ]
     if not results.args.inception_ref:
         lines += [
             f"Inception FID on 10,000 samples is not in these tables: the Inception network runs at about 3.7 images/s on 2 CPU "
@@ -305,7 +336,7 @@ def render(sections: list[Section], results: Results, command: str) -> str:
             rel = Path(p).relative_to(doc.parent) if doc else Path(p)
             lines += [f"![{Path(p).stem.replace('_', ' ')}]({rel.as_posix()})", ""]
         for claim in s.claims:
-            lines += [f"- {claim(s.lookup(), results.noise)}"]
+            lines += [f"- {claim(s.lookup(), results.cnoise if s.continuous else results.noise)}"]
         if s.claims:
             lines.append("")
     return "\n".join(lines)
@@ -317,6 +348,7 @@ def main() -> None:
     p.add_argument("--di", default=None, help="ETM,IMT generator folders for the 003 section")
     p.add_argument("--weighting-models", default=None, help="NAME=DIR for each of " + ", ".join(WEIGHTING_MODELS))
     p.add_argument("--exp-model", default=None, help="generator trained with the exp schedule and w = 1 (causes section)")
+    p.add_argument("--continuous", default=None, help="MAE,SINGLE continuous generator folders for the continuous sections")
     p.add_argument("--sections", default=",".join(SECTIONS))
     p.add_argument("--doc", default=None, help="write the markdown report here (plots go to a folder of the same name)")
     args = p.parse_args()
@@ -332,8 +364,12 @@ def main() -> None:
             sys.exit("the weighting section needs --weighting-models " + ",".join(f"{m}=DIR" for m in WEIGHTING_MODELS))
     if "causes" in chosen and not args.exp_model:
         sys.exit("the causes section needs --exp-model DIR")
-    if "noise" not in chosen and any(x != "noise" for x in chosen):
-        print("note: without the noise section the verdicts treat every difference as real", file=sys.stderr)
+    if set(chosen) & set(CONTINUOUS_SECTIONS) and (not args.continuous or len(args.continuous.split(",")) != 2):
+        sys.exit("the continuous sections need --continuous MAE_FOLDER,SINGLE_FOLDER")
+    discrete = [x for x in chosen if x not in CONTINUOUS_SECTIONS and x != "noise"]
+    continuous = [x for x in chosen if x in CONTINUOUS_SECTIONS and x != "cnoise"]
+    if (discrete and "noise" not in chosen) or (continuous and "cnoise" not in chosen):
+        print("note: without its noise section (noise, cnoise) a verdict treats every difference as real", file=sys.stderr)
     try:
         results = Results(args)
         sections = results.run(chosen)
