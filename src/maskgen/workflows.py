@@ -131,6 +131,8 @@ def train_generator(
     if continuous != isinstance(tokenizer, KLTokenizer):
         kind = "a KL tokenizer (continuous latents)" if isinstance(tokenizer, KLTokenizer) else "a VQ tokenizer (discrete codes)"
         raise MaskgenError(f"{tokenizer_dir} holds {kind}; a {'continuous' if continuous else 'discrete'}-token generator needs the other kind")
+    if continuous and objective.label_smoothing:  # before the data is encoded
+        raise MaskgenError("label_smoothing applies to cross-entropy over codes, not to the diffusion head's loss")
     dataset = token_dataset(data, tokenizer, progress=progress)
     gen.grid, gen.num_classes = tuple(tokenizer.grid), dataset.num_classes
     gen.time_schedule = objective.schedule  # the t an explicit-timestep model is fed in training
