@@ -178,7 +178,7 @@ def test_latent_cache_round_trip_is_bit_exact_in_float16(tmp_path) -> None:
     # a generator of discrete tokens refuses the latent cache in one line
     from maskgen.workflows import token_dataset
 
-    with pytest.raises(MaskgenError, match="holds continuous latents"):
+    with pytest.raises(MaskgenError, match="holds the latents of a KL tokenizer"):
         token_dataset(f"tokens:{out}", VQTokenizer(VQConfig(image_size=16, codebook_size=8, code_dim=4, width=8)))
 
 
