@@ -141,3 +141,14 @@ def test_reference_checkpoints_still_load():
     classifier = ImageClassifier.load(REFERENCE / "classifier")
     assert classifier.class_names is not None and len(classifier.class_names) == 10
     assert all(v.dtype == torch.float32 for v in classifier.state_dict().values() if v.is_floating_point())
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    """mkstemp makes 0600 files: a checkpoint must get the mode a plain open() gets (umask)."""
+    import os
+
+    from maskgen.checkpoint import save_json
+
+    save_json(tmp_path / "a.json", {"x": 1})
+    (tmp_path / "b.json").write_text("{}")
+    assert os.stat(tmp_path / "a.json").st_mode & 0o777 == os.stat(tmp_path / "b.json").st_mode & 0o777

@@ -50,9 +50,20 @@ def fault_point(operation: str, path: Path) -> None:
         _fault_hook(operation, path)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates 0600 files; a checkpoint gets the mode any other file written here gets
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, _FILE_MODE)
     os.close(fd)
     try:
         fault_point("write", path)
