@@ -1,19 +1,30 @@
-"""Image tokenizers: a trainable VQ-VAE (discrete codes), a KL autoencoder (continuous latents), their metrics."""
+"""Image tokenizers: a trainable VQ-VAE (discrete codes), a KL autoencoder (continuous latents), their metrics;
+and the published VQGAN and LDM/MAR KL autoencoders, for imported checkpoints."""
 
 from .conv import to_uint8, to_unit
-from .kinds import KINDS, kind_of, load_tokenizer, tokenizer_kind
+from .kinds import IMPORTED, KINDS, kind_of, load_tokenizer, tokenizer_kind
 from .kl import DiagonalGaussian, KLConfig, KLTokenizer, measure_scale
+from .ldm import AutoencoderShape
+from .ldm_kl import MAR_KL16_SCALE, LDMKLConfig, LDMKLTokenizer
 from .metrics import PSNR_CAP, codebook_usage, evaluate_tokenizer, psnr
 from .objective import KLObjective, VQObjective
+from .taming_vq import TamingVQConfig, TamingVQTokenizer
 from .vq import VQConfig, VQTokenizer, VectorQuantizer
 
 __all__ = [
+    "IMPORTED",
     "KINDS",
+    "MAR_KL16_SCALE",
     "PSNR_CAP",
+    "AutoencoderShape",
     "DiagonalGaussian",
     "KLConfig",
     "KLObjective",
     "KLTokenizer",
+    "LDMKLConfig",
+    "LDMKLTokenizer",
+    "TamingVQConfig",
+    "TamingVQTokenizer",
     "VQConfig",
     "VQObjective",
     "VQTokenizer",

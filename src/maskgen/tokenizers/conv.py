@@ -80,6 +80,18 @@ class ImageGrid:
         if images.dim() != 4 or tuple(images.shape[1:]) != (c, s, s):
             raise MaskgenError(f"expected images of shape [B,{c},{s},{s}], got {list(images.shape)}")
 
+    def _code_grid(self, tokens: torch.Tensor, codebook_size: int) -> torch.Tensor:
+        """Code ids [B,h,w] or [B,h*w] -> LongTensor [B,h,w] on the module's device, refused
+        in one line unless they fit the grid and lie in [0, codebook_size)."""
+        h, w = self.grid
+        if tokens.dim() == 2 and tokens.shape[1] == h * w:
+            tokens = tokens.view(-1, h, w)
+        if tokens.dim() != 3 or tuple(tokens.shape[1:]) != (h, w):
+            raise MaskgenError(f"expected tokens of shape [B,{h},{w}] or [B,{h * w}], got {list(tokens.shape)}")
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= codebook_size):
+            raise MaskgenError(f"token ids must lie in [0, {codebook_size}), got [{int(tokens.min())}, {int(tokens.max())}]")
+        return tokens.to(self._device()).long()
+
 
 def _norm(ch: int) -> nn.GroupNorm:
     return nn.GroupNorm(min(8, ch), ch)

@@ -128,10 +128,14 @@ class KLTokenizer(nn.Module, ImageGrid, Checkpointable):
         """``x`` float [B,C,H,W] in [-1,1] -> q(z|x) over unscaled latents [B, d, h, w]."""
         return DiagonalGaussian.from_moments(self.encoder(x))
 
+    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
+        """Unscaled latent grids [B, d, h, w] -> float images, about [-1, 1], unclamped."""
+        return self.decoder(z)
+
     def forward(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` in [-1,1], ``noise`` N(0, I) [B, d, h, w] -> (reconstruction, KL per image [B])."""
         q = self.posterior(x)
-        return self.decoder(q.sample(noise)), q.kl()
+        return self.decode_latents(q.sample(noise)), q.kl()
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -158,7 +162,7 @@ class KLTokenizer(nn.Module, ImageGrid, Checkpointable):
         if not latents.is_floating_point():
             raise MaskgenError(f"expected floating-point latents, got {latents.dtype}")
         z = latents.to(self._device(), torch.float32).div(self.config.scale).transpose(1, 2).reshape(-1, d, h, w)
-        return to_uint8(self.decoder(z))
+        return to_uint8(self.decode_latents(z))
 
     # -- persistence: ``save`` comes from Checkpointable -----------------------------------
     checkpoint_name = "tokenizer"

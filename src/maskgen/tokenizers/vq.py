@@ -208,14 +208,7 @@ class VQTokenizer(nn.Module, ImageGrid, Checkpointable):
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Codes [B,h,w] or [B,h*w] -> uint8 images [B,C,H,W]."""
-        h, w = self.grid
-        if tokens.dim() == 2 and tokens.shape[1] == h * w:
-            tokens = tokens.view(-1, h, w)
-        if tokens.dim() != 3 or tuple(tokens.shape[1:]) != (h, w):
-            raise MaskgenError(f"expected tokens of shape [B,{h},{w}] or [B,{h * w}], got {list(tokens.shape)}")
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.codebook_size):
-            raise MaskgenError(f"token ids must lie in [0, {self.codebook_size}), got [{int(tokens.min())}, {int(tokens.max())}]")
-        q = self.quantizer.embedding[tokens.to(self._device()).long()].permute(0, 3, 1, 2)
+        q = self.quantizer.embedding[self._code_grid(tokens, self.codebook_size)].permute(0, 3, 1, 2)
         return to_uint8(self.decoder(q))
 
     def restart_dead_codes(self, z_flat: torch.Tensor, rng: torch.Generator) -> int:
