@@ -1,5 +1,5 @@
-"""``maskgen <verb>``: train-tokenizer, encode, train, finetune-sg, train-critic, sample, refine,
-train-classifier, ref-stats, eval, export, demo.
+"""``maskgen <verb>``: train-tokenizer, encode, train, import, finetune-sg, train-critic, sample,
+refine, train-classifier, ref-stats, eval, export, demo.
 
 Every option of a verb can also come from a YAML recipe (``--config FILE``); options given
 on the command line win over the recipe. Bad input ends in one line on stderr, exit code 2.
@@ -42,6 +42,7 @@ REQUIRED = {
     "refine": ("samples", "model", "out"),
     "export": ("model", "out"),
     "sample": ("out",),
+    "import": ("format", "generator", "tokenizer", "out"),
     "train-classifier": ("out",),
     "ref-stats": ("out",),
     "eval": (),
@@ -120,6 +121,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     g.add_argument("--label-smoothing", type=float, default=0.0)
     g.add_argument("--batch-time", action="store_true", help="one t per batch (002) instead of one per image")
     _train_options(p)
+
+    p = verb("import", "Convert a published generator checkpoint and its tokenizer into a maskgen model folder.")
+    p.add_argument("--format", required=False, help="valeoai-v1 (MaskGIT + taming VQGAN) or mar (MAR / eMIGM + KL-16 VAE)")
+    p.add_argument("--generator", required=False, help="the published generator checkpoint (.pth)")
+    p.add_argument("--tokenizer", required=False, help="the published tokenizer checkpoint (.ckpt)")
+    p.add_argument("--out", required=False, help="model folder to write")
+    p.add_argument("--image-size", type=int, default=256, help="image size the tokenizer works at (not recorded in the files)")
+    p.add_argument("--heads", type=int, default=None, help="attention heads (default: the published preset for the width)")
+    p.add_argument("--raw-weights", dest="use_ema", action="store_false", help="MAR/eMIGM: the raw weights (model) instead of the EMA ones")
 
     p = verb("finetune-sg", "Fine-tune a TOAST self-guidance module on a frozen generator (000); only the module trains.")
     p.add_argument("--model", required=False, help="model folder (generator + tokenizer)")
@@ -274,10 +284,10 @@ def _run_verb(args: argparse.Namespace) -> None:
     elif args.verb == "train":
         from .models.continuous import ContinuousConfig
         from .models.transformer import GeneratorConfig
-        from .tokenizers import tokenizer_kind
+        from .tokenizers import is_continuous
         from .training.masking import MaskedObjectiveConfig
 
-        continuous = tokenizer_kind(args.tokenizer) == "kl"
+        continuous = is_continuous(args.tokenizer)
         only = [f"--{n.replace('_', '-')}" for n in CONTINUOUS_ONLY if getattr(args, n) is not None]
         if only and not continuous:
             raise MaskgenError(f"{', '.join(only)}: continuous-token options; {args.tokenizer} is a VQ tokenizer (discrete codes)")
@@ -311,6 +321,11 @@ def _run_verb(args: argparse.Namespace) -> None:
         )
         if metrics:
             print(f"critic saved to {out}: AUC {metrics['auc']:.4f} on fresh generator fills of {metrics['heldout']} held-out items")
+    elif args.verb == "import":
+        from .convert.formats import import_published
+
+        out = import_published(args.format, args.generator, args.tokenizer, args.out, args.image_size, args.heads, args.use_ema)
+        print(f"imported {args.format} checkpoints into {out}: maskgen sample --model {out} ...")
     elif args.verb == "sample":
         sampling_commands.sample(args)
     elif args.verb == "refine":

@@ -22,7 +22,7 @@ from .errors import MaskgenError
 from .validate import integer, writable_dir, writable_file
 
 # verbs whose --out is a folder; finetune-sg and train-critic default to a sub-folder of --model
-FOLDER_OUT = {"train-tokenizer", "encode", "train", "sample", "refine", "train-classifier", "export", "demo"}
+FOLDER_OUT = {"train-tokenizer", "encode", "train", "import", "sample", "refine", "train-classifier", "export", "demo"}
 DEFAULT_SUBFOLDER = {"finetune-sg": "self-guidance", "train-critic": "critic"}
 
 

@@ -176,7 +176,7 @@ def finetune_self_guidance(
     model_dir = Path(model_dir)
     generator = MaskedTransformer.load(model_dir).to(resolve_device(train.device))
     data = data or _generator_data(model_dir)
-    dataset = token_dataset(data, VQTokenizer.load(model_dir), progress=progress)
+    dataset = token_dataset(data, load_tokenizer(model_dir), progress=progress)
     if dataset.num_classes != generator.config.num_classes:
         raise MaskgenError(f"data {data} has {dataset.num_classes} classes, the generator {generator.config.num_classes}")
     module = seeded(train.seed, lambda: ToastModule.for_generator(generator))
@@ -226,7 +226,7 @@ def train_critic(
     device = resolve_device(train.device)
     generator = MaskedTransformer.load(model_dir).to(device)
     data = data or _generator_data(model_dir)
-    dataset = token_dataset(data, VQTokenizer.load(model_dir), progress=progress)
+    dataset = token_dataset(data, load_tokenizer(model_dir), progress=progress)
     tokens, labels = dataset.to_tensors()
     if len(tokens) <= heldout + train.batch_size:
         raise MaskgenError(f"data {data} has {len(tokens)} items: too few to hold out {heldout} and train")

@@ -20,8 +20,9 @@ from torch import nn
 from ..checkpoint import check_state_dict
 from ..errors import MaskgenError
 
-Allowlist = Sequence[tuple[type, str]]
-"""(stand-in class, the dotted name the pickle uses for it)."""
+Allowlist = Sequence["type | tuple[type, str]"]
+"""Classes a format is known to pickle (MAR's ``argparse.Namespace``), or (stand-in class,
+the dotted name the pickle uses for it)."""
 
 
 def stand_in(name: str) -> type:

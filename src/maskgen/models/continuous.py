@@ -20,7 +20,10 @@ Two layouts (eMIGM Fig. 2c):
 
 Both end in a learned per-position embedding added to z (MAR's diffusion position embed).
 The blocks are ``transformer.Block``, the discrete generator's own. An explicit-timestep
-model (003 ETM) adds an embedding of t to the encoder's input.
+model (003 ETM) adds an embedding of t to the encoder's input. ``norm_eps`` is the epsilon of
+every LayerNorm of the transformer (MAR and eMIGM: 1e-6); with it a published MAR or eMIGM
+MAE (``arch="mae"``, ``buffer_size=64``, ``uncond="null"`` for MAR's ``fake_latent``,
+``"mask"`` for eMIGM's ``use_unsup_cfg``) is a configuration of this class.
 
 ``forward`` is the training path (what DistributedDataParallel wraps): the head's per-token
 denoising loss at the masked positions. ``condition`` is the sampling path: z at every position.
@@ -38,7 +41,7 @@ from ..checkpoint import Checkpointable, ConfigDict
 from ..errors import MaskgenError
 from ..validate import flag, integer, number, pair, text
 from .diffusion_head import CosineNoise, DiffusionHead, denoising_loss
-from .transformer import Block, schedule_time, timestep_embedding
+from .transformer import Block, layer_norm, schedule_time, timestep_embedding
 
 ARCHS = ("single", "mae")
 
@@ -61,6 +64,7 @@ class ContinuousConfig(ConfigDict):
     uncond: str = "mask"  # "mask": the mask embedding is the unconditional input (eMIGM); "null": a class row (MAR)
     timestep_input: bool = False  # explicit timestep model (003)
     time_schedule: str = "linear"  # the schedule whose time t an explicit-timestep model reads
+    norm_eps: float = 1e-5  # LayerNorm eps of the transformer (MAR, eMIGM: 1e-6)
 
     def __post_init__(self) -> None:
         o = "ContinuousConfig"
@@ -68,6 +72,7 @@ class ContinuousConfig(ConfigDict):
         for name in ("token_dim", "num_classes", "width", "depth", "heads", "buffer_size", "head_width", "head_depth", "head_draws"):
             setattr(self, name, integer(name, getattr(self, name), 1, o))
         self.mlp_ratio = number("mlp_ratio", self.mlp_ratio, 1.0, owner=o)
+        self.norm_eps = number("norm_eps", self.norm_eps, 0.0, lo_open=True, owner=o)
         flag("timestep_input", self.timestep_input, o)
         text("time_schedule", self.time_schedule, o)
         if self.arch not in ARCHS:
@@ -107,16 +112,16 @@ class ContinuousGenerator(nn.Module, Checkpointable):
         self.mask_emb = nn.Parameter(torch.zeros(c.width))
         self.cls_emb = nn.Embedding(c.num_classes + 1, c.width)  # row C: "no class"
         self.pos_emb = nn.Parameter(torch.zeros(1, slots, c.width))
-        self.input_norm = nn.LayerNorm(c.width)  # MAR's z_proj_ln
+        self.input_norm = layer_norm(c.width, c.norm_eps)  # MAR's z_proj_ln
         if c.timestep_input:
             self.time_mlp = nn.Sequential(nn.Linear(c.width, c.width), nn.SiLU(), nn.Linear(c.width, c.width))
-        self.encoder = nn.ModuleList(Block(c.width, c.heads, c.mlp_ratio) for _ in range(c.depth))
-        self.encoder_norm = nn.LayerNorm(c.width)
+        self.encoder = nn.ModuleList(Block(c.width, c.heads, c.mlp_ratio, c.norm_eps) for _ in range(c.depth))
+        self.encoder_norm = layer_norm(c.width, c.norm_eps)
         if c.arch == "mae":
             self.decoder_embed = nn.Linear(c.width, c.width)
             self.decoder_pos_emb = nn.Parameter(torch.zeros(1, slots, c.width))
-            self.decoder = nn.ModuleList(Block(c.width, c.heads, c.mlp_ratio) for _ in range(c.decoder_depth))
-            self.decoder_norm = nn.LayerNorm(c.width)
+            self.decoder = nn.ModuleList(Block(c.width, c.heads, c.mlp_ratio, c.norm_eps) for _ in range(c.decoder_depth))
+            self.decoder_norm = layer_norm(c.width, c.norm_eps)
         self.z_pos_emb = nn.Parameter(torch.zeros(1, c.num_tokens, c.width))
         self.head = DiffusionHead(c.token_dim, c.width, c.head_width, c.head_depth)
         self.noise = CosineNoise()

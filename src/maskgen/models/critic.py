@@ -27,7 +27,9 @@ class TokenCritic(MaskedTransformer):
     checkpoint_kind = "token_critic"
 
     def __init__(self, config: GeneratorConfig):
-        super().__init__(replace(config, outputs=1, timestep_input=False))
+        # maskgen's own layout whatever the generator's (an imported v1 ties its output to
+        # the code embeddings, which a one-logit critic does not have)
+        super().__init__(replace(config, outputs=1, timestep_input=False, output="linear", stems=False, stem_eps=None))
 
     @classmethod
     def for_generator(cls, generator: MaskedTransformer, width: int | None = None, depth: int | None = None, heads: int | None = None) -> "TokenCritic":

@@ -12,6 +12,19 @@ input and output. Per-layer ``top_down`` features, projected by each block's own
 weights and added to its attention values, let a parameter-efficient module (TOAST,
 000 Appendix A) steer a frozen generator without copying this file. ``labels=None`` puts
 the mask embedding in the class slot too: the "blank canvas" of 000 Sec. 3.3.
+
+Layout options, so that a published generator is a configuration of this class rather than
+a copy of it (the defaults are maskgen's own layout; checkpoints written before an option
+existed load unchanged):
+
+- ``class_position``: the class slot before the tokens ("first") or after them ("last",
+  as in Besnier & Chen 2023, "A Pytorch Reproduction of Masked Generative Image Transformer").
+- ``norm_eps``: the LayerNorm epsilon of the blocks and of the final norm.
+- ``stems``: Besnier & Chen's MLP stems, LN-Linear-GELU-LN-Linear on the embedded input
+  and Linear-GELU-LN after the final norm, their LayerNorms with ``stem_eps`` (1e-12).
+- ``output``: a Linear head ("linear"), or logits tied to the code embeddings plus a learned
+  bias per position and code ("tied", BERT-style, as in MaskGIT, Chang et al. 2022, and
+  Besnier & Chen 2023).
 """
 
 from __future__ import annotations
@@ -43,6 +56,11 @@ class GeneratorConfig(ConfigDict):
     timestep_input: bool = False  # explicit timestep model (003)
     time_schedule: str = "linear"  # the schedule whose time t an explicit-timestep model reads
     outputs: int = 0  # logits per position; 0: one per code (a generator), 1: a Token-Critic (004)
+    class_position: str = "first"  # the class slot before the tokens, or "last" (Besnier & Chen 2023)
+    norm_eps: float = 1e-5  # LayerNorm eps of the blocks and the final norm
+    stems: bool = False  # MLP stems after the embeddings and before the output (Besnier & Chen 2023)
+    stem_eps: float | None = None  # the stems' LayerNorm eps; stems only (None: 1e-12)
+    output: str = "linear"  # "linear" head, or "tied": h @ code embeddings^T + a bias per position and code
 
     def __post_init__(self) -> None:
         # Types first: a string width would otherwise reach ``width % heads`` below and fail
@@ -58,6 +76,17 @@ class GeneratorConfig(ConfigDict):
             raise MaskgenError(f"unknown uncond mode {self.uncond!r}; choose null or mask")
         if self.width % self.heads:
             raise MaskgenError(f"width {self.width} is not divisible by heads {self.heads}")
+        for name, value, choices in (("class_position", self.class_position, ("first", "last")), ("output", self.output, ("linear", "tied"))):
+            if text(name, value, o) not in choices:
+                raise MaskgenError(f"invalid {o}: unknown {name} {value!r}; choose {' or '.join(choices)}")
+        self.norm_eps = number("norm_eps", self.norm_eps, 0.0, lo_open=True, owner=o)
+        flag("stems", self.stems, o)
+        if self.stems:
+            self.stem_eps = number("stem_eps", 1e-12 if self.stem_eps is None else self.stem_eps, 0.0, lo_open=True, owner=o)
+        elif self.stem_eps is not None:
+            raise MaskgenError(f"invalid {o}: stem_eps applies only with stems")
+        if self.output == "tied" and self.outputs:
+            raise MaskgenError(f"invalid {o}: a tied output predicts the codes; outputs={self.outputs} needs the linear head")
 
     @property
     def num_tokens(self) -> int:
@@ -66,6 +95,12 @@ class GeneratorConfig(ConfigDict):
     @property
     def mask_id(self) -> int:
         return self.codebook_size
+
+
+def layer_norm(width: int, eps: float) -> nn.LayerNorm:
+    """A LayerNorm whose eps is part of the layout: a published checkpoint trained with 1e-6
+    or 1e-12 drifts measurably under torch's 1e-5."""
+    return nn.LayerNorm(width, eps=eps)
 
 
 class Attention(nn.Module):
@@ -101,11 +136,11 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float):
+    def __init__(self, width: int, heads: int, mlp_ratio: float, eps: float = 1e-5):
         super().__init__()
-        self.norm1 = nn.LayerNorm(width)
+        self.norm1 = layer_norm(width, eps)
         self.attn = Attention(width, heads)
-        self.norm2 = nn.LayerNorm(width)
+        self.norm2 = layer_norm(width, eps)
         hidden = int(width * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
 
@@ -122,7 +157,7 @@ class ForwardPass:
     """What one pass of the generator gives: logits, and on request its internals."""
 
     logits: Tensor  # [B, N, K]
-    hidden: Tensor | None = None  # final normalised states [B, 1 + N, D], class slot first
+    hidden: Tensor | None = None  # final states [B, 1 + N, D] (the output's input), class slot at ``class_position``
     saliency: Tensor | None = None  # [B, N] attention each token receives in the last block (mean 1)
     layer_io: list[tuple[Tensor, Tensor]] = field(default_factory=list)  # (input, output) per block
 
@@ -161,9 +196,17 @@ class MaskedTransformer(nn.Module, Checkpointable):
         self.pos_emb = nn.Parameter(torch.zeros(1, c.num_tokens + 1, c.width))
         if c.timestep_input:
             self.time_mlp = nn.Sequential(nn.Linear(c.width, c.width), nn.SiLU(), nn.Linear(c.width, c.width))
-        self.blocks = nn.ModuleList(Block(c.width, c.heads, c.mlp_ratio) for _ in range(c.depth))
-        self.norm = nn.LayerNorm(c.width)
-        self.head = nn.Linear(c.width, c.outputs or c.codebook_size)
+        if c.stems:
+            w, eps = c.width, c.stem_eps
+            self.input_mlp = nn.Sequential(layer_norm(w, eps), nn.Linear(w, w), nn.GELU(), layer_norm(w, eps), nn.Linear(w, w))
+        self.blocks = nn.ModuleList(Block(c.width, c.heads, c.mlp_ratio, c.norm_eps) for _ in range(c.depth))
+        self.norm = layer_norm(c.width, c.stem_eps if c.stems else c.norm_eps)
+        if c.stems:
+            self.output_mlp = nn.Sequential(nn.Linear(c.width, c.width), nn.GELU(), layer_norm(c.width, c.stem_eps))
+        if c.output == "tied":
+            self.out_bias = nn.Parameter(torch.zeros(c.num_tokens, c.codebook_size))
+        else:
+            self.head = nn.Linear(c.width, c.outputs or c.codebook_size)
         self.sha256: str | None = None
         self.reset_parameters()
 
@@ -191,8 +234,14 @@ class MaskedTransformer(nn.Module, Checkpointable):
     def null_class(self) -> int:
         return self.config.num_classes
 
+    @property
+    def token_slots(self) -> slice:
+        """Where the N tokens sit in the sequence (the class slot is the other one)."""
+        return slice(1, None) if self.config.class_position == "first" else slice(0, -1)
+
     def embed(self, tokens: Tensor, labels: Tensor | None, t: Tensor | None = None) -> Tensor:
-        """Input sequence: class slot first, then the N token embeddings, plus positions."""
+        """Input sequence: the class slot and the N token embeddings (in ``class_position``
+        order), plus positions, plus t for an explicit-timestep model, through the input stem."""
         c = self.config
         if labels is None:
             cls = self.tok_emb.weight[c.mask_id].expand(len(tokens), -1)
@@ -202,12 +251,13 @@ class MaskedTransformer(nn.Module, Checkpointable):
             # 002: the unconditional input is the mask embedding in the class slot.
             mask_row = self.tok_emb.weight[c.mask_id].expand_as(cls)
             cls = torch.where((labels == c.num_classes)[:, None], mask_row, cls)
-        x = torch.cat([cls[:, None], self.tok_emb(tokens)], dim=1) + self.pos_emb
+        parts = [cls[:, None], self.tok_emb(tokens)]
+        x = torch.cat(parts if c.class_position == "first" else parts[::-1], dim=1) + self.pos_emb
         if c.timestep_input:
             if t is None:
                 raise MaskgenError("this generator was trained with explicit timesteps: pass t")
             x = x + self.time_mlp(timestep_embedding(t, c.width))[:, None]
-        return x
+        return self.input_mlp(x) if c.stems else x
 
     def forward(self, tokens: Tensor, labels: Tensor | None, t: Tensor | None = None, top_down: list[Tensor] | None = None) -> Tensor:
         """Logits [B, N, K] for tokens [B, N] (ids in 0..K), labels [B] (0..C, or None: blank), t [B] or None."""
@@ -235,9 +285,19 @@ class MaskedTransformer(nn.Module, Checkpointable):
                 io.append((x, y))
             x, probs = y, p if p is not None else probs
         h = self.norm(x)
+        if self.config.stems:
+            h = self.output_mlp(h)
+        tokens = self.token_slots
         # SAG's aggregation: average over heads, sum over queries; each query row sums to 1.
-        received = probs.sum(1)[:, 1:] if probs is not None else None
-        return ForwardPass(self.head(h[:, 1:]), h if hidden else None, received, io)
+        received = probs.sum(1)[:, tokens] if probs is not None else None
+        return ForwardPass(self.output(h[:, tokens]), h if hidden else None, received, io)
+
+    def output(self, h: Tensor) -> Tensor:
+        """Logits [B, N, K] from the token states [B, N, D]."""
+        if self.config.output == "linear":
+            return self.head(h)
+        # tied: scores against the code embeddings only; the mask row is never a prediction
+        return h @ self.tok_emb.weight[: self.config.codebook_size].T + self.out_bias
 
     # -- persistence: ``save`` comes from Checkpointable -----------------------------------
     checkpoint_name = "generator"

@@ -2,7 +2,7 @@
 and the published VQGAN and LDM/MAR KL autoencoders, for imported checkpoints."""
 
 from .conv import to_uint8, to_unit
-from .kinds import IMPORTED, KINDS, kind_of, load_tokenizer, tokenizer_kind
+from .kinds import IMPORTED, KINDS, is_continuous, kind_of, load_tokenizer, tokenizer_kind
 from .kl import DiagonalGaussian, KLConfig, KLTokenizer, measure_scale
 from .ldm import AutoencoderShape
 from .ldm_kl import MAR_KL16_SCALE, LDMKLConfig, LDMKLTokenizer
@@ -38,4 +38,5 @@ __all__ = [
     "to_uint8",
     "to_unit",
     "tokenizer_kind",
+    "is_continuous",
 ]

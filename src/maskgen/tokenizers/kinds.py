@@ -56,3 +56,9 @@ def tokenizer_kind(folder: str | Path) -> str:
 def load_tokenizer(folder: str | Path, map_location: str | torch.device = "cpu") -> VQTokenizer | KLTokenizer | TamingVQTokenizer:
     """The tokenizer in ``folder``, of whichever kind it is (eval mode, ``sha256`` set)."""
     return _classes()[tokenizer_kind(folder)].load(folder, map_location)
+
+
+def is_continuous(folder: str | Path) -> bool:
+    """Whether the tokenizer in ``folder`` gives continuous latents (a KL autoencoder, trained
+    here or imported) rather than code ids."""
+    return issubclass(_classes()[tokenizer_kind(folder)], KLTokenizer)
