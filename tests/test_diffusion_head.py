@@ -200,7 +200,7 @@ def test_respacing_follows_improved_ddpm():
 
 def test_ddpm_steps_mean_and_variance_by_hand():
     betas, abar = hand_alphas_cumprod()
-    kept = [0, 500, 999]  # space_timesteps(1000, 3)
+    kept = [0, 498, 995]  # space_timesteps(996, 3): the chain past lambda = -5.1 (steps 996-999) is skipped
     ab = abar[kept]
     b = 1 - ab / np.r_[1.0, ab[:-1]]
     pv = b * (1 - np.r_[1.0, ab[:-1]]) / (1 - ab)
@@ -217,7 +217,7 @@ def test_ddpm_steps_mean_and_variance_by_hand():
     g = gen(4)
     draws = torch.Generator().set_state(g.get_state())  # one N(0, I) [M, d] per noisy step
     out = ddpm_sample(eps_fn, x_T, CosineNoise(), 3, 0.5, g)
-    assert [float(t[0]) for _, t in calls] == [999.0, 500.0, 0.0]
+    assert [float(t[0]) for _, t in calls] == [995.0, 498.0, 0.0]
     x = x_T.numpy()
     for i, (seen, _) in zip((2, 1, 0), calls):
         np.testing.assert_allclose(seen.numpy(), x, rtol=1e-9, atol=1e-9)
@@ -284,7 +284,7 @@ def exact_eps(x, abar, sigma=SIGMA):
 
 def test_ddpm_recovers_a_gaussian():
     _, abar = hand_alphas_cumprod()
-    kept = [round(i * 999 / 99) for i in range(100)]
+    kept = [round(i * 995 / 99) for i in range(100)]  # over the 996 steps with lambda >= -5.1
     previous = dict(zip(kept[1:], kept[:-1]))
 
     def oracle(x, t):
