@@ -149,9 +149,9 @@ def ddpm_sample(eps_fn: EpsFn, x: Tensor, noise: GaussianChain, steps: int, temp
     The chain starts at the last step with lambda >= -5.1 (step 995 of the cosine chain), the
     end eMIGM's DPM-Solver clips to, not at step 999 as MAR's respacing does: at step 999
     abar is 2.4e-9, and the first respaced update multiplies the head's eps error by about
-    350 (1 / sqrt(abar_999) times the posterior's x0 coefficient). A head trained to eps RMS
-    error 0.03 there (maskgen's Fashion-MNIST model) then lands at latents of std ~260; MAR's
-    far larger, longer-trained heads keep that error small enough not to show."""
+    350 (1 / sqrt(abar_999) times the posterior's x0 coefficient): the small Fashion-MNIST
+    head's latents blew up from there, which MAR's far larger, longer-trained heads avoid by
+    keeping that error tiny."""
     chain, kept = respace(noise, steps, ClippedContinuousTime(noise).steps)
     m, d = x.shape
     for i in reversed(range(steps)):
