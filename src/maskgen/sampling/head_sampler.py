@@ -10,7 +10,8 @@ about guidance. DPM-Solver++ reads only the first d channels, so for it ``eps_fn
 return eps alone [M, d].
 
 **DDPM** (Ho et al. 2020 with improved DDPM's learned-range variance, Nichol & Dhariwal 2021
-Eq. 15): the 1000-step chain is respaced to ``steps`` evenly strided steps (improved DDPM
+Eq. 15): the chain (its first 996 steps, see ``ddpm_sample``) is respaced to ``steps``
+evenly strided steps (improved DDPM
 Sec. 4, "timestep respacing"), x_{t-1} = mu + temperature * sigma * n with n ~ N(0, I),
 no noise at the last step. The network time is the original step index. Temperature
 scales only the per-step noise (MAR, Li et al. 2024, Sec. 3.2 "temperature sampling", after
