@@ -34,15 +34,16 @@ class ImageNoise:
     def __len__(self) -> int:
         return len(self.generators)
 
-    def rand(self, shape: tuple[int, ...]) -> Tensor:
+    def _rows(self, draw, shape: tuple[int, ...]) -> Tensor:
         if not shape or shape[0] != len(self.generators):
             raise ValueError(f"a draw of shape {tuple(shape)} does not have one row per image ({len(self.generators)})")
-        return torch.stack([torch.rand(shape[1:], generator=g, device=self.device) for g in self.generators])
+        return torch.stack([draw(shape[1:], generator=g, device=self.device) for g in self.generators])
+
+    def rand(self, shape: tuple[int, ...]) -> Tensor:
+        return self._rows(torch.rand, shape)
 
     def randn(self, shape: tuple[int, ...]) -> Tensor:
-        if not shape or shape[0] != len(self.generators):
-            raise ValueError(f"a draw of shape {tuple(shape)} does not have one row per image ({len(self.generators)})")
-        return torch.stack([torch.randn(shape[1:], generator=g, device=self.device) for g in self.generators])
+        return self._rows(torch.randn, shape)
 
 
 class PositionNoise:
