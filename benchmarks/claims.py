@@ -306,3 +306,33 @@ def continuous_vs_discrete(r: Rows, n: Noise) -> str:
         f"{verdict(wins == 2, wins == 1)} with 002's premise (a masked generator over continuous tokens beats discrete-token "
         f"masked generators at equal transformer passes): " + "; ".join(parts) + " (FD / score)."
     )
+
+
+def solver_cause(r: Rows, n: Noise) -> str:
+    """Fixed before the 50-step row ran: DPM-Solver at 50 head steps solves the head's ODE
+    closely. Within the noise of the 8-step row: the gap to DDPM is the ODE itself (a
+    deterministic sampler with this head), not too few solver steps; within the noise of
+    DDPM's best: it was the step count."""
+    d8, d50 = r["dpm-solver 8", "16 steps"]["fd"], r["dpm-solver 50", "16 steps"]["fd"]
+    ddpm = min(r["ddpm 100 tau 1", "16 steps"]["fd"], r["ddpm 100 tuned", "16 steps"]["fd"])
+    if not n.real(d50 - ddpm) or d50 < ddpm:
+        cause = "too few solver steps: at 50 it reaches DDPM's quality"
+    elif not n.real(d50 - d8):
+        cause = "not the step count (50 solver steps change nothing beyond the noise); the probability-flow ODE of this small head is worse than its stochastic DDPM chain"
+    else:
+        cause = "partly the step count (50 steps improve on 8 beyond the noise) but DDPM stays better"
+    return f"Cause check for the head samplers: at 16 mask steps DPM-Solver FD {d8:.2f} (8 steps) → {d50:.2f} (50 steps) against DDPM's best {ddpm:.2f}: {cause}."
+
+
+def continuous_cause(r: Rows, n: Noise) -> str:
+    """Fixed before the reconstruction rows ran: if the KL tokenizer's reconstructions already
+    score at or above the continuous samples' FD (within the noise), its latents are the
+    floor; if they score far below (beyond the noise) while the VQ tokenizer's are not far
+    below the discrete samples, the continuous generator itself is what falls short."""
+    kl, vq = r["KL tokenizer", "reconstructions"]["fd"], r["VQ tokenizer", "reconstructions"]["fd"]
+    c = min(r["continuous", "8 steps"]["fd"], r["continuous", "16 steps"]["fd"])
+    floor = kl >= c or not n.real(c - kl)
+    what = ("the KL tokenizer: its own reconstructions score no better than the samples" if floor
+            else "the continuous generator (3000 steps, 3+3 blocks of width 128): the KL tokenizer's reconstructions score far better than its samples")
+    return (f"Cause check for continuous against discrete: reconstructions FD {kl:.2f} (KL tokenizer) and {vq:.2f} (VQ tokenizer) "
+            f"against the continuous samples' best {c:.2f}: the gap is {what}.")
