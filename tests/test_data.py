@@ -334,3 +334,22 @@ def test_unknown_spec_and_missing_path():
             open_dataset(spec)
     with pytest.raises(MaskgenError):
         open_dataset("embedded", split="test")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not an image"])
+def test_a_bad_image_is_named_when_the_folder_opens(tmp_path, damage):
+    """Issue: a corrupt PNG was found only when its batch was drawn, which on a real dataset
+    can be hours in. Opening the folder now checks every file and names the bad one."""
+    from PIL import Image
+
+    from maskgen.data import open_dataset
+
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((8, 8, 3), 40 * i, dtype=np.uint8)).save(tmp_path / c / f"{i}.png")
+    bad = tmp_path / "b" / "2.png"
+    data = bad.read_bytes()
+    bad.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"hello, not a png")
+    with pytest.raises(MaskgenError, match=r"cannot decode image .*b/2\.png"):
+        open_dataset(f"folder:{tmp_path}", image_size=8)
