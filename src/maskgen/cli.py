@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .convert.formats import add_import_options
 from .cli_checks import DEFAULT_SUBFOLDER, FOLDER_OUT, OneLineParser, output_folder, preflight, recipe_value
 from .folder_lock import folder_lock
 from .sampling_commands import add_sampler_options
@@ -122,14 +123,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     g.add_argument("--batch-time", action="store_true", help="one t per batch (002) instead of one per image")
     _train_options(p)
 
-    p = verb("import", "Convert a published generator checkpoint and its tokenizer into a maskgen model folder.")
-    p.add_argument("--format", required=False, help="valeoai-v1 (MaskGIT + taming VQGAN) or mar (MAR / eMIGM + KL-16 VAE)")
-    p.add_argument("--generator", required=False, help="the published generator checkpoint (.pth)")
-    p.add_argument("--tokenizer", required=False, help="the published tokenizer checkpoint (.ckpt)")
-    p.add_argument("--out", required=False, help="model folder to write")
-    p.add_argument("--image-size", type=int, default=256, help="image size the tokenizer works at (not recorded in the files)")
-    p.add_argument("--heads", type=int, default=None, help="attention heads (default: the published preset for the width)")
-    p.add_argument("--raw-weights", dest="use_ema", action="store_false", help="MAR/eMIGM: the raw weights (model) instead of the EMA ones")
+    add_import_options(verb("import", "Convert a published generator checkpoint and its tokenizer into a maskgen model folder."))
 
     p = verb("finetune-sg", "Fine-tune a TOAST self-guidance module on a frozen generator (000); only the module trains.")
     p.add_argument("--model", required=False, help="model folder (generator + tokenizer)")

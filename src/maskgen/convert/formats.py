@@ -8,6 +8,7 @@ works on it unchanged.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -71,3 +72,14 @@ def import_published(fmt: str, generator: str | Path, tokenizer: str | Path, out
     tok.save(out, imported_from=source)
     gen.save(out, imported_from=source)
     return out
+
+
+def add_import_options(p: argparse.ArgumentParser) -> None:
+    """``maskgen import``'s options."""
+    p.add_argument("--format", required=False, help=" or ".join(f"{name} ({f.about})" for name, f in FORMATS.items()))
+    p.add_argument("--generator", required=False, help="the published generator checkpoint (.pth)")
+    p.add_argument("--tokenizer", required=False, help="the published tokenizer checkpoint (.ckpt)")
+    p.add_argument("--out", required=False, help="model folder to write")
+    p.add_argument("--image-size", type=int, default=256, help="image size the tokenizer works at (not recorded in the files)")
+    p.add_argument("--heads", type=int, default=None, help="attention heads (default: the published preset for the width)")
+    p.add_argument("--raw-weights", dest="use_ema", action="store_false", help="MAR/eMIGM: the raw weights (model) instead of the EMA ones")
