@@ -82,7 +82,7 @@ def test_encode_cache_then_train_and_resume(model_dir, tmp_path):
         (["train-tokenizer", "--data", "mnist-ish", "--out", "X", *TOK], "unknown data spec"),
         (["train", "--data", "embedded", "--tokenizer", "TOK", "--out", "X", "--schedule", "sigmoid"], "unknown schedule"),
         (["train", "--data", "embedded", "--tokenizer", "TOK", "--out", "X", "--masking", "blocks"], "unknown masking"),
-        (["sample", "--model", "MODEL", "--out", "X", "--sampler", "beam"], "unknown fill rule 'beam'; choose from confidence, ancestral, flow, critic"),
+        (["sample", "--model", "MODEL", "--out", "X", "--sampler", "beam"], "unknown fill rule 'beam'; choose from confidence, ancestral, halton, flow, critic"),
         (["sample", "--model", "MODEL", "--out", "X", "--sampler", "flow", "--choice-temperature", "25"], "--choice-temperature applies to the confidence fill rule"),
         (["sample", "--model", "MODEL", "--out", "X", "--sampler", "critic", "--temperature", "2"], "leave the draw temperature at 1"),
         (["sample", "--model", "MODEL", "--out", "X", "--spec", "/no/such/spec.json"], "spec file does not exist"),

@@ -278,3 +278,37 @@ def test_a_zero_scale_guidance_loads_nothing(generator):
     assert s.guidance == [] and s.spec.guidance[0].kind == "self"
     with pytest.raises(AssertionError, match="no self-guidance module"):
         build_sampler(generator, guidance="self", scale=1.0, steps=2)
+
+
+def test_halton_order_is_the_published_sequence_and_covers_the_grid():
+    """Besnier et al. 2025: rows from base 2 (1/2, 1/4, 3/4, 1/8, 5/8 ...), columns from
+    base 3 (1/3, 2/3, 1/9, 4/9, 7/9 ...), scaled by the grid and floored, repeats dropped."""
+    from maskgen.sampling.fill import halton_order
+
+    order = halton_order((8, 8)).tolist()
+    # (4, 2), (2, 5), (6, 0), (1, 3), (5, 6) by hand from the two sequences above
+    assert order[:5] == [4 * 8 + 2, 2 * 8 + 5, 6 * 8 + 0, 1 * 8 + 3, 5 * 8 + 6]
+    assert sorted(order) == list(range(64))
+    assert sorted(halton_order((3, 5)).tolist()) == list(range(15))
+
+
+def test_halton_rule_reveals_the_next_slice_of_the_order(generator):
+    from maskgen.sampling.fill import halton_order
+
+    sampler = build_sampler(generator, sampler="halton", steps=4, schedule="linear")
+    res = sampler(torch.tensor([0, 1]), torch.Generator().manual_seed(0))
+    # linear schedule, N = 16: 12, 8, 4, 0 still masked after each step
+    assert [h[0] for h in res.masked_per_step] == [12, 8, 4, 0] and res.nfe == 4
+    # the first step reveals exactly the first 4 positions of the order, in every row
+    from maskgen.sampling.denoiser import DiscreteDenoiser
+    from maskgen.sampling.fill import HaltonFill, Proposal, Step
+    from maskgen.schedules import get_schedule
+
+    model = DiscreteDenoiser(generator)
+    x = model.blank(2, torch.device("cpu"))
+    p = Proposal(x, model.masked(x), torch.zeros(2, 16, dtype=torch.long), torch.zeros(2, 16), torch.tensor([0, 1]))
+    after = HaltonFill()(model, p, Step(0, 4, 1.0, 0.75, get_schedule("linear")), torch.Generator())
+    revealed = (~model.masked(after)).nonzero()[:, 1].view(2, 4).sort(dim=1).values
+    # 4x4 grid: (2, 1), (1, 2), (3, 0), (0, 1) from the sequences above
+    assert revealed.tolist() == [sorted([2 * 4 + 1, 1 * 4 + 2, 3 * 4 + 0, 0 * 4 + 1])] * 2
+    assert halton_order(generator.config.grid)[:4].tolist() == [9, 6, 12, 1]

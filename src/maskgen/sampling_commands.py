@@ -221,7 +221,7 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
     to what is left out); an option the chosen fill rule or guidance does not have is refused."""
     g = p.add_argument_group("sampler (defaults: maskgen.sampling.spec.SamplerSpec)")
     g.add_argument("--spec", default=None, help="a sampler spec (JSON/YAML) or a samples.json to replay; excludes the options below")
-    g.add_argument("--sampler", default=None, help="fill rule: confidence (MaskGIT, default), ancestral (eMIGM), flow (Discrete Interpolants), critic (Token-Critic)")
+    g.add_argument("--sampler", default=None, help="fill rule: confidence (MaskGIT, default), ancestral (eMIGM), halton (Halton order), flow (Discrete Interpolants), critic (Token-Critic)")
     g.add_argument("--steps", type=int, default=None, help="T (default 8; refine: 9)")
     g.add_argument("--schedule", default=None, help="mask schedule (default cosine)")
     g.add_argument("--temperature", type=float, default=None, help="softmax temperature of the token draw (default 1)")

@@ -92,6 +92,16 @@ class FillRule:
 GUMBEL_ANNEALING = ("linear", "compound", "warmup", "random", "none")
 
 
+def reveal_highest(model, p: Proposal, step: Step, priority: Tensor) -> Tensor:
+    """Reveal the masked positions of highest ``priority`` [B, N] so that floor(N gamma(s))
+    stay masked, at most one fewer than now and at least one (official MaskGIT's count)."""
+    masked = p.masked
+    n, remaining = masked.shape[1], masked.sum(1)
+    target = torch.clamp(torch.minimum(torch.full_like(remaining, math.floor(n * step.gamma_s)), remaining - 1), min=1)
+    ranks = priority.masked_fill(~masked, float("inf")).argsort(dim=1).argsort(dim=1)
+    return model.place(p.x, masked & ~(ranks < target[:, None]), p.candidates)
+
+
 class ConfidenceFill(FillRule):
     """MaskGIT: keep the most confident draws so the masked count follows gamma(s).
 
@@ -144,13 +154,9 @@ class ConfidenceFill(FillRule):
         return self.choice_temperature * a
 
     def __call__(self, model, p, step, generator):
-        masked = p.masked
         if step.last:
-            return model.place(p.x, masked, p.candidates)
-        shape, device = tuple(masked.shape), masked.device
-        n, remaining = shape[1], masked.sum(1)
-        # still masked after the step: floor(N gamma(s)), at most one fewer than now, at least one
-        target = torch.clamp(torch.minimum(torch.full_like(remaining, math.floor(n * step.gamma_s)), remaining - 1), min=1)
+            return model.place(p.x, p.masked, p.candidates)
+        shape, device = tuple(p.masked.shape), p.masked.device
         if self.annealing == "random":
             confidence = uniform(shape, generator, device)
         else:
@@ -158,10 +164,7 @@ class ConfidenceFill(FillRule):
             scale = self.noise_scale(step)
             if scale > 0:
                 confidence = confidence + scale * gumbel(shape, generator, device)
-        confidence = confidence.masked_fill(~masked, float("inf"))
-        ranks = confidence.argsort(dim=1).argsort(dim=1)
-        keep_masked = ranks < target[:, None]
-        return model.place(p.x, masked & ~keep_masked, p.candidates)
+        return reveal_highest(model, p, step, confidence)
 
     def settings(self):
         return {"fill": self.name, "choice_temperature": self.choice_temperature, "annealing": self.annealing}
@@ -198,3 +201,50 @@ class FlowEulerFill(FillRule):
         prob = min(1.0, (step.t - step.s) * rate)
         reveal = p.masked & (uniform(tuple(p.masked.shape), generator, p.masked.device) < prob)
         return model.place(p.x, reveal, p.candidates)
+
+
+def radical_inverse(i: int, base: int) -> float:
+    """The i-th point of the van der Corput sequence in ``base`` (i = 1: 1/base)."""
+    value, scale = 0.0, 1.0 / base
+    while i:
+        i, digit = divmod(i, base)
+        value += digit * scale
+        scale /= base
+    return value
+
+
+def halton_order(grid: tuple[int, int]) -> Tensor:
+    """Every position of an h x w grid once, in the order of the 2-D Halton sequence (base 2
+    for the row, base 3 for the column, from the points 1/2 and 1/3), repeated cells dropped
+    keeping the first: Besnier et al. 2025, "Halton Scheduler for Masked Generative Image
+    Transformer", Sec. 3. Returns flat indices row * w + col, [h w]."""
+    h, w = grid
+    order: list[int] = []
+    seen: set[int] = set()
+    i = 1
+    while len(order) < h * w:
+        cell = math.floor(radical_inverse(i, 2) * h) * w + math.floor(radical_inverse(i, 3) * w)
+        if cell not in seen:
+            seen.add(cell)
+            order.append(cell)
+        i += 1
+    return torch.tensor(order, dtype=torch.long)
+
+
+class HaltonFill(FillRule):
+    """Halton order (Besnier et al. 2025): positions are revealed in a fixed low-discrepancy
+    order over the grid, spread evenly from the first step, instead of by confidence; the
+    number revealed per step follows the schedule as in MaskGIT. Every position is drawn,
+    only the next slice of the order is kept, so it works with any token draw and guidance,
+    and on continuous tokens too."""
+
+    name = "halton"
+
+    def __call__(self, model, p, step, generator):
+        if step.last:
+            return model.place(p.x, p.masked, p.candidates)
+        order = halton_order(tuple(model.grid)).to(p.masked.device)
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(len(order), device=order.device)
+        priority = -rank.to(torch.float32).expand(p.masked.shape)  # earlier in the order: revealed first
+        return reveal_highest(model, p, step, priority)

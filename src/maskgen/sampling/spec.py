@@ -23,244 +23,35 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any
 
 from ..errors import MaskgenError
 from ..schedules import get_schedule
-from .head_sampler import HeadSampling
 from .draw import TokenDraw
-from .guidance import (
-    BlurGuidance,
-    ClassifierFreeGuidance,
-    Guidance,
-    GuidanceScale,
-    SelfAttentionGuidance,
-    SelfGuidance,
+from .head_sampler import HeadSampling
+from .pieces import (  # noqa: F401 - the piece specs are part of this module's interface
+    FILLS,
+    GUIDANCES,
+    AncestralSpec,
+    BlurSpec,
+    CFGSpec,
+    ComponentSource,
+    ConfidenceSpec,
+    CriticSpec,
+    FlowSpec,
+    GuidanceSpec,
+    HaltonSpec,
+    PieceSpec,
+    Registry,
+    SAGSpec,
+    SelfSpec,
+    _fields,
+    _from_dict,
 )
 
 
-class ComponentSource(Protocol):
-    """What ``build`` needs besides the denoiser: networks trained on the generator."""
-
-    def denoiser(self): ...
-    def critic(self, folder: str | Path | None = None): ...
-    def self_guidance_module(self, folder: str | Path | None = None): ...
-
-
-def _finite(what: str, value: float, minimum: float | None = None) -> None:
-    """One line for a NaN, an infinity or a value below ``minimum`` (NaN scales silently
-    turn every image into one repeated token)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise MaskgenError(f"{what} must be a finite number, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise MaskgenError(f"{what} must be >= {minimum:g}, got {value!r}")
-
-
-def _fields(cls) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
-
-
-def _from_dict(cls, data: dict[str, Any], what: str):
-    if not isinstance(data, dict):
-        raise MaskgenError(f"{what} must be a mapping, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(_fields(cls)))
-    if unknown:
-        raise MaskgenError(f"{what} has no option {', '.join(map(repr, unknown))}; its options: {', '.join(_fields(cls)) or 'none'}")
-    try:
-        return cls(**data)
-    except TypeError as e:
-        raise MaskgenError(f"bad {what}: {e}") from None
-
-
-class Registry(dict):
-    """Name -> spec class, for the pieces a spec file names by ``kind``."""
-
-    def __init__(self, what: str):
-        super().__init__()
-        self.what = what
-
-    def register(self, cls):
-        self[cls.kind] = cls
-        return cls
-
-    def lookup(self, name: str):
-        if name not in self:
-            raise MaskgenError(f"unknown {self.what} {name!r}; choose from {', '.join(self)}")
-        return self[name]
-
-    def from_dict(self, data: dict[str, Any]):
-        if not isinstance(data, dict) or "kind" not in data:
-            raise MaskgenError(f"a {self.what} spec needs a 'kind' ({', '.join(self)}), got {data!r}")
-        cls = self.lookup(data["kind"])
-        return _from_dict(cls, {k: v for k, v in data.items() if k != "kind"}, f"the {data['kind']} {self.what}")
-
-
-class PieceSpec:
-    kind: ClassVar[str] = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {"kind": self.kind}
-        for k, v in dataclasses.asdict(self).items():
-            out[k] = list(v) if isinstance(v, tuple) else v
-        return out
-
-
-# -- fill rules ----------------------------------------------------------------------------
-FILLS = Registry("fill rule")
-
-
-@FILLS.register
-@dataclass
-class ConfidenceSpec(PieceSpec):
-    """MaskGIT's confidence rule (Chang et al. 2022): Gumbel temperature and its annealing."""
-
-    kind: ClassVar[str] = "confidence"
-    choice_temperature: float = 4.5
-    annealing: str = "linear"
-
-    def __post_init__(self) -> None:
-        _finite("choice temperature", self.choice_temperature, 0.0)
-
-    def build(self, source: ComponentSource):
-        from .fill import ConfidenceFill
-
-        return ConfidenceFill(self.choice_temperature, self.annealing)
-
-
-@FILLS.register
-@dataclass
-class AncestralSpec(PieceSpec):
-    """eMIGM's ancestral rule (You et al. 2025, Eq. 6): random positions."""
-
-    kind: ClassVar[str] = "ancestral"
-
-    def build(self, source: ComponentSource):
-        from .fill import AncestralFill
-
-        return AncestralFill()
-
-
-@FILLS.register
-@dataclass
-class FlowSpec(PieceSpec):
-    """Discrete Interpolants' Euler step (Hu & Ommer 2025, Alg. 1)."""
-
-    kind: ClassVar[str] = "flow"
-
-    def build(self, source: ComponentSource):
-        from .fill import FlowEulerFill
-
-        return FlowEulerFill()
-
-
-@FILLS.register
-@dataclass
-class CriticSpec(PieceSpec):
-    """Token-Critic (Lezama et al. 2022, Alg. 2): selection noise K and token temperature a t + b."""
-
-    kind: ClassVar[str] = "critic"
-    critic: str | None = None  # folder; default <model>/critic
-    noise: float = 1.0
-    temperature: tuple[float, float] = (0.0, 1.0)
-
-    def __post_init__(self) -> None:
-        _finite("critic selection noise", self.noise, 0.0)
-        if len(tuple(self.temperature)) != 2:
-            raise MaskgenError(f"critic temperature is (a, b) of a t + b, got {self.temperature}")
-        for v in self.temperature:
-            _finite("critic temperature", v)
-        self.temperature = tuple(float(v) for v in self.temperature)
-
-    def build(self, source: ComponentSource):
-        from .critic import CriticFill
-
-        return CriticFill(source.critic(self.critic), self.noise, self.temperature)
-
-
-# -- guidance ------------------------------------------------------------------------------
-GUIDANCES = Registry("guidance")
-
-
-@dataclass
-class GuidanceSpec(PieceSpec):
-    """A guidance and its scale schedule (constant or linear ramp; active on lo < s <= hi)."""
-
-    scale: float = 1.0
-    ramp: str = "constant"
-    interval: tuple[float, float] | None = None
-
-    def __post_init__(self) -> None:
-        _finite(f"{self.kind} guidance scale", self.scale)
-        if self.interval is not None:
-            self.interval = tuple(float(v) for v in self.interval)
-        self.scale_schedule()  # validates
-
-    def scale_schedule(self) -> GuidanceScale:
-        return GuidanceScale(self.scale, self.ramp, self.interval)
-
-    def build(self, source: ComponentSource) -> Guidance:
-        raise NotImplementedError
-
-
-@GUIDANCES.register
-@dataclass
-class CFGSpec(GuidanceSpec):
-    """Classifier-free guidance: the weak branch is the unconditional input."""
-
-    kind: ClassVar[str] = "cfg"
-
-    def build(self, source):
-        return ClassifierFreeGuidance(self.scale_schedule(), source.denoiser().null_class)
-
-
-@GUIDANCES.register
-@dataclass
-class BlurSpec(GuidanceSpec):
-    """Blur guidance on the logits over the token grid (self-guidance paper, Table 2)."""
-
-    kind: ClassVar[str] = "blur"
-    sigma: float = 1.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _finite("blur sigma", self.sigma, 1e-6)
-
-    def build(self, source):
-        return BlurGuidance(self.scale_schedule(), source.denoiser().grid, self.sigma)
-
-
-@GUIDANCES.register
-@dataclass
-class SAGSpec(GuidanceSpec):
-    """Self-attention guidance with re-masking (self-guidance paper, Table 2)."""
-
-    kind: ClassVar[str] = "sag"
-    threshold: float = 1.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _finite("SAG threshold", self.threshold)
-
-    def build(self, source):
-        return SelfAttentionGuidance(self.scale_schedule(), source.denoiser().mask_id, self.threshold)
-
-
-@GUIDANCES.register
-@dataclass
-class SelfSpec(GuidanceSpec):
-    """Self-guidance (Hur et al. 2024, Eq. 6) with a fine-tuned TOAST module."""
-
-    kind: ClassVar[str] = "self"
-    module: str | None = None  # folder; default <model>/self-guidance
-
-    def build(self, source):
-        return SelfGuidance(self.scale_schedule(), source.self_guidance_module(self.module))
-
-
-# -- the sampler ---------------------------------------------------------------------------
 def _fill_default() -> PieceSpec:
     return ConfidenceSpec()
 
@@ -380,6 +171,7 @@ class SamplerSpec:
 FILL_OPTIONS = {
     "confidence": {"choice_temperature": "choice_temperature", "annealing": "annealing"},
     "ancestral": {},
+    "halton": {},
     "flow": {},
     "critic": {"critic": "critic", "critic_noise": "noise", "critic_temperature": "temperature"},
 }
