@@ -5,6 +5,9 @@ Each recipe is loaded through the CLI's recipe loader (which refuses unknown key
 model shrunk on the command line. Accumulation is checked against one full batch.
 """
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from torch.utils.data import TensorDataset
 
 from maskgen.cli import build_parser, load_recipe, main
 from maskgen.data.encode import encode_dataset
+from maskgen.training.checkpoints import StepCheckpoints
 from maskgen.tokenizers import KLConfig, KLTokenizer, VQConfig, VQTokenizer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -93,3 +97,22 @@ def test_bad_accumulation_is_one_line(caches, tmp_path, capsys, extra, match):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert match in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="gloo test on linux")
+def test_two_processes_accumulating_match_one_process(tmp_path):
+    """Under torchrun, 2 processes x 2 micro-batches (DDP no_sync on the first) = 1 process, 1 batch."""
+    here = Path(__file__).parent
+    # this checkout's package first, whichever one the interpreter has installed
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(here), str(here.parent / "src")])}
+    worker = str(here / "train_worker.py")
+    subprocess.run([sys.executable, worker, str(tmp_path / "one"), "3"], check=True, env=env, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", worker, str(tmp_path / "two"), "3", "2"],
+        env=env, timeout=300, capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    a, b = (load_file(str(StepCheckpoints(tmp_path / d).latest() / "train_state.safetensors")) for d in ("one", "two"))
+    for key in a:
+        if key.startswith("model."):
+            torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
