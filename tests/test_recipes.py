@@ -13,7 +13,8 @@ RECIPES = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_recipe_parses(path):
-    verb = path.read_text().splitlines()[0].split()[2]
+    words = path.read_text().splitlines()[0].split()  # "# maskgen VERB ..." or "# torchrun ... -m maskgen.cli VERB ..."
+    verb = words[next(i for i, w in enumerate(words) if w in ("maskgen", "maskgen.cli")) + 1]
     parser, verbs = build_parser()
     recipe = load_recipe(str(path), verbs[verb])
     verbs[verb].set_defaults(**recipe)

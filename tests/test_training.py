@@ -148,7 +148,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo test on linux")
 def test_two_process_ddp_matches_one_process(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
+    # this checkout's package first, whichever one the interpreter has installed
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent / "src")])}
     worker = str(HERE / "train_worker.py")
     subprocess.run([sys.executable, worker, str(tmp_path / "one"), "6"], check=True, env=env, timeout=300)
     run = subprocess.run(

@@ -67,6 +67,8 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--num-workers", type=int, default=0, help="data loader workers for lazy image folders")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     g.add_argument("--no-bf16", dest="bf16", action="store_false", help="disable bf16 autocast on CUDA")
+    g.add_argument("--accumulate", type=int, default=1, help="micro-batches per optimizer step (the global batch stays --batch-size)")
+    g.add_argument("--compile", action="store_true", help="wrap the model in torch.compile (CUDA: faster steps after a slow first one)")
     g.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in OUT/checkpoints")
     g.add_argument("--overwrite", action="store_true", help="start afresh in an OUT that already holds a training run")
     g.add_argument("--stop-at", type=int, default=None, help="stop (checkpointed) at this step; continue later with --resume")

@@ -107,7 +107,7 @@ def refuse_silent_overwrite(out: str | None, resume: bool, overwrite: bool) -> N
 
 
 # settings that shape a run's trajectory: resuming with others would not continue the same run
-RESUME_IGNORES = {"save_every", "log_every", "num_workers", "device", "bf16"}
+RESUME_IGNORES = {"save_every", "log_every", "num_workers", "device", "bf16", "accumulate", "compile"}  # the same run, reached another way
 OBJECTIVES = {
     "train": ("training.masking", "MaskedObjectiveConfig"),
     "finetune-sg": ("training.self_guidance", "SelfGuidanceObjectiveConfig"),

@@ -1,5 +1,6 @@
 """The one training loop: AdamW, warmup + cosine learning rate, gradient clipping, EMA
-weights, bf16 autocast on CUDA, atomic checkpoints, exact resume, DistributedDataParallel.
+weights, bf16 autocast on CUDA, atomic checkpoints, exact resume, DistributedDataParallel,
+gradient accumulation and optional ``torch.compile``.
 
 Every source of randomness is a function of (seed, step): the batch indices come from a
 per-epoch permutation and the objective's noise from a generator seeded per step. So a
@@ -10,6 +11,7 @@ resumed run replays exactly what an uninterrupted one would have done, and a run
 from __future__ import annotations
 
 import atexit
+import contextlib
 import copy
 import math
 import os
@@ -30,7 +32,6 @@ from ..validate import flag, integer, number, pair
 from .context import Objective, StepContext
 
 
-
 @dataclass
 class TrainConfig:
     steps: int = 2000
@@ -48,12 +49,15 @@ class TrainConfig:
     num_workers: int = 0
     bf16: bool = True  # autocast, CUDA only
     device: str = "auto"
+    accumulate: int = 1  # micro-batches per optimizer step, per process (the global batch stays batch_size)
+    compile: bool = False  # wrap the model in torch.compile
+
 
     def __post_init__(self) -> None:
         # Every field is checked here, so the CLI, a recipe and the Python API refuse the
         # same values before a model is built; a bad value found mid-run costs the run.
         o = "TrainConfig"
-        for name in ("steps", "batch_size", "save_every", "log_every"):
+        for name in ("steps", "batch_size", "save_every", "log_every", "accumulate"):
             setattr(self, name, integer(name, getattr(self, name), 1, o))
         for name in ("warmup", "num_workers"):
             setattr(self, name, integer(name, getattr(self, name), 0, o))
@@ -65,6 +69,7 @@ class TrainConfig:
         self.ema = number("ema", self.ema, 0.0, 1.0, hi_open=True, owner=o)
         self.betas = tuple(number(f"betas[{i}]", b, 0.0, 1.0, hi_open=True, owner=o) for i, b in enumerate(pair("betas", self.betas, o)))
         flag("bf16", self.bf16, o)
+        flag("compile", self.compile, o)
         self.device = device_spec(self.device)
 
 
@@ -205,8 +210,10 @@ class Trainer:
         self.config = config
         self.out = Path(out)
         self.rank, self.world = distributed_setup()
-        if config.batch_size % self.world:
-            raise MaskgenError(f"batch size {config.batch_size} does not split over {self.world} processes")
+        if config.batch_size % (self.world * config.accumulate):
+            raise MaskgenError(
+                f"batch size {config.batch_size} does not split over {self.world} processes x {config.accumulate} accumulated micro-batches"
+            )
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
         self.ema_model = copy.deepcopy(self.model).eval() if config.ema > 0 else None
@@ -233,9 +240,12 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.checkpoints = StepCheckpoints(self.out)
         self.wrapped = self.model
+        self.ddp: nn.parallel.DistributedDataParallel | None = None
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.wrapped = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            self.wrapped = self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if config.compile:  # checkpoints keep reading self.model, so no "_orig_mod." keys
+            self.wrapped = torch.compile(self.wrapped)
 
     # -- state ---------------------------------------------------------------------------
     def state_tensors(self) -> dict[str, Tensor]:
@@ -309,6 +319,36 @@ class Trainer:
     def _to_device(self, batch):
         return tuple(x.to(self.device, non_blocking=True) if isinstance(x, Tensor) else x for x in batch)
 
+    def micro_batches(self, batch) -> Iterator[tuple[slice, Any]]:
+        """This rank's batch as ``accumulate`` micro-batches with their global rows (the objective
+        keeps those rows of its global-batch noise, so the noise is the whole batch's)."""
+        k = self.config.accumulate
+        if k == 1:
+            yield self.rows, batch
+            return
+        m = (self.rows.stop - self.rows.start) // k
+        for j in range(k):
+            part = tuple(x[j * m : (j + 1) * m] if isinstance(x, Tensor) else x for x in batch)
+            yield slice(self.rows.start + j * m, self.rows.start + (j + 1) * m), part
+
+    def accumulate_gradients(self, step: int, batch, autocast: bool) -> dict[str, float]:
+        """Backpropagate each micro-batch's loss / ``accumulate`` (summed: the whole batch's mean),
+        DDP syncing on the last one only; return the metrics averaged over micro-batches."""
+        c = self.config
+        metrics: dict[str, float] = {}
+        self.optimizer.zero_grad(set_to_none=True)
+        for j, (rows, part) in enumerate(self.micro_batches(batch)):
+            ctx = StepContext(step=step, rng=step_generator(c.seed, step), rows=rows, global_batch=c.batch_size)
+            last = j == c.accumulate - 1
+            with self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext():
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+                    loss, micro = self.objective(self.wrapped, part, ctx)
+                self._check_finite(loss, step)
+                (loss / c.accumulate if c.accumulate > 1 else loss).backward()
+            for key, value in micro.items():
+                metrics[key] = metrics.get(key, 0.0) + value / c.accumulate
+        return metrics
+
     def fit(self, resume: bool = False, progress: bool = True, until: int | None = None) -> list[dict[str, float]]:
         """Train to ``config.steps`` (or stop early at step ``until``, saving, to resume later)."""
         c = self.config
@@ -329,12 +369,7 @@ class Trainer:
             lr = learning_rate(step, c)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            ctx = StepContext(step=step, rng=step_generator(c.seed, step), rows=self.rows, global_batch=c.batch_size)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
-                loss, metrics = self.objective(self.wrapped, batch, ctx)
-            self._check_finite(loss, step)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            metrics = self.accumulate_gradients(step, batch, autocast)
             if c.grad_clip > 0:
                 metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip))
             self.optimizer.step()
