@@ -62,7 +62,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 RECIPES = {"maskgit": CONFIGS / "maskgit-imagenet256.yaml", "emigm-b": CONFIGS / "emigm-b-imagenet256.yaml"}
 SAMPLERS = {
     "maskgit": dict(sampler="confidence", steps=8, schedule="cosine", choice_temperature=4.5, annealing="linear", cfg=2.0),
-    "emigm-b": dict(sampler="ancestral", steps=16, schedule="exp", head_sampler="dpm-solver", head_steps=8, cfg=4.0, cfg_interval=(0.1, 0.3)),
+    # eMIGM's cfg 4 in u + cfg (c - u) is s = 3 in maskgen's weak + (1 + s)(strong - weak)
+    "emigm-b": dict(sampler="ancestral", steps=16, schedule="exp", head_sampler="dpm-solver", head_steps=8, cfg=3.0, cfg_interval=(0.1, 0.3)),
 }
 # dense bf16 peak, TFLOP/s, by a substring of torch.cuda.get_device_name()
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
