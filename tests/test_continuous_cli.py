@@ -46,9 +46,9 @@ def test_sample_and_replay(continuous_dir, tmp_path, capsys, head):
 @pytest.mark.parametrize(
     "extra, match",
     [
-        (["--sampler", "confidence"], "continuous"),
+        (["--sampler", "confidence"], "ranks token log-probabilities, which a continuous-token generator does not give"),
         (["--sampler", "ancestral", "--top-k", "5"], "top_k of the token draw applies to discrete tokens"),
-        (["--sampler", "ancestral", "--guidance", "self"], "self"),
+        (["--sampler", "ancestral", "--guidance", "self"], "self-guidance works on a discrete-token generator"),
         (["--sampler", "ancestral", "--head-sampler", "dpm-solver", "--head-temperature", "0.5"], "no effect with the deterministic dpm-solver"),
         (["--sampler", "ancestral", "--head-sampler", "euler"], "unknown head sampler"),
     ],

@@ -71,22 +71,22 @@ class PositionNoise:
 Noise = Union[torch.Generator, ImageNoise, PositionNoise]
 
 
+def _draw(method: str, shape: tuple[int, ...], generator: Noise, device) -> Tensor:
+    if not isinstance(generator, torch.Generator):  # ImageNoise, or a view of it
+        out = getattr(generator, method)(shape)
+    else:
+        out = getattr(torch, method)(shape, generator=generator, device=generator.device)
+    return out.to(device) if device is not None else out
+
+
 def uniform(shape: tuple[int, ...], generator: Noise, device: torch.device | str | None = None) -> Tensor:
     """U(0,1) from ``generator`` (one stream, or one per image); moved to ``device``."""
-    if not isinstance(generator, torch.Generator):  # ImageNoise, or a view of it
-        u = generator.rand(shape)
-    else:
-        u = torch.rand(shape, generator=generator, device=generator.device)
-    return u.to(device) if device is not None else u
+    return _draw("rand", shape, generator, device)
 
 
 def normal(shape: tuple[int, ...], generator: Noise, device: torch.device | str | None = None) -> Tensor:
     """N(0, 1) from ``generator`` (one stream, or one per image); moved to ``device``."""
-    if not isinstance(generator, torch.Generator):  # ImageNoise, or a view of it
-        z = generator.randn(shape)
-    else:
-        z = torch.randn(shape, generator=generator, device=generator.device)
-    return z.to(device) if device is not None else z
+    return _draw("randn", shape, generator, device)
 
 
 def gumbel(shape: tuple[int, ...], generator: Noise, device=None) -> Tensor:

@@ -37,9 +37,8 @@ orders, clipping and network time as eMIGM's vendored copy of Lu's ``dpm_solver_
 solver type ``dpmsolver``), tested against that code run in float64. Two numerical
 differences: maskgen computes the schedule and every step coefficient in float64 (eMIGM's
 schedule tables and lambda round trips are float32), and it takes the inner ratios r1, r2
-as exactly 1/3, 2/3 (or 1/2) where eMIGM recovers them through that round trip. On the
-test fixture eMIGM's float32 run strays from the float64 solution by about 1e-5 at 8 steps
-(3e-4 at 2), maskgen's float32 run by under 1e-6. diffusers' ``DPMSolverSinglestepScheduler``
+as exactly 1/3, 2/3 (or 1/2) where eMIGM recovers them through that round trip, so its
+float32 runs round differently from ours. diffusers' ``DPMSolverSinglestepScheduler``
 is a different variant: its time grid is integer training steps (uniform in the step, not
 in lambda), its intermediate points are grid points, and it clips lambda only if asked.
 """
