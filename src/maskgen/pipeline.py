@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -176,11 +177,16 @@ class MaskGen:
         progress: bool = True,
         init: Tensor | None = None,
         rejection: ClassifierRejection | None = None,
+        given: Tensor | None = None,
+        on_step: Callable[[int, Tensor], None] | None = None,
     ) -> tuple[Tensor, SampleResult]:
         """Sample images (uint8 [B, C, H, W]) for ``labels``, ``batch_size`` at a time, seeded.
 
         ``init`` (token grids [B, N]) refines finished samples instead of starting blank;
-        ``rejection`` draws k candidates per image and keeps the classifier's favourite.
+        ``given`` (states [B, N], or [B, N, d] latents, masked where to sample) completes
+        them, every other position kept (inpainting: ``inpainting.inpaint``);
+        ``rejection`` draws k candidates per image and keeps the classifier's favourite;
+        ``on_step(i, x)`` sees each chunk's state after each step.
         """
         labels = torch.as_tensor(labels, dtype=torch.long)
         sampler.check_labels(labels)
@@ -188,6 +194,8 @@ class MaskGen:
             raise MaskgenError("refining finished samples needs a discrete-token generator and its Token-Critic")
         if init is not None:
             init = torch.as_tensor(init, dtype=torch.long).reshape(len(labels), -1)
+        if given is not None and len(given) != len(labels):
+            raise MaskgenError(f"a partial state to complete must be given per label ({len(labels)}), got {len(given)}")
         k = rejection.candidates if rejection else 1
         per_chunk = max(1, batch_size // k)
         tokens, images, nfe = [], [], {}
@@ -197,7 +205,8 @@ class MaskGen:
             n = len(chunk) // k
             keys = [(start + i,) if j == 0 else (start + i, j) for j in range(k) for i in range(n)]
             noise = ImageNoise(seed, keys, self.device)
-            res = sampler(chunk, noise, init=None if init is None else init[start : start + per_chunk].repeat(k, 1))
+            part = lambda state: None if state is None else state[start : start + per_chunk].repeat(k, *[1] * (state.dim() - 1))  # noqa: E731
+            res = sampler(chunk, noise, init=part(init), given=part(given), on_step=on_step)
             imgs = self.tokenizer.decode(res.tokens if self.continuous else res.tokens.view(-1, *self.tokenizer.grid)).cpu()
             keep = rejection.select(imgs, chunk.cpu()) if rejection else torch.arange(len(chunk))
             tokens.append(res.tokens.cpu()[keep])

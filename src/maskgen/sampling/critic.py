@@ -16,8 +16,6 @@ lowest-scored ones, then the usual steps follow. With the schedule ``0.6 * cosin
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
@@ -41,13 +39,18 @@ class CriticFill(FillRule):
             scores = scores + self.noise * t * (uniform(tuple(x.shape), generator, x.device) - 0.5)
         return scores
 
-    def remask(self, model, x: Tensor, labels: Tensor, t: float, gamma: float, generator: Noise) -> Tensor:
-        """Mask the ceil(N gamma) tokens the critic finds least real (plus selection noise)."""
+    def remask(self, model, x: Tensor, labels: Tensor, t: float, gamma: float, generator: Noise, region: Tensor | None = None) -> Tensor:
+        """Mask the ceil(M gamma) tokens the critic finds least real (plus selection noise),
+        among the M positions of ``region`` [B, N] (all N when None): tokens the user gave
+        (inpainting, a given modality) are never re-masked."""
         if gamma <= 0:
             return x
-        count = max(1, math.ceil(x.shape[1] * gamma - 1e-9))
-        lowest = self.scores(x, labels, t, generator).argsort(dim=1).argsort(dim=1) < count
-        return model.remask(x, lowest)
+        scores = self.scores(x, labels, t, generator)
+        if region is None:
+            region = torch.ones_like(scores, dtype=torch.bool)
+        count = torch.clamp(torch.ceil(region.sum(1).to(torch.float64) * gamma - 1e-9).long(), min=1)
+        ranks = scores.masked_fill(~region, float("inf")).argsort(dim=1).argsort(dim=1)
+        return model.remask(x, region & (ranks < count[:, None]))
 
     def temperature(self, step: Step) -> float:
         a, b = self.temperature_ab
@@ -57,7 +60,7 @@ class CriticFill(FillRule):
         x = model.place(p.x, p.masked, p.candidates)
         if step.last:
             return x
-        return self.remask(model, x, p.labels, step.t, step.gamma_s, generator)
+        return self.remask(model, x, p.labels, step.t, step.gamma_s, generator, p.region)
 
     def rows_used(self, step: Step, batch: int) -> int:
         return 0 if step.last or step.gamma_s <= 0 else batch

@@ -29,6 +29,15 @@ class Proposal:
     candidates: Tensor  # a drawn candidate per position
     confidence: Tensor  # [B, N] its log-probability under the draw distribution
     labels: Tensor  # [B]
+    region: Tensor | None = None  # [B, N] bool: the positions sampling may change (None: all)
+
+    @property
+    def region_size(self) -> Tensor:
+        """[B] positions to fill over the whole run: N from a blank canvas, the masked region
+        when inpainting or given a modality (official MaskGIT: ``unknown_number_in_the_beginning``)."""
+        if self.region is None:
+            return torch.full((len(self.masked),), self.masked.shape[1], device=self.masked.device)
+        return self.region.sum(1)
 
 
 @dataclass
@@ -93,11 +102,13 @@ GUMBEL_ANNEALING = ("linear", "compound", "warmup", "random", "none")
 
 
 def reveal_highest(model, p: Proposal, step: Step, priority: Tensor) -> Tensor:
-    """Reveal the masked positions of highest ``priority`` [B, N] so that floor(N gamma(s))
-    stay masked, at most one fewer than now and at least one (official MaskGIT's count)."""
+    """Reveal the masked positions of highest ``priority`` [B, N] so that floor(M gamma(s))
+    stay masked, at most one fewer than now and at least one (official MaskGIT's count; M is
+    the region to fill, N from a blank canvas)."""
     masked = p.masked
-    n, remaining = masked.shape[1], masked.sum(1)
-    target = torch.clamp(torch.minimum(torch.full_like(remaining, math.floor(n * step.gamma_s)), remaining - 1), min=1)
+    remaining = masked.sum(1)
+    keep_masked = torch.floor(p.region_size.to(torch.float64) * step.gamma_s).long()
+    target = torch.clamp(torch.minimum(keep_masked, remaining - 1), min=1)
     ranks = priority.masked_fill(~masked, float("inf")).argsort(dim=1).argsort(dim=1)
     return model.place(p.x, masked & ~(ranks < target[:, None]), p.candidates)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -121,11 +121,23 @@ class Sampler:
         return Step(i, self.steps, float(t), float(s), self.schedule)
 
     @torch.no_grad()
-    def __call__(self, labels: Tensor, generator: Noise, progress: bool = False, init: Tensor | None = None) -> SampleResult:
-        """Sample from a blank canvas, or refine finished tokens ``init`` [B, N] (the fill rule
-        re-masks them first: Token-Critic Sec. 4.3 with the critic rule). ``generator`` is one
+    def __call__(
+        self,
+        labels: Tensor,
+        generator: Noise,
+        progress: bool = False,
+        init: Tensor | None = None,
+        given: Tensor | None = None,
+        on_step: Callable[[int, Tensor], None] | None = None,
+    ) -> SampleResult:
+        """Sample from a blank canvas; or refine finished tokens ``init`` [B, N] (the fill rule
+        re-masks them first: Token-Critic Sec. 4.3 with the critic rule); or complete ``given``,
+        a state whose masked positions are sampled while every other position stays as given
+        (inpainting, outpainting, a given modality; the schedule's counts then run over the
+        masked region, as in official MaskGIT's inpainting). ``generator`` is one
         ``torch.Generator`` for the batch, or an ``ImageNoise`` with one stream per image (what
-        ``MaskGen.generate`` passes, so an image does not depend on the batch it is in)."""
+        ``MaskGen.generate`` passes, so an image does not depend on the batch it is in).
+        ``on_step(i, x)`` sees the state after each step (the app's live view)."""
         model = self.model
         device = model.device
         labels = torch.as_tensor(labels, dtype=torch.long, device=device)
@@ -133,17 +145,20 @@ class Sampler:
         b = len(labels)
         if isinstance(generator, ImageNoise) and len(generator) != b:
             raise MaskgenError(f"{len(generator)} noise streams for {b} images: give one per image")
+        if init is not None and given is not None:
+            raise MaskgenError("give tokens to refine (init) or a partial state to complete (given), not both")
         rows, fill_rows, history = 0, 0, []
         model.reset_counts(b)
-        if init is None:
-            x = model.blank(b, device)
-        else:
-            init = init.to(device)
-            if init.shape[0] != b:
-                raise MaskgenError(f"tokens to refine must be one grid per label ({b}), got {init.shape[0]}")
-            model.check_state(init)
+        region = None
+        if init is not None:
+            init = self._batch_state(init, b, "tokens to refine")
             x = self.fill.start_from(model, init, labels, self.step(0), generator)
             fill_rows += b
+        elif given is not None:
+            x = self._batch_state(given, b, "a partial state to complete")
+            region = model.masked(x)
+        else:
+            x = model.blank(b, device)
         for i in tqdm(range(self.steps), desc="sample", disable=not progress, leave=False):
             step = self.step(i)
             masked = model.masked(x)
@@ -153,8 +168,17 @@ class Sampler:
             strong, weaks, scales, used = self.predict(x, labels, step)
             rows += used
             candidates, confidence = model.draw(strong, weaks, scales, self.draw, generator, step.last, self.fill.temperature(step))
-            x = self.fill(model, Proposal(x, masked, candidates, confidence, labels), step, generator)
+            x = self.fill(model, Proposal(x, masked, candidates, confidence, labels, region), step, generator)
             fill_rows += self.fill.rows_used(step, b)
             history.append(model.masked(x).sum(1).tolist())
+            if on_step is not None:
+                on_step(i, x)
         nfe = {"nfe": (rows + fill_rows) / b, "nfe_generator": rows / b, "nfe_critic": fill_rows / b, **model.counts()}
         return SampleResult(x, labels, nfe["nfe"], {**self.settings(), **nfe}, history)
+
+    def _batch_state(self, x: Tensor, batch: int, what: str) -> Tensor:
+        x = x.to(self.model.device)
+        if x.shape[0] != batch:
+            raise MaskgenError(f"{what} must be one grid per label ({batch}), got {x.shape[0]}")
+        self.model.check_state(x)
+        return x
