@@ -1,5 +1,5 @@
 """``maskgen <verb>``: train-tokenizer, encode, train, import, finetune-sg, train-critic, sample,
-refine, train-classifier, ref-stats, eval, export, demo.
+refine, train-classifier, ref-stats, eval, export, and the verbs of ``commands/`` (demo, ...).
 
 Every option of a verb can also come from a YAML recipe (``--config FILE``); options given
 on the command line win over the recipe. Bad input ends in one line on stderr, exit code 2.
@@ -19,6 +19,7 @@ from .cli_checks import DEFAULT_SUBFOLDER, FOLDER_OUT, OneLineParser, output_fol
 from .folder_lock import folder_lock
 from .sampling_commands import add_sampler_options
 from .tokenizer_commands import add_train_tokenizer_options
+from .commands import verb_modules
 from .errors import MaskgenError
 
 TRAIN_DEFAULTS = {
@@ -204,15 +205,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--classifier", default=None, help="dataset classifier folder to include")
     p.add_argument("--ref-data", default=None, help="with --classifier: data to compute its reference statistics on")
 
-    p = verb("demo", "Every sampler on the shipped reference models: a table and a grid each (--train: train from scratch).")
-    p.add_argument("--out", default="maskgen-demo", help="output folder")
-    p.add_argument("--num", type=int, default=1000, help="samples per sampler")
-    p.add_argument("--samplers", default=None, help="comma-separated subset of the demo's samplers")
-    p.add_argument("--model", default=None, help="use this model folder instead of the shipped one")
-    p.add_argument("--train", action="store_true", help="train a tokenizer and a generator on the embedded data instead")
-    p.add_argument("--tokenizer-steps", type=int, default=None, help="--train: tokenizer steps")
-    p.add_argument("--steps", type=int, default=None, help="--train: generator steps")
-    p.add_argument("--seed", type=int, default=0)
+
+    for name, module in verb_modules().items():
+        module.add_options(verb(name, module.HELP))
     return parser, verbs
 
 
@@ -247,7 +242,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.config:
         sub.set_defaults(**load_recipe(args.config, sub))
     args = parser.parse_args(argv)
-    for name in REQUIRED.get(args.verb, ()):
+    module = verb_modules().get(args.verb)
+    for name in REQUIRED.get(args.verb, ()) if module is None else module.REQUIRED:
         if getattr(args, name) is None:
             raise MaskgenError(f"{args.verb}: --{name} is required (on the command line or in the recipe)")
     return args
@@ -349,14 +345,8 @@ def _run_verb(args: argparse.Namespace) -> None:
 
         written = export_models(args.model, args.out, args.dtype, args.classifier, args.ref_data)
         print(f"exported {', '.join(written)} ({args.dtype}) to {args.out}")
-    elif args.verb == "demo":
-        from .demo import run_demo, run_reference_demo
-
-        if args.train:
-            run_demo(args.out, tokenizer_steps=args.tokenizer_steps, steps=args.steps, seed=args.seed)
-        else:
-            samplers = [s.strip() for s in args.samplers.split(",")] if args.samplers else None
-            run_reference_demo(args.out, num=args.num, seed=args.seed, samplers=samplers, model_dir=args.model)
+    elif args.verb in verb_modules():
+        verb_modules()[args.verb].run(args)
 
 
 def _rank0() -> bool:

@@ -18,11 +18,14 @@ import numbers
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .commands import verb_modules
 from .errors import MaskgenError
 from .validate import integer, writable_dir, writable_file
 
 # verbs whose --out is a folder; finetune-sg and train-critic default to a sub-folder of --model
-FOLDER_OUT = {"train-tokenizer", "encode", "train", "import", "sample", "refine", "train-classifier", "export", "demo"}
+FOLDER_OUT = {"train-tokenizer", "encode", "train", "import", "sample", "refine", "train-classifier", "export", "demo"} | {
+    name for name, module in verb_modules().items() if module.WRITES_FOLDER
+}
 DEFAULT_SUBFOLDER = {"finetune-sg": "self-guidance", "train-critic": "critic"}
 
 

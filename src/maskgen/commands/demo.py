@@ -1,0 +1,30 @@
+"""``maskgen demo``: every sampler on the shipped reference models, or a run from scratch."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Every sampler on the shipped reference models: a table and a grid each (--train: train from scratch)."
+REQUIRED: tuple[str, ...] = ()
+WRITES_FOLDER = True
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="maskgen-demo", help="output folder")
+    p.add_argument("--num", type=int, default=1000, help="samples per sampler")
+    p.add_argument("--samplers", default=None, help="comma-separated subset of the demo's samplers")
+    p.add_argument("--model", default=None, help="use this model folder instead of the shipped one")
+    p.add_argument("--train", action="store_true", help="train a tokenizer and a generator on the embedded data instead")
+    p.add_argument("--tokenizer-steps", type=int, default=None, help="--train: tokenizer steps")
+    p.add_argument("--steps", type=int, default=None, help="--train: generator steps")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> None:
+    from ..demo import run_demo, run_reference_demo
+
+    if args.train:
+        run_demo(args.out, tokenizer_steps=args.tokenizer_steps, steps=args.steps, seed=args.seed)
+    else:
+        samplers = [s.strip() for s in args.samplers.split(",")] if args.samplers else None
+        run_reference_demo(args.out, num=args.num, seed=args.seed, samplers=samplers, model_dir=args.model)
