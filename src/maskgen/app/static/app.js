@@ -68,20 +68,23 @@ function watch(job, steps) {
 }
 
 // -- painting: strokes on the transparent #mask canvas over the uploaded #photo ------------
-function paintAt(e) {
+// A stroke: a round-capped line from the previous pointer position (a dot when there is none).
+function paintAt(e, from) {
   const canvas = $("mask"), box = canvas.getBoundingClientRect();
   const x = (e.clientX - box.left) * canvas.width / box.width, y = (e.clientY - box.top) * canvas.height / box.height;
   const ctx = canvas.getContext("2d");
-  ctx.fillStyle = "rgba(255, 40, 40, 0.55)";
-  ctx.beginPath(); ctx.arc(x, y, Number($("brush").value) / 2 || 1, 0, 2 * Math.PI); ctx.fill();
+  ctx.strokeStyle = "rgb(255, 40, 40)"; ctx.lineCap = ctx.lineJoin = "round";
+  ctx.lineWidth = Number($("brush").value) || 1;
+  ctx.beginPath(); ctx.moveTo(...(from || [x, y])); ctx.lineTo(x, y); ctx.stroke();
+  return [x, y];
 }
 
 function setUpPainting() {
   const canvas = $("mask");
-  let down = false;
-  canvas.addEventListener("pointerdown", (e) => { down = true; paintAt(e); });
-  canvas.addEventListener("pointermove", (e) => { if (down) paintAt(e); });
-  window.addEventListener("pointerup", () => { down = false; });
+  let last = null;  // the stroke's last point while the button is down
+  canvas.addEventListener("pointerdown", (e) => { e.preventDefault(); last = paintAt(e, null); });
+  canvas.addEventListener("pointermove", (e) => { if (last) last = paintAt(e, last); });
+  window.addEventListener("pointerup", () => { last = null; });
   $("clear").onclick = () => canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
   $("file").onchange = () => {
     const file = $("file").files[0];
