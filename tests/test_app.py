@@ -16,7 +16,6 @@ import urllib.request
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from maskgen.app import make_server
@@ -25,7 +24,7 @@ from maskgen.pipeline import MaskGen, reference_dir
 
 # the hatch a masked patch is drawn with, from its description: mid-grey 128 with a darker
 # (96) diagonal line wherever (row + column) is a multiple of 4
-HATCH = np.where((np.add.outer(np.arange(32), np.arange(32)) % 4) == 0, 96, 128)
+HATCH = np.where((np.add.outer(np.arange(64), np.arange(64)) % 4) == 0, 96, 128)
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +65,12 @@ def png_array(url: str) -> np.ndarray:
 
 
 def hatched_patches(image: np.ndarray) -> set[tuple[int, int]]:
-    """The (row, column) of every token whose 4x4 patch shows the hatch."""
-    return {(r, c) for r in range(8) for c in range(8) if (image[4 * r:4 * r + 4, 4 * c:4 * c + 4] == HATCH[4 * r:4 * r + 4, 4 * c:4 * c + 4]).all()}
+    """The (row, column) of every cell of the 8x8 token grid whose patch of ``image`` (32x32
+    decoded image, or 64x64 RGB token picture) shows the hatch."""
+    p = image.shape[0] // 8
+    hatch = HATCH[: 8 * p, : 8 * p].reshape(8 * p, 8 * p, *[1] * (image.ndim - 2))
+    same = (image == hatch).reshape(8, p, 8, p, -1).all(axis=(1, 3, 4))
+    return {(r, c) for r, c in zip(*np.nonzero(same))}
 
 
 def png_b64(array: np.ndarray) -> str:
@@ -84,8 +87,9 @@ def test_api_streams_a_frame_per_step_and_the_library_image(app):
     assert [p["i"] for p in steps] == list(range(5)) and got[-1][0] == "done"
     masked = [p["masked"] for p in steps]
     assert masked == sorted(masked, reverse=True) and masked[-1] == 0 and masked[0] > 0
-    # the first frame: exactly the still-masked tokens' 4x4 patches show the hatch
-    assert len(hatched_patches(png_array(steps[0]["image"]))) == masked[0]
+    # the first frame: the still-masked tokens, and only they, are hatched in both pictures
+    hatched = hatched_patches(png_array(steps[0]["image"]))
+    assert len(hatched) == masked[0] and hatched_patches(png_array(steps[0]["tokens"])) == hatched
     assert png_array(steps[0]["tokens"]).shape == (64, 64, 3)
     final = png_array(got[-1][1]["image"])
     mg = MaskGen.load(reference_dir())

@@ -31,8 +31,8 @@ def _hatch(h: int, w: int) -> np.ndarray:
 
 
 def _upsample(cells: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Per-token values [B, h, w] -> per-pixel [B, H, W] (each token covers its patch)."""
-    b, h, w = cells.shape
+    """Per-token values [B, h, w, ...] -> per-pixel [B, H, W, ...] (each token covers its patch)."""
+    h, w = cells.shape[1:3]
     return cells.repeat(size[0] // h, axis=1).repeat(size[1] // w, axis=2)
 
 
@@ -54,17 +54,14 @@ def partial_images(mg, x: Tensor) -> np.ndarray:
 
 def token_colours(mg, x: Tensor) -> np.ndarray:
     """One RGB colour per token (uint8 [B, N, 3]): a hue per code id, or for continuous tokens
-    the first three latent channels squashed to [0, 1]; masked tokens grey."""
-    masked = mg.denoiser().masked(x).cpu().numpy()
+    the first three latent channels squashed to [0, 1] (masked tokens: any colour)."""
     if mg.continuous:
         rgb = torch.sigmoid(torch.nan_to_num(x[..., :3].float(), nan=0.0)).cpu().numpy()
         if rgb.shape[-1] < 3:
             rgb = np.concatenate([rgb, np.full((*rgb.shape[:2], 3 - rgb.shape[-1]), 0.5)], -1)
     else:
         rgb = _palette(mg.denoiser().mask_id + 1)[x.cpu().numpy()]
-    out = (rgb * 255).round().astype(np.uint8)
-    out[masked] = GREY
-    return out
+    return (rgb * 255).round().astype(np.uint8)
 
 
 @lru_cache(maxsize=4)
@@ -76,10 +73,9 @@ def _palette(size: int) -> np.ndarray:
 def token_grid_pictures(mg, x: Tensor, cell: int = 8) -> np.ndarray:
     """The token grids of state ``x`` as pictures (uint8 [B, h*cell, w*cell, 3]), masked cells hatched."""
     h, w = mg.denoiser().grid
-    colours = token_colours(mg, x).reshape(-1, h, w, 3)
-    big = colours.repeat(cell, axis=1).repeat(cell, axis=2)
-    grey = (big == GREY).all(-1)
-    big[grey] = _hatch(h * cell, w * cell)[None].repeat(len(big), 0)[grey][:, None]
+    big = _upsample(token_colours(mg, x).reshape(-1, h, w, 3), (h * cell, w * cell))
+    cover = _upsample(mg.denoiser().masked(x).cpu().numpy().reshape(-1, h, w), (h * cell, w * cell))
+    big[cover] = _hatch(h * cell, w * cell)[None].repeat(len(big), 0)[cover][:, None]
     return big
 
 

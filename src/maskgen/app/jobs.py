@@ -23,7 +23,7 @@ from torch import Tensor
 from ..errors import MaskgenError
 from . import frames
 
-KEEP_JOBS = 16  # finished jobs whose frames and GIF stay available
+KEEP_JOBS = 8  # finished jobs whose frames and GIF stay available
 
 
 class Job:

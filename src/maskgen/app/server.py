@@ -141,7 +141,10 @@ class Handler(BaseHTTPRequestHandler):
         if path not in starts:
             return self._error(404, f"no such endpoint: POST {path}")
         try:
-            length = int(self.headers.get("Content-Length", "0"))
+            try:
+                length = int(self.headers.get("Content-Length", "0"))
+            except ValueError:
+                raise MaskgenError("the request has no valid Content-Length") from None
             if length > MAX_BODY:
                 raise MaskgenError(f"the request is {length} bytes; at most {MAX_BODY}")
             try:
