@@ -16,6 +16,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from maskgen.app import make_server
@@ -118,6 +119,26 @@ def test_api_inpaints_only_inside_the_mask(app):
     region = {(r, c) for r in range(1, 5) for c in range(2, 7)}
     first = hatched_patches(png_array(got[0][1]["image"]))
     assert got[0][1]["masked"] == len(first) > 0 and first <= region
+
+
+def test_a_frame_per_step_even_when_every_token_is_revealed_early(app):
+    from maskgen.app.jobs import Job
+
+    # the loop reports only steps that had masked tokens left; a fill rule that reveals
+    # everything at step 2 of 4 must still give the page and the GIF four frames
+    def work(job: Job) -> dict:
+        record, blank = job.on_step(app.mg), app.mg.denoiser().blank(1, app.mg.device)
+        record(0, blank)
+        record(1, blank.masked_fill(torch.ones_like(blank, dtype=torch.bool), 5))
+        return {}
+
+    job = Job(4)
+    job.run(work)
+    got = [(name, json.loads(data)) for name, data in job.events]
+    assert [name for name, _ in got] == ["step"] * 4 + ["done"] and got[-1][1]["frames"] == 4
+    assert [(p["i"], p["masked"], p["unchanged"]) for _, p in got[:4]] == [(0, 64, False), (1, 0, False), (2, 0, True), (3, 0, True)]
+    assert got[3][1]["image"] == got[1][1]["image"]
+    assert Image.open(io.BytesIO(job.gif())).n_frames == 4
 
 
 @pytest.mark.parametrize(
