@@ -148,12 +148,29 @@ def test_a_frame_per_step_even_when_every_token_is_revealed_early(app):
         ({"class": 0, "sampler": "euler"}, "unknown sampler 'euler' for this model; choose from confidence, halton, flow, ancestral, critic"),
         ({"class": 0, "steps": 0}, "steps must be an integer >= 1, got 0"),
         ({"class": 0, "colour": 1}, "unknown field(s) colour"),
+        ({"class": 0, "sampler": "halton", "choice_temperature": 3}, "the halton sampler takes no choice temperature on this model; leave it out"),
+        ({"class": 0, "sampler": "critic", "temperature": 0.5}, "the critic sampler takes no temperature on this model; leave it out"),
         (b"{not json", "the request body is not JSON"),
     ],
 )
 def test_api_refuses_bad_generate_requests(app, body, message):
     status, reply = post(app, "api/generate", body)
     assert status == 400 and reply["error"].startswith(message)
+
+
+def test_the_page_is_offered_the_settings_each_sampler_takes(app):
+    from maskgen.app.inputs import ModelInfo
+
+    with urllib.request.urlopen(app.url + "api/info", timeout=60) as r:
+        info = json.loads(r.read())
+    assert info["classes"][9] == "Ankle boot" and (info["channels"], info["height"], info["width"]) == (1, 32, 32)
+    fields = info["fields"]
+    assert fields["confidence"] == ["choice_temperature", "temperature", "cfg", "self_guidance"]
+    assert fields["halton"] == fields["flow"] == fields["ancestral"] == ["temperature", "cfg", "self_guidance"]
+    assert fields["critic"] == ["cfg", "self_guidance"]  # Token-Critic sets the token temperature itself
+    # eMIGM's continuous tokens: no confidence rule, critic or self-guidance module, no token temperature
+    emigm = ModelInfo.of(MaskGen.load(reference_dir() / "emigm"))
+    assert emigm.samplers == {"halton": ["cfg"], "flow": ["cfg"], "ancestral": ["cfg"]}
 
 
 def test_api_refuses_an_upload_that_is_no_image(app):
@@ -206,6 +223,10 @@ def test_browser_generates_downloads_the_gif_and_inpaints(app, tmp_path):
         browser.get(app.url)
         _wait(browser, "return document.body.dataset.ready")
         assert [o.text for o in Select(browser.find_element(By.ID, "sampler")).options] == ["confidence", "halton", "flow", "ancestral", "critic"]
+        Select(browser.find_element(By.ID, "sampler")).select_by_value("critic")
+        hidden = browser.execute_script("return ['choice_temperature', 'temperature', 'cfg'].map(n => document.getElementById(n + '-label').hidden)")
+        assert hidden == [True, True, False]
+        Select(browser.find_element(By.ID, "sampler")).select_by_value("confidence")
         Select(browser.find_element(By.ID, "cls")).select_by_value("8")
         steps = browser.find_element(By.ID, "steps")
 

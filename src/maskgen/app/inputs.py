@@ -30,6 +30,14 @@ MAX_STEPS = 256  # an interactive run; the loop itself has no limit
 MAX_PIXELS = 4096 * 4096  # an upload larger than this is refused before decoding
 FILL_RULES = ("confidence", "halton", "flow", "ancestral", "critic")
 SAMPLER_FIELDS = ("class", "sampler", "steps", "seed", "choice_temperature", "temperature", "cfg", "self_guidance")
+# a page field -> sampler options that use it with a non-default value: a fill rule offers
+# the field when the model builds that sampler (the spec refuses an option a piece lacks)
+PROBES = {
+    "choice_temperature": {"choice_temperature": 0.5},
+    "temperature": {"temperature": 0.5},
+    "cfg": {"cfg": 1.0},
+    "self_guidance": {"guidance": "self", "scale": 1.0},
+}
 
 
 @dataclass
@@ -37,8 +45,7 @@ class ModelInfo:
     """What the page offers for one model: its classes and the samplers it can run."""
 
     class_names: list[str]
-    samplers: list[str]
-    self_guidance: bool
+    samplers: dict[str, list[str]]  # fill rule -> the page fields (PROBES) it takes on this model
     image_shape: tuple[int, int, int]  # C, H, W
     grid: tuple[int, int]
     continuous: bool
@@ -49,21 +56,20 @@ class ModelInfo:
         folder = mg.folder
         names = load_json(folder / "generator.json").get("class_names") if folder and (folder / "generator.json").is_file() else None
         names = [str(n) for n in names] if isinstance(names, list) and len(names) == g.num_classes else [str(c) for c in range(g.num_classes)]
-        samplers = [rule for rule in FILL_RULES if _runs(mg, sampler=rule)]
+        samplers = {rule: [f for f, o in PROBES.items() if _runs(mg, sampler=rule, **o)] for rule in FILL_RULES if _runs(mg, sampler=rule)}
         if not samplers:
             raise MaskgenError(f"the app can run none of the fill rules {', '.join(FILL_RULES)} on this model")
-        self_guidance = _runs(mg, sampler=samplers[0], guidance="self")
         grid = tuple(mg.denoiser().grid)
         blank = torch.zeros(1, grid[0] * grid[1], g.token_dim) if mg.continuous else torch.zeros(1, *grid, dtype=torch.long)
         with torch.no_grad():
             shape = tuple(mg.tokenizer.decode(blank.to(mg.device)).shape[1:])
-        return cls(names, samplers, self_guidance, shape, grid, mg.continuous)
+        return cls(names, samplers, shape, grid, mg.continuous)
 
     def to_dict(self) -> dict[str, Any]:
         c, h, w = self.image_shape
         defaults = SamplerSpec()
         return {
-            "classes": self.class_names, "samplers": self.samplers, "self_guidance": self.self_guidance,
+            "classes": self.class_names, "samplers": list(self.samplers), "fields": self.samplers,
             "channels": c, "height": h, "width": w, "grid": list(self.grid), "continuous": self.continuous,
             "max_steps": MAX_STEPS, "defaults": {"steps": defaults.steps, "choice_temperature": ConfidenceSpec().choice_temperature, "temperature": defaults.draw.temperature},
         }
@@ -71,7 +77,8 @@ class ModelInfo:
 
 def _runs(mg, **options: Any) -> bool:
     """Whether ``mg`` can build the sampler of ``options`` (a critic rule needs MODEL/critic,
-    self-guidance MODEL/self-guidance, a continuous model refuses the confidence rule)."""
+    self-guidance MODEL/self-guidance; a continuous model refuses the confidence rule and
+    the token temperature, the critic rule sets its own token temperature)."""
     try:
         mg.sampler(**options)
     except MaskgenError:
@@ -101,7 +108,7 @@ def sample_request(body: Any, info: ModelInfo, extra: tuple[str, ...] = ()) -> S
     label = integer("class", _given(body, "class"), 0)
     if label >= len(info.class_names):
         raise MaskgenError(f"class {label} is out of range: this model has classes 0..{len(info.class_names) - 1}")
-    rule = _given(body, "sampler") or info.samplers[0]
+    rule = _given(body, "sampler") or next(iter(info.samplers))
     if rule not in info.samplers:
         raise MaskgenError(f"unknown sampler {rule!r} for this model; choose from {', '.join(info.samplers)}")
     steps = integer("steps", _given(body, "steps") if _given(body, "steps") is not None else SamplerSpec().steps, 1)
@@ -109,19 +116,22 @@ def sample_request(body: Any, info: ModelInfo, extra: tuple[str, ...] = ()) -> S
         raise MaskgenError(f"steps must be at most {MAX_STEPS} in the app, got {steps}")
     seed = integer("seed", _given(body, "seed") if _given(body, "seed") is not None else 0, 0)
     options: dict[str, Any] = {"sampler": rule, "steps": steps}
+    values = {key: _given(body, key) for key in PROBES}
     for key in ("choice_temperature", "temperature"):
-        if _given(body, key) is not None:
-            options[key] = number(key.replace("_", " "), body[key], 0.0)
-    # a scale of 0 is the conditional prediction itself (weak + 1 * (strong - weak)): leaving
-    # the guidance out gives the same images without the extra forward pass
-    cfg = _given(body, "cfg")
-    if cfg is not None and number("CFG scale", cfg) != 0:
-        options["cfg"] = float(cfg)
-    sg = _given(body, "self_guidance")
-    if sg is not None and number("self-guidance scale", sg) != 0:
-        if not info.self_guidance:
-            raise MaskgenError("this model has no self-guidance module (MODEL/self-guidance): leave the self-guidance scale at 0")
-        options.update(guidance="self", scale=float(sg))
+        if values[key] is not None:
+            values[key] = number(key.replace("_", " "), values[key], 0.0)
+    for key, name in (("cfg", "CFG scale"), ("self_guidance", "self-guidance scale")):
+        # a scale of 0 is the conditional prediction itself (weak + 1 * (strong - weak)):
+        # leaving the guidance out gives the same images without the extra forward pass
+        if values[key] is not None and number(name, values[key]) == 0:
+            values[key] = None
+    for key, value in values.items():
+        if value is not None and key not in info.samplers[rule]:
+            where = "" if key != "self_guidance" else " (it needs a self-guidance module, MODEL/self-guidance)"
+            raise MaskgenError(f"the {rule} sampler takes no {key.replace('_', ' ')} on this model{where}; leave it out")
+    options.update({k: v for k, v in values.items() if k in ("choice_temperature", "temperature", "cfg") and v is not None})
+    if values["self_guidance"] is not None:
+        options.update(guidance="self", scale=float(values["self_guidance"]))
     return SampleRequest(label, SamplerSpec.from_options(**options), seed)
 
 

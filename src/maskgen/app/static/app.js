@@ -17,12 +17,18 @@ function field(id) {
   return Number.isFinite(Number(raw)) ? Number(raw) : raw;
 }
 
+// The settings the chosen fill rule takes on this model (info.fields); the others are hidden.
+const SETTINGS = ["choice_temperature", "temperature", "cfg", "self_guidance"];
+
 function request() {
-  const body = { class: field("cls"), sampler: $("sampler").value, steps: field("steps"), seed: field("seed"),
-                 temperature: field("temperature"), cfg: field("cfg") };
-  if (body.sampler === "confidence") body.choice_temperature = field("choice_temperature");
-  if (info.self_guidance) body.self_guidance = field("self_guidance");
+  const body = { class: field("cls"), sampler: $("sampler").value, steps: field("steps"), seed: field("seed") };
+  for (const name of info.fields[body.sampler]) body[name] = field(name);
   return body;
+}
+
+function showSettings() {
+  const taken = info.fields[$("sampler").value];
+  for (const name of SETTINGS) $(`${name}-label`).hidden = !taken.includes(name);
 }
 
 async function start(url, body) {
@@ -125,9 +131,7 @@ async function init() {
   $("steps").value = info.defaults.steps; $("steps").max = info.max_steps;
   $("choice_temperature").value = info.defaults.choice_temperature;
   $("temperature").value = info.defaults.temperature;
-  $("sg-label").hidden = !info.self_guidance;
-  const choice = () => { $("choice-label").hidden = $("sampler").value !== "confidence"; };
-  $("sampler").onchange = choice; choice();
+  $("sampler").onchange = showSettings; showSettings();
   $("generate").onclick = () => start("/api/generate", request());
   $("inpaint").onclick = () => {
     if (!upload) { showError("upload an image first"); return; }
