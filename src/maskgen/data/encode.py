@@ -202,7 +202,7 @@ def _write(tokenizer: Any, dataset: Dataset, tmp: Path, kind: type, dtype: np.dt
         meta["grid"] = list(progress["grid"])
         arrays = (open_partial(tmp / ARRAY_FILES[kind.kind], dtype, (n, *views, *meta["grid"], *tail)),
                   open_partial(tmp / "labels.npy", np.dtype(np.int64), (n,)))
-        if None in arrays:
+        if any(a is None for a in arrays):
             raise MaskgenError(f"the interrupted encode in {tmp} has damaged arrays; pass --restart to discard it")
         done = int(progress["done"])
     # eval mode so dropout/batch-norm cannot change the output; restored afterwards
