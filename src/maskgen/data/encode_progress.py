@@ -39,7 +39,9 @@ def data_fingerprint(dataset: Any) -> str | None:
     h = hashlib.sha256()
     if isinstance(dataset, ImageFolderDataset):
         h.update(json.dumps([dataset.class_names, dataset.image_size, dataset.channels]).encode())
-        skip = len(str(dataset.root)) + 1  # files were found under root: their paths start with it
+        # every file was found under root, so its path starts with what root / name starts with
+        # ("" for root "."); slicing strings is 10x faster than relative_to over a million files
+        skip = len(str(dataset.root / "x")) - 1
         for path, label in zip(dataset.files, dataset.labels.tolist()):
             h.update(f"{str(path)[skip:]}\t{label}\n".encode())
     elif isinstance(dataset, ImageDataset):
