@@ -13,7 +13,8 @@ filled in dataset order, in chunks of whole batches; after each chunk they are f
 chunk (killed, interrupted, or failed on a bad image) leaves its scratch folder; the next
 encode of the same target with the same arguments continues after the last recorded chunk,
 and since every batch holds the images it would have held in one uninterrupted run, the
-cache comes out byte-identical to that run's. With other arguments it is refused while
+cache comes out byte-identical to that run's (given a deterministic tokenizer: on a GPU,
+deterministic convolution algorithms; either way every row is its image's encoding). With other arguments it is refused while
 images are recorded (``restart=True`` discards them). Anything else in the scratch folder (a
 partial cache with nothing recorded, one a run that cannot be identified left, the
 ``.NAME.tmp-*``/``.NAME.old-*`` folders of earlier versions) is deleted by the next run
@@ -178,9 +179,9 @@ def encode_dataset(
             _write(tokenizer, dataset, tmp, kind, dtype, tail, meta, batch_size, device, num_workers, flips, identity, progress, chunk)
             save_json(tmp / "meta.json", {**meta, "kind": kind.kind, "num_classes": len(class_names), "class_names": class_names,
                                           "count": n, "views": 2 if flips else 1, "dtype": dtype.name, "tokenizer_sha256": sha})
-            (tmp / PROGRESS_FILE).unlink(missing_ok=True)
             if out.exists() and not _reusable(out):  # filled by someone else meanwhile
                 raise MaskgenError(f"refusing to overwrite {out}: it exists and is not a token or latent cache")
+            (tmp / PROGRESS_FILE).unlink(missing_ok=True)
             _replace_folder(tmp, out, old)
         except BaseException:
             if not (tmp / PROGRESS_FILE).is_file():  # nothing a rerun could continue from
