@@ -10,7 +10,8 @@ A cache is a folder holding
   tokenizer, :class:`~maskgen.data.TokenDataset`) or ``latents.npy`` (continuous latents of
   a KL tokenizer, :class:`~maskgen.data.LatentDataset`), [N, h, w, ...]; a cache with both
   horizontal flips (``maskgen encode --flips``, as MAR (Li et al. 2024) caches ImageNet) has
-  a views axis, [N, 2, h, w, ...], view 0 the image as it is and view 1 its mirror image.
+  a views axis, [N, 2, h, w, ...], view 0 the cropped image as it is and view 1 its mirror
+  image (flipped after the crop, as MAR flips its preprocessed batch).
 
 Items and ``to_tensors`` give view 0; ``batch(indices, views)`` picks a view per item, which
 is how training draws one of the two flips per example at random (``StepBatches``).
