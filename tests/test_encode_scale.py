@@ -80,8 +80,7 @@ def test_workers_give_the_same_cache_and_the_flip_is_the_mirrored_image(tmp_path
     ds = TokenDataset(reference)
     assert ds.views == 2 and len(ds) == 300 and ds.labels.tolist() == [0] * 100 + [1] * 100 + [2] * 100
     files = sorted(folder.rglob("*.png"))
-    picks = [0, 123, 299]
-    crops = torch.stack([load_image(files[i], SIZE, 3) for i in picks])
+    crops = torch.stack([load_image(f, SIZE, 3) for f in files])
     # ADM's center crop by hand for one file: box-halve while the short side >= 2*16, bicubic
     # to a short side of 16, cut the middle 16x16
     img = Image.open(files[123]).convert("RGB")
@@ -90,17 +89,18 @@ def test_workers_give_the_same_cache_and_the_flip_is_the_mirrored_image(tmp_path
     img = img.resize(tuple(round(x * SIZE / min(img.size)) for x in img.size), Image.BICUBIC)
     left, top = (img.size[0] - SIZE) // 2, (img.size[1] - SIZE) // 2
     by_hand = torch.from_numpy(np.asarray(img)[top : top + SIZE, left : left + SIZE].copy()).permute(2, 0, 1)
-    assert torch.equal(crops[1], by_hand)
+    assert torch.equal(crops[123], by_hand)
 
     tok = load_tokenizer(tok_dir)
-    with torch.no_grad():
-        plain, mirrored = tok.encode(crops), tok.encode(crops.flip(-1))
-    assert np.array_equal(tokens[picks, 0], plain.numpy()) and np.array_equal(tokens[picks, 1], mirrored.numpy())
+    with torch.no_grad():  # in the encode's batches of 16, so no float op sees another batch shape
+        plain = torch.cat([tok.encode(crops[i : i + 16]) for i in range(0, 300, 16)])
+        mirrored = torch.cat([tok.encode(crops[i : i + 16].flip(-1)) for i in range(0, 300, 16)])
+    assert np.array_equal(tokens[:, 0], plain.numpy()) and np.array_equal(tokens[:, 1], mirrored.numpy())
     assert not np.array_equal(tokens[:, 0], tokens[:, 1])
     # items and batches without views read the image as it is
-    assert torch.equal(ds[123][0], plain[1].reshape(-1))
-    got, _ = ds.batch(torch.tensor(picks), torch.tensor([1, 0, 1]))
-    assert torch.equal(got, torch.stack([mirrored[0], plain[1], mirrored[2]]).reshape(3, -1))
+    assert torch.equal(ds[123][0], plain[123].reshape(-1))
+    got, _ = ds.batch(torch.tensor([0, 123, 299]), torch.tensor([1, 0, 1]))
+    assert torch.equal(got, torch.stack([mirrored[0], plain[123], mirrored[299]]).reshape(3, -1))
 
 
 def test_a_killed_encode_resumes_to_the_same_bytes(tmp_path, tok_dir, folder, reference):
@@ -215,3 +215,25 @@ def test_training_draws_one_flip_per_example(reference):
     first = which(0)
     assert first == which(0) and first != which(1)
     assert 0.3 < sum(v == 1 for v in first) / sum(v >= 0 for v in first) < 0.7
+
+
+def test_latent_cache_with_flips(tmp_path):
+    """A KL tokenizer's cache with flips: [N, 2, h, w, d] float16, view 1 the mirrored image's
+    latents, and batches read the view asked for."""
+    from maskgen.data import ImageDataset, LatentDataset
+    from maskgen.tokenizers import KLConfig, KLTokenizer
+
+    torch.manual_seed(0)
+    tok = KLTokenizer(KLConfig(image_size=16, channels=1, token_dim=4, width=8)).eval()
+    images = torch.randint(0, 256, (20, 1, 16, 16), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    encode_dataset(tok, ImageDataset(images, torch.arange(20) % 2, ["a", "b"]), tmp_path / "lat", batch_size=8, flips=True)
+    raw = np.load(tmp_path / "lat" / "latents.npy")
+    assert raw.dtype == np.float16 and raw.shape == (20, 2, 4, 4, 4)
+    with torch.no_grad():  # in the encode's batches of 8
+        plain = torch.cat([tok.encode(images[i : i + 8]) for i in range(0, 20, 8)])
+        mirrored = torch.cat([tok.encode(images[i : i + 8].flip(-1)) for i in range(0, 20, 8)])
+    assert np.array_equal(raw[:, 0].reshape(20, 16, 4), plain.half().numpy())
+    assert np.array_equal(raw[:, 1].reshape(20, 16, 4), mirrored.half().numpy())
+    ds = LatentDataset(tmp_path / "lat")
+    got, labels = ds.batch(torch.tensor([3, 4]), torch.tensor([1, 0]))
+    assert torch.equal(got, torch.stack([mirrored[3], plain[4]]).half().float()) and labels.tolist() == [1, 0]
