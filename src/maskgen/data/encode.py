@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -97,6 +99,20 @@ def _collate(items: list[tuple[Any, Any, str]]) -> tuple[Any, Any, str]:
     return images, labels, ""
 
 
+def _die_with_parent(worker_id: int) -> None:
+    """Loader worker start-up (Linux): die with the encode. A forked worker shares the
+    encode's lock (:mod:`maskgen.folder_lock`), and after a ``kill -9`` of the encode alone
+    it would otherwise hold it, refusing the resume, until its own check notices (seconds)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _batches(dataset: Dataset, batch_size: int, num_workers: int, start: int, pin: bool) -> Iterator[tuple[torch.Tensor, Any]]:
     """Yield (images, labels) batches in dataset order from item ``start`` (a batch boundary)."""
     n = len(dataset)
@@ -106,7 +122,7 @@ def _batches(dataset: Dataset, batch_size: int, num_workers: int, start: int, pi
             yield dataset.batch(torch.arange(s, min(s + batch_size, n)))
         return
     loader = DataLoader(_Decoded(dataset), batch_size=batch_size, sampler=range(start, n), num_workers=num_workers,
-                        collate_fn=_collate, pin_memory=pin)
+                        collate_fn=_collate, pin_memory=pin, worker_init_fn=_die_with_parent if num_workers else None)
     for images, labels, error in loader:
         if error:
             raise MaskgenError(error)
