@@ -128,7 +128,8 @@ def center_crop(img: Image.Image, image_size: int) -> Image.Image:
     """ADM's center crop (Dhariwal & Nichol 2021, guided-diffusion; MAR (Li et al. 2024) caches
     ImageNet with it): halve with a box filter while the short side is at least twice the
     target, resize bicubically so the short side is ``image_size``, then cut the central
-    ``image_size`` square. The box halvings are what keep a 4x downscale from aliasing."""
+    ``image_size`` square. The halvings are ADM's own (they stand in for PIL's ``reducing_gap``)
+    and are kept so that a cache sees exactly the pixels MAR's preprocessing gives."""
     while min(img.size) >= 2 * image_size:
         img = img.resize(tuple(x // 2 for x in img.size), resample=Image.BOX)
     scale = image_size / min(img.size)
