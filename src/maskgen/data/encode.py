@@ -40,6 +40,7 @@ from ..errors import MaskgenError
 from ..folder_lock import LOCK_NAME, folder_lock, remove_stale_temporaries
 from .cache import ARRAY_FILES, is_token_cache
 from .encode_progress import PROGRESS_FILE, open_partial, record_progress, resume_point, run_identity
+from .images import ImageFolderDataset, load_image
 from .latents import LatentDataset
 from .tokens import TokenDataset
 
@@ -91,6 +92,24 @@ class _Decoded(Dataset):
         return image, label, ""
 
 
+class _FolderFiles(Dataset):
+    """An :class:`ImageFolderDataset` as its loader workers read it: the paths in one numpy
+    byte array instead of a list of a million ``Path`` objects, which every forked worker
+    would copy page by page as it touched them (reference counts and the garbage collector
+    write to the objects), so that each worker ends up with a private copy of the list."""
+
+    def __init__(self, folder: ImageFolderDataset) -> None:
+        self.paths = np.array([os.fsencode(p) for p in folder.files])
+        self.labels = folder.labels.numpy()
+        self.image_size, self.channels = folder.image_size, folder.channels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return load_image(os.fsdecode(self.paths[i]), self.image_size, self.channels), torch.tensor(self.labels[i])
+
+
 def _collate(items: list[tuple[Any, Any, str]]) -> tuple[Any, Any, str]:
     errors = [e for _, _, e in items if e]
     if errors:
@@ -121,6 +140,8 @@ def _batches(dataset: Dataset, batch_size: int, num_workers: int, start: int, pi
         for s in range(start, n, batch_size):
             yield dataset.batch(torch.arange(s, min(s + batch_size, n)))
         return
+    if num_workers and isinstance(dataset, ImageFolderDataset):
+        dataset = _FolderFiles(dataset)
     loader = DataLoader(_Decoded(dataset), batch_size=batch_size, sampler=range(start, n), num_workers=num_workers,
                         collate_fn=_collate, pin_memory=pin, worker_init_fn=_die_with_parent if num_workers else None)
     for images, labels, error in loader:
