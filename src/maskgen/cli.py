@@ -18,7 +18,7 @@ from .convert.formats import add_import_options
 from .cli_checks import DEFAULT_SUBFOLDER, FOLDER_OUT, OneLineParser, output_folder, preflight, recipe_value
 from .folder_lock import folder_lock
 from .sampling_commands import add_sampler_options
-from .tokenizer_commands import add_train_tokenizer_options
+from .tokenizer_commands import add_encode_options, add_train_tokenizer_options
 from .commands import verb_modules
 from .errors import MaskgenError
 
@@ -90,12 +90,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     add_train_tokenizer_options(p)
     _train_options(p)
 
-    p = verb("encode", "Pre-extract token ids (VQ) or latents (KL) and labels into a memory-mapped cache.")
-    p.add_argument("--tokenizer", required=False, help="tokenizer folder")
-    p.add_argument("--data", default="embedded")
-    p.add_argument("--out", required=False, help="cache folder")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="cpu")
+    add_encode_options(verb("encode", "Pre-extract token ids (VQ) or latents (KL) and labels into a memory-mapped cache (resumable)."))
 
     p = verb("train", "Train a class-conditional generator with the unified masked objective (002 Eq. 7).")
     p.add_argument("--data", default="embedded", help="image data spec, or tokens:CACHE from `maskgen encode`")

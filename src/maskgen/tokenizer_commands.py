@@ -1,6 +1,6 @@
 """The CLI verbs that make and use tokenizers (``train-tokenizer``, ``encode``) and their
-options; ``maskgen.cli`` parses, these build a ``VQConfig`` or ``KLConfig`` and call
-``maskgen.workflows``.
+options; ``maskgen.cli`` parses, these build a ``VQConfig`` or ``KLConfig`` (or the encode's
+arguments) and call ``maskgen.workflows``.
 
 ``train-tokenizer --kind vq`` (the default) trains the VQ tokenizer, ``--kind kl`` the KL
 autoencoder of eMIGM (You et al. 2025) and MAR (Li et al. 2024). An option of one kind
@@ -69,9 +69,27 @@ def train_tokenizer(args: argparse.Namespace) -> None:
         print(f"tokenizer saved to {args.out}: PSNR {metrics['psnr']:.2f} dB, latent scale {metrics['scale']:.4g}")
 
 
+def add_encode_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tokenizer", required=False, help="tokenizer folder")
+    p.add_argument("--data", default="embedded", help="embedded, fashion-mnist[:DIR], folder:DIR (ImageNet layout: one subfolder per class)")
+    p.add_argument("--out", required=False, help="cache folder")
+    p.add_argument("--batch-size", type=int, default=256, help="images per tokenizer call (part of what a resume must match)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers that read and decode the images (0: in this process)")
+    p.add_argument("--flips", action="store_true", help="also encode every image's horizontal mirror image, as MAR's cache does (training picks one per example)")
+    p.add_argument("--image-size", type=int, default=None, help="check: the tokenizer's input size (the default; another is refused)")
+    p.add_argument("--device", default="cpu", help="where the tokenizer runs: cpu, cuda, cuda:1, auto")
+    p.add_argument("--restart", action="store_true", help="discard an interrupted encode of --out instead of resuming it")
+
+
 def encode(args: argparse.Namespace) -> None:
     from . import workflows
     from .data import cache_kind
+    from .validate import integer
 
-    path = workflows.encode(args.tokenizer, args.data, args.out, args.batch_size, args.device)
+    integer("--batch-size", args.batch_size, 1)
+    integer("--workers", args.workers, 0)
+    if args.image_size is not None:
+        integer("--image-size", args.image_size, 1)
+    path = workflows.encode(args.tokenizer, args.data, args.out, args.batch_size, args.device,
+                            num_workers=args.workers, flips=args.flips, image_size=args.image_size, restart=args.restart)
     print(f"{'latent' if cache_kind(path) == 'latents' else 'token'} cache written to {path}")

@@ -68,13 +68,19 @@ def train_tokenizer(data: str, out: str | Path, config: VQConfig | KLConfig, tra
     return model, metrics
 
 
-def encode(tokenizer_dir: str | Path, data: str, out: str | Path, batch_size: int = 256, device: str = "cpu") -> Path:
+def encode(tokenizer_dir: str | Path, data: str, out: str | Path, batch_size: int = 256, device: str = "cpu",
+           num_workers: int = 0, flips: bool = False, image_size: int | None = None, restart: bool = False) -> Path:
     """Pre-extract the tokens (VQ) or latents (KL: posterior means, scaled) and labels of ``data``
-    into a memory-mapped cache at ``out``."""
+    into a memory-mapped cache at ``out``, with both horizontal flips if ``flips``; resumable
+    (``encode_dataset``). ``image_size`` is a check: the tokenizer's grid fixes it."""
     target = resolve_device(device)
     tokenizer = load_tokenizer(tokenizer_dir).to(target)
-    dataset = open_dataset(data, image_size=tokenizer.config.image_size, channels=tokenizer.config.channels)
-    return encode_dataset(tokenizer, dataset, out, batch_size=batch_size, device=target)
+    size = tokenizer.config.image_size
+    if image_size is not None and image_size != size:
+        raise MaskgenError(f"--image-size {image_size}: the tokenizer in {tokenizer_dir} encodes {size}x{size} images (its grid is fixed); omit --image-size")
+    # the encode decodes every file in its workers and names a bad one there
+    dataset = open_dataset(data, image_size=size, channels=tokenizer.config.channels, check_files=False)
+    return encode_dataset(tokenizer, dataset, out, batch_size=batch_size, device=target, num_workers=num_workers, flips=flips, restart=restart)
 
 
 @torch.no_grad()

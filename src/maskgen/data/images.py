@@ -124,16 +124,26 @@ def fit_to_size(images: torch.Tensor, image_size: int, chunk: int = 1024) -> tor
     return out
 
 
+def center_crop(img: Image.Image, image_size: int) -> Image.Image:
+    """ADM's center crop (Dhariwal & Nichol 2021, guided-diffusion; MAR (Li et al. 2024) caches
+    ImageNet with it): halve with a box filter while the short side is at least twice the
+    target, resize bicubically so the short side is ``image_size``, then cut the central
+    ``image_size`` square. The halvings are ADM's own (they stand in for PIL's ``reducing_gap``)
+    and are kept so that a cache sees exactly the pixels MAR's preprocessing gives."""
+    while min(img.size) >= 2 * image_size:
+        img = img.resize(tuple(x // 2 for x in img.size), resample=Image.BOX)
+    scale = image_size / min(img.size)
+    img = img.resize(tuple(round(x * scale) for x in img.size), resample=Image.BICUBIC)
+    w, h = img.size
+    left, top = (w - image_size) // 2, (h - image_size) // 2
+    return img.crop((left, top, left + image_size, top + image_size))
+
+
 def load_image(path: str | Path, image_size: int, channels: int) -> torch.Tensor:
-    """Decode one image file, center-crop it to a square and resize it (bicubic): uint8 [C,S,S]."""
+    """Decode one image file, convert it to grey or RGB and :func:`center_crop` it: uint8 [C,S,S]."""
     try:
         with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
-            w, h = img.size
-            side = min(w, h)
-            left, top = (w - side) // 2, (h - side) // 2
-            if (w, h) != (image_size, image_size):
-                img = img.resize((image_size, image_size), Image.BICUBIC, box=(left, top, left + side, top + side))
+            img = center_crop(img.convert("L" if channels == 1 else "RGB"), image_size)
             arr = np.asarray(img, dtype=np.uint8)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise MaskgenError(f"cannot decode image {path}: {e}") from None
@@ -162,10 +172,13 @@ class ImageFolderDataset(Dataset):
 
     Class names are the sorted subfolder names; image files are found recursively by
     extension (case-insensitive).  Each image is converted to grey (``channels=1``) or
-    RGB, center-cropped to a square and resized to ``image_size``.
+    RGB and :func:`center_crop`-ped to ``image_size``. ``check_files`` verifies every file
+    when the folder opens (:func:`check_image_files`); a reader that decodes every file
+    anyway (``encode_dataset``, in its loader workers) passes False and names a bad file
+    when it meets it, instead of a serial pass over a million files before it starts.
     """
 
-    def __init__(self, root: str | Path, image_size: int = 32, channels: int = 3) -> None:
+    def __init__(self, root: str | Path, image_size: int = 32, channels: int = 3, check_files: bool = True) -> None:
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise MaskgenError(f"data path does not exist or is not a folder: {self.root}")
@@ -195,7 +208,8 @@ class ImageFolderDataset(Dataset):
             raise MaskgenError(f"class subfolders without images in {self.root}: {', '.join(empty[:8])}")
         self.files = files
         self.labels = torch.tensor(labels, dtype=torch.long)
-        check_image_files(files)
+        if check_files:
+            check_image_files(files)
 
     @property
     def num_classes(self) -> int:

@@ -143,11 +143,13 @@ def is_token_spec(spec: str) -> bool:
     return is_token_cache(Path(spec).expanduser())
 
 
-def open_dataset(spec: str = "embedded", image_size: int = 32, channels: int | None = None, split: str = "train") -> Dataset:
+def open_dataset(spec: str = "embedded", image_size: int = 32, channels: int | None = None, split: str = "train",
+                 check_files: bool = True) -> Dataset:
     """Open the dataset named by ``spec`` (see the module docstring for the forms).
 
     Image specs give an ``ImageDataset``/``ImageFolderDataset`` at ``image_size`` with
     ``channels`` (None: the source's own); cache specs give a ``TokenDataset`` or ``LatentDataset``.
+    ``check_files=False`` skips an image folder's check of every file (``ImageFolderDataset``).
     """
     _check_split(split)
     spec = spec.strip()
@@ -163,7 +165,7 @@ def open_dataset(spec: str = "embedded", image_size: int = 32, channels: int | N
             raise MaskgenError(f"data path does not exist: {folder}{hint}")
         return load_idx_dataset(folder, split, image_size, channels, FASHION_MNIST_CLASSES)
     if sep and kind == "folder":
-        return ImageFolderDataset(_existing_dir(rest), image_size, 3 if channels is None else channels)
+        return ImageFolderDataset(_existing_dir(rest), image_size, 3 if channels is None else channels, check_files)
     if sep and kind == "tokens":
         return open_cache(_existing_dir(rest))
     if not spec:
@@ -179,4 +181,4 @@ def open_dataset(spec: str = "embedded", image_size: int = 32, channels: int | N
         return open_cache(path)
     if _has_idx(path):
         return load_idx_dataset(path, split, image_size, channels)
-    return ImageFolderDataset(path, image_size, 3 if channels is None else channels)
+    return ImageFolderDataset(path, image_size, 3 if channels is None else channels, check_files)

@@ -1,7 +1,9 @@
 """Token caches: the discrete codes of a VQ tokenizer over a dataset (see :mod:`.cache`).
 
-``tokens.npy`` is int16 (int32 when the codebook exceeds 32767 codes) [N,h,w]; meta.json
-adds ``codebook_size``.
+``tokens.npy`` is int16 (int32 when the codebook exceeds 32767 codes) [N,h,w], or
+[N,2,h,w] with both horizontal flips (``encode --flips``); meta.json adds ``codebook_size``.
+int16 holds every published image codebook (VQGAN's 1024 to 16384 codes) at half the size
+of int32: an ImageNet cache of 16x16 codes with flips is 1.3 GB instead of 2.6.
 """
 
 from __future__ import annotations

@@ -173,10 +173,17 @@ class StepBatches:
         perm = torch.randperm(len(self.dataset), generator=step_generator(self.seed, epoch, stream=1))
         return perm[k * self.batch_size : (k + 1) * self.batch_size][self.rows]
 
+    def views(self, step: int) -> Tensor | None:
+        """The stored view (one of both flips) each item of the step reads, uniform per item as
+        MAR (Li et al. 2024) draws it; for the global batch, then split; None with one view."""
+        views = getattr(self.dataset, "views", 1)
+        return None if views == 1 else torch.randint(views, (self.batch_size,), generator=step_generator(self.seed, step, stream=2))[self.rows]
+
     def iterate(self, start: int, stop: int) -> Iterator[tuple[int, Any]]:
         if hasattr(self.dataset, "batch"):
             for step in range(start, stop):
-                yield step, self.dataset.batch(self.indices(step))
+                views = self.views(step)
+                yield step, self.dataset.batch(self.indices(step)) if views is None else self.dataset.batch(self.indices(step), views)
             return
         loader = torch.utils.data.DataLoader(
             self.dataset,
