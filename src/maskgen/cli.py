@@ -20,6 +20,7 @@ from .folder_lock import folder_lock
 from .sampling_commands import add_sampler_options
 from .tokenizer_commands import add_train_tokenizer_options
 from .commands import verb_modules
+from . import joint_commands
 from .errors import MaskgenError
 
 TRAIN_DEFAULTS = {
@@ -124,6 +125,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     g.add_argument("--cond-drop", type=float, default=0.1, help="probability of the unconditional input")
     g.add_argument("--label-smoothing", type=float, default=0.0)
     g.add_argument("--batch-time", action="store_true", help="one t per batch (002) instead of one per image")
+    joint_commands.add_train_options(p)
     _train_options(p)
 
     add_import_options(verb("import", "Convert a published generator checkpoint and its tokenizer into a maskgen model folder."))
@@ -273,6 +275,8 @@ def _run_verb(args: argparse.Namespace) -> None:
         tokenizer_commands.train_tokenizer(args)
     elif args.verb == "encode":
         tokenizer_commands.encode(args)
+    elif args.verb == "train" and joint_commands.is_joint_training(args):
+        joint_commands.train(args, pick, CONTINUOUS_ONLY)
     elif args.verb == "train":
         from .models.continuous import ContinuousConfig
         from .models.transformer import GeneratorConfig
