@@ -170,6 +170,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--num", type=int, default=None, help="number of images (default 100)")
     p.add_argument("--out", required=False, help="output folder")
     p.add_argument("--classes", default=None, help="comma-separated class ids (default: all classes, round robin)")
+    joint_commands.add_given_option(p)
 
     p = verb("train-classifier", "Train the small dataset classifier behind FD-clf, classifier score and class accuracy.")
     p.add_argument("--data", default="embedded", help="image data spec")
@@ -199,6 +200,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--out", default=None, help="results JSON (default: eval.json next to --samples, else in the current folder)")
     p.add_argument("--kid-subsets", type=int, default=100)
     p.add_argument("--is-mode", default="evaluator", help="evaluator (chunks of 5000) or torch-fidelity (10 splits)")
+    joint_commands.add_given_option(p)
 
     p = verb("export", "Copy a model folder, its self-guidance modules, critic and a classifier into one compact folder.")
     p.add_argument("--model", required=False, help="model folder (generator + tokenizer, optional self-guidance*/ and critic/)")

@@ -70,3 +70,121 @@ def is_joint_model(folder: str | Path | None) -> bool:
 
     path = Path(folder) / "generator.json" if folder else None
     return bool(path and path.is_file() and load_json(path).get("kind") == "joint_generator")
+
+
+def handles(args: argparse.Namespace) -> bool:
+    """Whether a ``sample``/``eval`` run is the joint model's: ``--given``, or a joint model folder."""
+    return args.given is not None or is_joint_model(getattr(args, "model", None))
+
+
+def read_given(text: str, image_size: int, channels: int, num: int | None):
+    """``--given MODALITY:DATA`` -> (modality, its tensor, the other modality's tensor or None).
+
+    DATA is a folder of that modality's PNGs (images, or label maps) or paired data
+    (``data/segmentation.py``), whose other modality comes back as the ground truth."""
+    from .data.segmentation import is_segmentation_spec, open_segmentation, read_image_folder, read_label_folder
+
+    modality, sep, data = text.partition(":")
+    if not sep or not data:
+        raise MaskgenError(f"--given takes MODALITY:DATA (image:DIR or segmentation:DIR), got {text!r}")
+    if modality not in MODALITIES:
+        raise MaskgenError(f"unknown modality {modality!r} in --given; choose from {', '.join(MODALITIES)}")
+    if is_segmentation_spec(data):
+        pairs = open_segmentation(data, image_size, channels)
+        mine, other = (pairs.images, pairs.maps) if modality == "image" else (pairs.maps, pairs.images)
+    elif modality == "image":
+        mine, other = read_image_folder(data, image_size, channels)[1], None
+    else:
+        mine, other = read_label_folder(data, image_size)[1], None
+    if num is not None:
+        if num < 1:
+            raise MaskgenError(f"--num must be >= 1, got {num}")
+        mine, other = mine[:num], None if other is None else other[:num]
+    return modality, mine, other
+
+
+def _setup(args: argparse.Namespace):
+    from .joint_pipeline import JointGen
+    from .sampling_commands import run_settings, sampler_spec
+    from .training.trainer import resolve_device
+
+    if getattr(args, "acceptance", 1.0) < 1.0 or getattr(args, "rejection_classifier", None):
+        raise MaskgenError("classifier rejection picks by class; a joint model has no classes")
+    if getattr(args, "classes", None) is not None:
+        raise MaskgenError("--classes: a joint model has no classes; its condition is --given")
+    if args.model is None:
+        raise MaskgenError("--given needs --model, a joint image+segmentation model folder")
+    device = resolve_device(args.device)
+    model = JointGen.load(args.model, device=device)
+    run = run_settings(args, 64)
+    given = None
+    if args.given is not None:
+        c = model.tokenizer.config
+        given = read_given(args.given, c.image_size, c.channels, args.num)
+    spec = sampler_spec(args)
+    return model, spec, run, given
+
+
+def _inputs(given) -> dict:
+    if given is None:
+        return {}
+    modality, tensor, _ = given
+    return {"images": tensor} if modality == "image" else {"maps": tensor}
+
+
+def sample(args: argparse.Namespace) -> None:
+    from .joint_pipeline import save_joint_samples
+
+    model, spec, run, given = _setup(args)
+    num = run["num"] if given is None else len(given[1])
+    images, maps, result = model.generate(num, model.sampler(spec), seed=run["seed"], batch_size=run["batch_size"], **_inputs(given))
+    record = {"model": str(args.model), "given": args.given, "sampler": spec.to_dict(), "run": {**run, "num": num}}
+    paths = save_joint_samples(args.out, model, images, maps, result, record)
+    print(f"{num} image+segmentation pairs (NFE {result.nfe:g}, given: {args.given or 'nothing'}) -> {paths['images']}, {paths['segmentations']}, {paths['npz']}")
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    """image->segmentation: mIoU and pixel accuracy against the held-out maps;
+    segmentation->image: FD-clf between the sampled and the held-out images."""
+    import json
+
+    from .checkpoint import save_json
+    from .sampling_commands import eval_output
+
+    if args.samples is not None or args.ref is not None:
+        raise MaskgenError("a joint model is evaluated against the other half of --given's paired data: drop --samples and --ref")
+    if args.given is None:
+        raise MaskgenError("eval of a joint model needs --given image:DATA (mIoU) or segmentation:DATA (FD-clf), DATA paired (mosaic-test:N, images:DIR,labels:DIR)")
+    out = eval_output(args)
+    model, spec, run, given = _setup(args)
+    modality, tensor, truth = given
+    if truth is None:
+        raise MaskgenError(f"--given {args.given}: eval needs paired data (mosaic-test:N or images:DIR,labels:DIR) to compare with")
+    images, maps, result = model.generate(len(tensor), model.sampler(spec), seed=run["seed"], batch_size=run["batch_size"], **_inputs(given))
+    if modality == "image":
+        from .metrics.segmentation import segmentation_scores
+
+        metrics = {"task": "image->segmentation", **segmentation_scores(maps, truth, model.seg_tokenizer.config.num_labels)}
+    else:
+        metrics = {"task": "segmentation->image", **image_fd(images, truth, args.network, model.device)}
+    metrics["num"] = len(tensor)
+    save_json(out, {"metrics": metrics, "sampler": spec.to_dict(), "nfe": result.nfe, "model": str(args.model), "given": args.given, "seed": run["seed"]})
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if k != "iou"}, indent=1))
+    print(f"results written to {out.resolve()}")
+
+
+def image_fd(images, real, network: str | None, device) -> dict:
+    """FD-clf: the Frechet distance of the shipped Fashion-MNIST classifier's features (or
+    ``network``'s) between sampled and real images. The classifier saw single 32x32 items,
+    not mosaics: a fixed feature network applied off its training data, as Inception is on
+    any non-ImageNet set, so the numbers compare models on this set, not across sets."""
+    from .evaluate import load_network
+    from .metrics.features import extract
+    from .metrics.frechet import frechet_distance_features
+    from .pipeline import reference_dir
+
+    spec = network or f"classifier:{reference_dir() / 'classifier'}"
+    net = load_network(spec, device)
+    fake, _ = extract(net, images, device=device, progress=False)
+    true, _ = extract(net, real, device=device, progress=False)
+    return {"fd": frechet_distance_features(fake, true), "network": spec.split(":")[0] if network is None else spec}

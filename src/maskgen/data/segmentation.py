@@ -177,8 +177,8 @@ def load_pair_folders(images: str | Path, labels: str | Path, image_size: int, c
 
 def is_segmentation_spec(spec: str) -> bool:
     """Whether ``spec`` names paired image + segmentation data."""
-    head = spec.strip().split(":", 1)[0]
-    return head in ("mosaic", "mosaic-test", "images")
+    spec = spec.strip()
+    return spec in ("mosaic", "mosaic-test") or spec.startswith(("mosaic:", "mosaic-test:", "images:"))
 
 
 def _count(text: str, spec: str) -> int:
