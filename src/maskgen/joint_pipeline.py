@@ -141,7 +141,8 @@ def save_label_map(path: Path, label_map: Tensor, palette: Tensor) -> None:
 
 def save_joint_samples(out: str | Path, model: JointGen, images: Tensor, maps: Tensor, result: SampleResult, extra: dict | None = None) -> dict[str, Path]:
     """``image/NNNNNN.png`` and ``segmentation/NNNNNN.png`` (palette PNGs, usable as a given
-    folder), grids ``images.png`` and ``segmentations.png``, ``samples.npz`` and ``samples.json``."""
+    folder), grids ``images.png``, ``segmentations.png`` and ``pairs.png`` (each map beside its
+    image), ``samples.npz`` and ``samples.json``."""
     out = Path(out)
     for sub in ("image", "segmentation"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -150,7 +151,11 @@ def save_joint_samples(out: str | Path, model: JointGen, images: Tensor, maps: T
         pic = images[i].permute(1, 2, 0).numpy()
         Image.fromarray(pic[..., 0] if pic.shape[-1] == 1 else pic).save(out / "image" / f"{i:06d}.png")
         save_label_map(out / "segmentation" / f"{i:06d}.png", maps[i], palette)
-    paths = {"images": save_grid(out / "images.png", images), "segmentations": save_grid(out / "segmentations.png", model.seg_tokenizer.colour(maps))}
+    coloured = model.seg_tokenizer.colour(maps)
+    paths = {"images": save_grid(out / "images.png", images), "segmentations": save_grid(out / "segmentations.png", coloured)}
+    # each map beside its image, 4 pairs a row: what a reader compares
+    pairs = torch.stack([coloured, images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images], 1).flatten(0, 1)
+    paths["pairs"] = save_grid(out / "pairs.png", pairs, nrow=8)
     paths["npz"] = out / "samples.npz"
     tmp = out / ".samples.tmp.npz"
     np.savez(tmp, images=images.numpy().astype(np.uint8), maps=maps.numpy().astype(np.uint8), tokens=result.tokens.numpy(), labels=result.labels.numpy())
