@@ -173,7 +173,9 @@ def test_cli_given_round_trip(joint_dir, tmp_path):
     seg_dir = tmp_path / "joint" / "segmentation"
     assert main(["sample", *common, "--given", f"segmentation:{seg_dir}", "--cfg", "1", "--out", str(tmp_path / "s2i")]) == 0
     assert main(["sample", *common, "--given", f"image:{tmp_path / 's2i' / 'image'}", "--out", str(tmp_path / "i2s")]) == 0
-    first, s2i, i2s = (np.load(tmp_path / d / "samples.npz") for d in ("joint", "s2i", "i2s"))
+    assert main(["sample", "--spec", str(tmp_path / "s2i" / "samples.json"), "--device", "cpu", "--out", str(tmp_path / "again")]) == 0
+    first, s2i, i2s, again = (np.load(tmp_path / d / "samples.npz") for d in ("joint", "s2i", "i2s", "again"))
+    assert all(np.array_equal(s2i[k], again[k]) for k in s2i.files)  # samples.json replays model, given modality and sampler
     assert np.array_equal(s2i["maps"], first["maps"])  # the given segmentation came back unchanged
     assert np.array_equal(np.asarray(Image.open(seg_dir / "000001.png")), first["maps"][1])  # PNG holds the labels
     from maskgen.data.segmentation import read_image_folder

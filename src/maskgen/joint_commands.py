@@ -73,7 +73,15 @@ def is_joint_model(folder: str | Path | None) -> bool:
 
 
 def handles(args: argparse.Namespace) -> bool:
-    """Whether a ``sample``/``eval`` run is the joint model's: ``--given``, or a joint model folder."""
+    """Whether a ``sample``/``eval`` run is the joint model's: ``--given``, a joint model folder,
+    or a replayed joint samples.json (whose model and given modality then apply)."""
+    if getattr(args, "spec", None) is not None and getattr(args, "model", None) is None:
+        from .sampling.spec import read_spec_file
+
+        run = read_spec_file(args.spec).get("run", {})
+        if isinstance(run, dict) and is_joint_model(run.get("model")):
+            args.model = run["model"]
+            args.given = args.given if args.given is not None else run.get("given")
     return args.given is not None or is_joint_model(getattr(args, "model", None))
 
 
@@ -138,9 +146,10 @@ def sample(args: argparse.Namespace) -> None:
     model, spec, run, given = _setup(args)
     num = run["num"] if given is None else len(given[1])
     images, maps, result = model.generate(num, model.sampler(spec), seed=run["seed"], batch_size=run["batch_size"], **_inputs(given))
-    record = {"model": str(args.model), "given": args.given, "sampler": spec.to_dict(), "run": {**run, "num": num}}
+    record = {"model": str(args.model), "sampler": spec.to_dict(), "run": {**run, "num": num, "model": str(args.model), "given": args.given}}
     paths = save_joint_samples(args.out, model, images, maps, result, record)
-    print(f"{num} image+segmentation pairs (NFE {result.nfe:g}, given: {args.given or 'nothing'}) -> {paths['images']}, {paths['segmentations']}, {paths['npz']}")
+    print(f"{num} image+segmentation pairs (NFE {result.nfe:g}, given: {args.given or 'nothing'}) -> {paths['pairs']}, {paths['npz']}")
+    print(f"replay: maskgen sample --spec {paths['json']} --out DIR")
 
 
 def evaluate(args: argparse.Namespace) -> None:
