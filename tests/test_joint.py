@@ -58,6 +58,17 @@ def test_mosaic_labels_each_item_pixel_with_its_class_plus_one(monkeypatch):
     assert ((lab > 0).flatten(1).sum(1) > 0).all()
 
 
+def test_image_and_label_folders_pair_by_name(tmp_path):
+    from maskgen.data.segmentation import open_segmentation
+
+    (tmp_path / "img").mkdir(), (tmp_path / "lab").mkdir()
+    for name, value in (("a", 2), ("b", 4)):
+        Image.fromarray(np.full((32, 32), 10 * value, dtype=np.uint8), mode="L").save(tmp_path / "img" / f"{name}.png")
+        Image.fromarray(np.full((32, 32), value, dtype=np.uint8), mode="L").save(tmp_path / "lab" / f"{name}.png")
+    pairs = open_segmentation(f"images:{tmp_path / 'img'},labels:{tmp_path / 'lab'}", 32, 1)
+    assert pairs.num_labels == 5 and pairs.maps[1].unique().tolist() == [4] and pairs.images[1].unique().tolist() == [40]
+
+
 # -- segmentation tokenizer -------------------------------------------------------------------
 
 def test_segmentation_tokenizer_round_trip_and_majority(tmp_path):
