@@ -106,7 +106,7 @@ def joint_row(res: "Results", section: "Section", method: str, folder: str, task
 def floor_rows(res: "Results", section: "Section", folder: str) -> None:
     """What the tokenizers alone allow: the true maps through the segmentation tokenizer
     (the best mIoU a sampled token map can reach) and the true images through the VQ
-    tokenizer (the FD-clf of perfect image tokens)."""
+    tokenizer (the FD-clf of perfect image tokens); and every pixel called background."""
     data = _held_out(res)
 
     def compute() -> dict:
@@ -119,11 +119,19 @@ def floor_rows(res: "Results", section: "Section", folder: str) -> None:
 
     section.rows.append(_cached(res, {"method": "tokenizers", "setting": "true tokens (floor)", "num": res.args.num}, compute))
 
+    def background() -> dict:
+        s = segmentation_scores(torch.zeros_like(data.maps), data.maps, data.num_labels)
+        return {"miou": s["miou"], "pixel_accuracy": s["pixel_accuracy"]}
+
+    # the baseline a segmenter must beat: every pixel called background
+    section.rows.append(_cached(res, {"method": "all background", "setting": "no model", "num": res.args.num}, background))
+
 
 def jnoise_section(res: "Results", Section) -> "Section":
     etm, itm = res.args.joint.split(",")
     s = Section("Joint sampling noise: one row at three seeds",
-                f"The ITM model `{itm}`, both tasks without CFG, sampling seeds 0, 1, 2; then the tokenizers' floors.")
+                f"The ITM model `{itm}`, both tasks without CFG, sampling seeds 0, 1, 2; then the tokenizers' floors and the "
+                "all-background map.")
     for task in TASKS:
         for seed in (0, 1, 2):
             joint_row(res, s, "ITM", itm, task, seed=seed)
@@ -142,7 +150,8 @@ def table5_section(res: "Results", Section) -> "Section":
         "003 Table 5: explicit against implicit timestep, one joint model each",
         f"Two joint models trained identically except for the timestep input (`{etm}`: ETM, a time per modality; `{itm}`: "
         f"ITM), seed 0; image->segmentation (mIoU, pixel accuracy) and segmentation->image (FD-clf), without CFG and with "
-        f"CFG 1 on the given modality (weak branch: that modality fully masked).",
+        f"CFG 1 on the given modality (weak branch: that modality fully masked). The noise is that of sampling seeds "
+        f"on one trained model; training-seed noise (one more training run per seed, not run here) is not in it.",
         claims=[lambda rows, _noise: table5_claim(rows, getattr(res, "jnoise", JointNoise()))],
     )
     for cfg in (0.0, 1.0):
