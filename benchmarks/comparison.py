@@ -34,6 +34,8 @@ COLUMNS = [
     ("class_accuracy", "class acc", "{:.3f}"),
     ("precision", "precision", "{:.3f}"),
     ("recall", "recall", "{:.3f}"),
+    ("miou", "mIoU", "{:.3f}"),
+    ("pixel_accuracy", "pixel acc", "{:.3f}"),
     ("nfe", "NFE", "{:g}"),
     ("nfe_head", "head passes", "{:g}"),
     ("train_tok_s", "train tok/s", "{:,.0f}"),

@@ -20,6 +20,7 @@ from .folder_lock import folder_lock
 from .sampling_commands import add_sampler_options
 from .tokenizer_commands import add_encode_options, add_train_tokenizer_options
 from .commands import verb_modules
+from . import joint_commands
 from .errors import MaskgenError
 
 TRAIN_DEFAULTS = {
@@ -119,6 +120,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     g.add_argument("--cond-drop", type=float, default=0.1, help="probability of the unconditional input")
     g.add_argument("--label-smoothing", type=float, default=0.0)
     g.add_argument("--batch-time", action="store_true", help="one t per batch (002) instead of one per image")
+    joint_commands.add_train_options(p)
     _train_options(p)
 
     add_import_options(verb("import", "Convert a published generator checkpoint and its tokenizer into a maskgen model folder."))
@@ -163,6 +165,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--num", type=int, default=None, help="number of images (default 100)")
     p.add_argument("--out", required=False, help="output folder")
     p.add_argument("--classes", default=None, help="comma-separated class ids (default: all classes, round robin)")
+    joint_commands.add_given_option(p)
 
     p = verb("train-classifier", "Train the small dataset classifier behind FD-clf, classifier score and class accuracy.")
     p.add_argument("--data", default="embedded", help="image data spec")
@@ -192,6 +195,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--out", default=None, help="results JSON (default: eval.json next to --samples, else in the current folder)")
     p.add_argument("--kid-subsets", type=int, default=100)
     p.add_argument("--is-mode", default="evaluator", help="evaluator (chunks of 5000) or torch-fidelity (10 splits)")
+    joint_commands.add_given_option(p)
 
     p = verb("export", "Copy a model folder, its self-guidance modules, critic and a classifier into one compact folder.")
     p.add_argument("--model", required=False, help="model folder (generator + tokenizer, optional self-guidance*/ and critic/)")
@@ -268,6 +272,8 @@ def _run_verb(args: argparse.Namespace) -> None:
         tokenizer_commands.train_tokenizer(args)
     elif args.verb == "encode":
         tokenizer_commands.encode(args)
+    elif args.verb == "train" and joint_commands.is_joint_training(args):
+        joint_commands.train(args, pick, CONTINUOUS_ONLY)
     elif args.verb == "train":
         from .models.continuous import ContinuousConfig
         from .models.transformer import GeneratorConfig

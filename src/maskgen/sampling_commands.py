@@ -40,8 +40,11 @@ def evaluate(args: argparse.Namespace) -> None:
     from .metrics import load_stats
     from .training.trainer import resolve_device
 
+    from . import joint_commands
     from .pipeline import reference_dir
 
+    if joint_commands.handles(args):
+        return joint_commands.evaluate(args)
     device = resolve_device(args.device)
     if args.samples is not None and args.model is not None:
         raise MaskgenError("eval takes either --samples FILE.npz or --model DIR, not both")
@@ -152,9 +155,12 @@ def parse_classes(text: str | None, num: int, num_classes: int) -> torch.Tensor:
 
 
 def sample(args: argparse.Namespace) -> None:
+    from . import joint_commands
     from .pipeline import MaskGen, reference_dir, save_samples
     from .training.trainer import resolve_device
 
+    if joint_commands.handles(args):
+        return joint_commands.sample(args)
     device = resolve_device(args.device)
     check_acceptance(args)
     run = run_settings(args, 100)

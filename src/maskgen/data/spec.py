@@ -5,6 +5,7 @@
 ``fashion-mnist[:DIR]``    IDX files (default DIR /usr/share/datasets/fashion-mnist)
 ``folder:DIR``             one subfolder of images per class (ImageNet layout)
 ``tokens:DIR``             a token or latent cache written by ``encode_dataset``
+``mosaic[:N]`` ...         paired image + segmentation data (``segmentation.py``): its images
 ``DIR``                    whichever of the above the folder's contents show
 =========================  ===================================================
 
@@ -29,6 +30,7 @@ from .idx import read_idx
 from .images import ImageDataset, ImageFolderDataset, fit_to_size, to_channels
 from .cache import CacheDataset, cache_kind, is_token_cache
 from .latents import LatentDataset
+from .segmentation import is_segmentation_spec, open_segmentation
 from .tokens import TokenDataset
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -168,6 +170,9 @@ def open_dataset(spec: str = "embedded", image_size: int = 32, channels: int | N
         return ImageFolderDataset(_existing_dir(rest), image_size, 3 if channels is None else channels, check_files)
     if sep and kind == "tokens":
         return open_cache(_existing_dir(rest))
+    if is_segmentation_spec(spec):  # paired data's images, labelled by their main item (data/segmentation.py)
+        pairs = open_segmentation(spec, image_size, 1 if channels is None else channels, split)
+        return ImageDataset(pairs.images, pairs.main_labels(), pairs.label_names)
     if not spec:
         raise MaskgenError(f"empty data spec; {_EXPECTED}")
     path = Path(spec).expanduser()

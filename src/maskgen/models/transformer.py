@@ -256,11 +256,16 @@ class MaskedTransformer(nn.Module, Checkpointable):
         if c.timestep_input:
             if t is None:
                 raise MaskgenError("this generator was trained with explicit timesteps: pass t")
-            x = x + self.time_mlp(timestep_embedding(t, c.width))[:, None]
+            per_token = t.dim() == 2  # [B, N]: a time per token (a joint model's modalities); the class slot reads their mean
+            if per_token:
+                slot = t.mean(1, keepdim=True)
+                t = torch.cat([slot, t] if c.class_position == "first" else [t, slot], dim=1)
+            emb = self.time_mlp(timestep_embedding(t.flatten(), c.width)).view(*t.shape, -1)
+            x = x + (emb if per_token else emb[:, None])
         return self.input_mlp(x) if c.stems else x
 
     def forward(self, tokens: Tensor, labels: Tensor | None, t: Tensor | None = None, top_down: list[Tensor] | None = None) -> Tensor:
-        """Logits [B, N, K] for tokens [B, N] (ids in 0..K), labels [B] (0..C, or None: blank), t [B] or None."""
+        """Logits [B, N, K] for tokens [B, N] (ids in 0..K), labels [B] (0..C, or None: blank), t [B], [B, N] or None."""
         return self.run(tokens, labels, t, top_down).logits
 
     def run(

@@ -1,5 +1,6 @@
 """Image tokenizers: a trainable VQ-VAE (discrete codes), a KL autoencoder (continuous latents), their metrics;
-and the published VQGAN and LDM/MAR KL autoencoders, for imported checkpoints."""
+and the published VQGAN and LDM/MAR KL autoencoders, for imported checkpoints; and the segmentation
+tokenizer of a joint model's label maps (``segmentation.py``)."""
 
 from .conv import to_uint8, to_unit
 from .kinds import IMPORTED, KINDS, is_continuous, kind_of, load_tokenizer, tokenizer_kind
@@ -8,6 +9,7 @@ from .ldm import AutoencoderShape
 from .ldm_kl import MAR_KL16_SCALE, LDMKLConfig, LDMKLTokenizer
 from .metrics import PSNR_CAP, codebook_usage, evaluate_tokenizer, psnr
 from .objective import KLObjective, VQObjective
+from .segmentation import SegmentationTokenizer, SegmentationTokenizerConfig
 from .taming_vq import TamingVQConfig, TamingVQTokenizer
 from .vq import VQConfig, VQTokenizer, VectorQuantizer
 
@@ -23,6 +25,8 @@ __all__ = [
     "KLTokenizer",
     "LDMKLConfig",
     "LDMKLTokenizer",
+    "SegmentationTokenizer",
+    "SegmentationTokenizerConfig",
     "TamingVQConfig",
     "TamingVQTokenizer",
     "VQConfig",

@@ -8,6 +8,11 @@ Published autoencoders converted by :mod:`maskgen.convert` load the same way but
 trained here, so they have no objective: ``taming_vq`` (:class:`TamingVQTokenizer`, VQGAN,
 Esser et al. 2021; discrete codes) and ``ldm_kl`` (:class:`LDMKLTokenizer`, LDM's KL
 autoencoder as MAR uses it; continuous latents, a kind of :class:`KLTokenizer`).
+
+A joint image+segmentation model folder also holds ``seg-tokenizer.{safetensors,json}``, a
+:class:`~maskgen.tokenizers.segmentation.SegmentationTokenizer` (label maps, kind
+``segmentation_tokenizer``): not an image tokenizer, so not one of the kinds above; it loads
+with ``SegmentationTokenizer.load`` next to the folder's image tokenizer.
 """
 
 from __future__ import annotations
