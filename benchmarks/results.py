@@ -50,6 +50,13 @@ single-transformer generator of one recipe), and their command:
     python benchmarks/results.py --model src/maskgen/reference --ref src/maskgen/reference/classifier/ref-stats.npz \\
         --num 500 --threads 1 --sections cnoise,mae,head,ccfg,versus --continuous runs/ref/emigm,runs/emigm-single \\
         --out runs/results --doc docs/results-continuous.md
+
+Inpainting and conditional coupling (``benchmarks/inpaint_sections.py``), IMT generator against one with coupling:
+
+    maskgen train --config configs/di-coupling-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/coupling
+    python benchmarks/results.py --model src/maskgen/reference --ref src/maskgen/reference/classifier/ref-stats.npz \\
+        --num 500 --threads 1 --sections inoise,coupling,isamplers --coupling-models runs/ref/di-imt,runs/ref/coupling \\
+        --out runs/results --doc docs/results-inpainting.md
 """
 
 from __future__ import annotations
@@ -62,11 +69,12 @@ from pathlib import Path
 
 import claims
 import continuous_sections
+import inpaint_sections
 from continuous_sections import CONTINUOUS_SECTIONS
 from maskgen.errors import MaskgenError
 from comparison import Bench, add_common_args, markdown, plot_fd_vs_nfe, plot_fd_vs_score
 
-SECTIONS = ("noise", "guidance", "critic", "sweeps", "emigm", "di", "weighting", "causes", *CONTINUOUS_SECTIONS)
+SECTIONS = ("noise", "guidance", "critic", "sweeps", "emigm", "di", "weighting", "causes", *CONTINUOUS_SECTIONS, *inpaint_sections.INPAINT_SECTIONS)
 WEIGHTING_MODELS = ("linear-one", "linear-elbo", "cosine-one", "cosine-elbo")
 TEMPERATURES = (1.0, 4.5, 25.0)  # MaskGIT's default and 000's, plus plain Gumbel
 T = 18  # 000 and 004 sample ImageNet with T = 18
@@ -279,6 +287,8 @@ class Results:
         for name in chosen:
             if name in CONTINUOUS_SECTIONS:
                 made = getattr(continuous_sections, f"{name}_section")(self, lambda *a, **k: Section(*a, **k, continuous=True))
+            elif name in inpaint_sections.INPAINT_SECTIONS:  # judged against their own noise rows
+                made = getattr(inpaint_sections, f"{name}_section")(self, Section)
             else:
                 made = getattr(self, f"{name}_section")()
             out.extend(made if isinstance(made, list) else [made])
@@ -349,6 +359,7 @@ def main() -> None:
     p.add_argument("--weighting-models", default=None, help="NAME=DIR for each of " + ", ".join(WEIGHTING_MODELS))
     p.add_argument("--exp-model", default=None, help="generator trained with the exp schedule and w = 1 (causes section)")
     p.add_argument("--continuous", default=None, help="MAE,SINGLE continuous generator folders for the continuous sections")
+    p.add_argument("--coupling-models", default=None, help="UNCOUPLED,COUPLED generator folders for the inpainting sections")
     p.add_argument("--sections", default=",".join(SECTIONS))
     p.add_argument("--doc", default=None, help="write the markdown report here (plots go to a folder of the same name)")
     args = p.parse_args()
@@ -366,7 +377,9 @@ def main() -> None:
         sys.exit("the causes section needs --exp-model DIR")
     if set(chosen) & set(CONTINUOUS_SECTIONS) and (not args.continuous or len(args.continuous.split(",")) != 2):
         sys.exit("the continuous sections need --continuous MAE_FOLDER,SINGLE_FOLDER")
-    discrete = [x for x in chosen if x not in CONTINUOUS_SECTIONS and x != "noise"]
+    if set(inpaint_sections.INPAINT_SECTIONS) & set(chosen) and len((args.coupling_models or "").split(",")) != 2:
+        sys.exit("the inpainting sections need --coupling-models UNCOUPLED_FOLDER,COUPLED_FOLDER")
+    discrete = [x for x in chosen if x not in (*CONTINUOUS_SECTIONS, *inpaint_sections.INPAINT_SECTIONS, "noise")]
     continuous = [x for x in chosen if x in CONTINUOUS_SECTIONS and x != "cnoise"]
     if (discrete and "noise" not in chosen) or (continuous and "cnoise" not in chosen):
         print("note: without its noise section (noise, cnoise) a verdict treats every difference as real", file=sys.stderr)

@@ -113,7 +113,7 @@ def test_cli_writes_grid_samples_and_settings(tmp_path, items):
     argv = ["inpaint", "--image", str(image), "--mask", str(mask), "--out", str(out), "--num", "3", "--steps", "4", "--seed", "5", "--class", "2"]
     assert main(argv) == 0
     grid = np.asarray(Image.open(out / "grid.png"))
-    assert grid.shape == (2 * (32 + 4), 2 * (5 * 34 + 2))  # one row: input | mask | 3 samples, 2x
+    assert grid.shape == (3 * (32 + 4), 3 * (5 * 34 + 2))  # one row: input | mask | 3 samples, 3x
     record = json.loads((out / "inpaint.json").read_text())
     assert record["seed"] == 5 and record["class"] == 2 and record["nfe"] == 4 and record["region_tokens"] == 6
     assert record["sampler"]["steps"] == 4 and record["sampler"]["fill"]["kind"] == "confidence"

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> None:
 
     shown_mask = (region.to(torch.uint8) * 255).expand(channels, -1, -1)
     row = torch.cat([image[None], shown_mask[None], out_images.cpu()])
-    grid = save_png("grid.png", make_grid(row, nrow=len(row), scale=2))
+    grid = save_png("grid.png", make_grid(row, nrow=len(row), scale=3))
     for i, img in enumerate(out_images.cpu()):
         arr = img.permute(1, 2, 0).numpy()
         save_png(f"sample-{i:02d}.png", arr[..., 0] if channels == 1 else arr)
