@@ -140,12 +140,14 @@ def inoise_section(res: "Results", Section) -> "Section":
 
 def coupling_section(res: "Results", Section) -> "Section":
     setup(res)
+    (cr, cs), (ur, us) = trained(res.coupled), trained(res.uncoupled)
     s = Section(
         "003 Sec. 3.6 / App. D: conditional coupling, inpainting with and without it",
-        f"`{res.coupled}` (`configs/di-coupling-fmnist.yaml`: per image up to 50% of the tokens kept clean in training and "
-        f"left out of the loss) against `{res.uncoupled}` (`configs/di-imt-fmnist.yaml`, identical otherwise, 4000 steps each), "
-        "completing 25%, 50% and 75% of the tokens of the test images unconditionally with the confidence rule, 16 steps. "
-        "The floor rows: the test images themselves, and their VQ reconstructions (no token re-sampled).",
+        f"`{res.coupled}` (`configs/di-coupling-fmnist.yaml`, coupling R = {cr:g}: per image a ratio r ~ U[0, R] of the tokens "
+        f"kept clean in training and left out of the loss; {cs} steps) against `{res.uncoupled}` (`configs/di-imt-fmnist.yaml`, "
+        f"identical otherwise, coupling {ur:g}; {us} steps), completing 25%, 50% and 75% of the tokens of the test images "
+        "unconditionally with the confidence rule, 16 steps. The floor rows: the test images themselves, and their VQ "
+        "reconstructions (no token re-sampled).",
     )
     for ratio in RATIOS:
         for name, folder in (("uncoupled", res.uncoupled), ("coupled", res.coupled)):
@@ -158,6 +160,14 @@ def coupling_section(res: "Results", Section) -> "Section":
         s.rows.append({"method": name, "setting": "0% masked", "key": f"floor-{name}", **score(res, imgs, labels)})
     s.claims.append(lambda r, n: coupling_claim(r, getattr(res, "inoise", None)))
     return s
+
+
+def trained(folder: str) -> tuple[float, int | str]:
+    """(coupling ratio, training steps) as the run in ``folder`` recorded them."""
+    from maskgen.checkpoint import load_json
+
+    record = load_json(f"{folder}/train_state.json")
+    return record["objective"].get("coupling", 0.0), record.get("train", {}).get("steps", "?")
 
 
 def coupling_claim(r: claims.Rows, n: Noise | None) -> str:
