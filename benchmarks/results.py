@@ -52,10 +52,10 @@ single-transformer generator of one recipe), and their command:
         --out runs/results --doc docs/results-continuous.md
 
 Inpainting and conditional coupling (``benchmarks/inpaint_sections.py``), the IMT recipe without and with coupling:
-    maskgen train --config configs/di-imt-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/di-imt-2k --steps 2000
-    maskgen train --config configs/di-coupling-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/coupling-2k --steps 2000
+    maskgen train --config configs/di-imt-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/di-imt-800 --steps 800
+    maskgen train --config configs/di-coupling-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/coupling-800 --steps 800
     python benchmarks/results.py --model src/maskgen/reference --ref src/maskgen/reference/classifier/ref-stats.npz \\
-        --num 500 --threads 1 --sections inoise,coupling,isamplers --coupling-models runs/ref/di-imt-2k,runs/ref/coupling-2k \\
+        --num 500 --threads 1 --sections inoise,coupling,isamplers --coupling-models runs/ref/di-imt-800,runs/ref/coupling-800 \\
         --out runs/results --doc docs/results-inpainting.md
 """
 
