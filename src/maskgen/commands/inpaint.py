@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "Inpaint, outpaint or edit an image: re-sample the white region of --mask with any sampler."
+HELP = "Inpaint, outpaint or edit an image: re-sample the white region of --mask with any sampler (no --class: unconditional)."
 REQUIRED: tuple[str, ...] = ("image", "mask", "out")
 WRITES_FOLDER = True
 
@@ -25,7 +25,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask", default=None, help="the region to sample, white on black (any size; resized with nearest to the image)")
     p.add_argument("--out", default=None, help="output folder: grid.png (input | mask | samples), sample-*.png, inpaint.json")
     p.add_argument(
-        "--class", dest="class_id", type=int, default=None,
+        "--class", dest="class_id", type=int, default=None, metavar="C",
         help="class of the completion; without it the region is sampled unconditionally (the null class), never guessed by a classifier",
     )
     p.add_argument("--num", type=int, default=8, help="samples of the same input, each with its own noise")
