@@ -223,6 +223,23 @@ def test_coupled_positions_are_never_masked_and_carry_no_loss(masking):
     assert (grad[kept] == 0).all() and (grad[masked] > 0).all()
 
 
+def test_coupling_reaches_the_continuous_objective():
+    from maskgen.training.continuous import MaskedLatentObjective
+
+    b, n, seen = 16, 20, {}
+
+    def head_loss(latents, mask, labels, t, generator):  # a diffusion head's loss of 1 per masked token
+        seen["mask"] = mask
+        return mask.float()
+
+    obj = MaskedLatentObjective(MaskedObjectiveConfig(schedule="linear", masking="count", cond_drop=0.0, coupling=0.75), null_class=3)
+    ctx = StepContext(step=0, rng=torch.Generator().manual_seed(3), rows=slice(0, b), global_batch=b)
+    loss, _ = obj(head_loss, (torch.randn(b, n, 4), torch.zeros(b, dtype=torch.long)), ctx)
+    _, _, kept = draws(3, b, n, 0.75)
+    assert kept.any() and not (seen["mask"] & kept).any()
+    assert loss.item() == pytest.approx(seen["mask"].sum(1).div(n).mean().item())
+
+
 def test_without_coupling_the_objective_is_unchanged():
     b, n, k = 16, 20, 8
     loss, rec, tokens = coupled_loss("count", 0.0)
