@@ -180,9 +180,10 @@ def coupling_section(res: "Results", Section) -> "Section":
 def trained(folder: str) -> tuple[float, int | str]:
     """(coupling ratio, training steps) as the run in ``folder`` recorded them."""
     from maskgen.checkpoint import load_json
+    from maskgen.training.checkpoints import StepCheckpoints
 
-    record = load_json(f"{folder}/train_state.json")
-    return record["objective"].get("coupling", 0.0), record.get("train", {}).get("steps", "?")
+    steps = (StepCheckpoints(folder).record() or {}).get("train", {}).get("steps", "?")
+    return load_json(f"{folder}/generator.json")["objective"].get("coupling", 0.0), steps
 
 
 def coupling_claim(r: claims.Rows, n: Noise | None) -> str:
