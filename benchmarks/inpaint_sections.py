@@ -44,6 +44,12 @@ if TYPE_CHECKING:
     from results import Results, Section
 
 INPAINT_SECTIONS = ("inoise", "coupling", "isamplers")
+REGION_RULE = (
+    "Every row completes the first `--num` Fashion-MNIST test images (none trained on), unconditionally (the null class); "
+    "the class accuracy is the classifier's on the completed image against the item's true class. The region of image i is "
+    "a uniformly random set of exactly round(f 64) of its 64 tokens (`torch.randperm` seeded 1234 + i), the same in every row "
+    "of a ratio f; pixels outside it are the input's."
+)
 RATIOS = (0.25, 0.5, 0.75)
 REGION_SEED = 1234
 STEPS = 16
@@ -149,7 +155,7 @@ def setup(res: "Results") -> None:
 
 def inoise_section(res: "Results", Section) -> "Section":
     setup(res)
-    s = Section("Inpainting noise: one row at three seeds", f"The uncoupled model `{res.uncoupled}`, confidence fill (16 steps), 50% of the tokens masked; sampling seeds 0, 1, 2, regions fixed.")
+    s = Section("Inpainting noise: one row at three seeds", f"{REGION_RULE} The uncoupled model `{res.uncoupled}`, confidence fill (16 steps), 50% of the tokens masked; sampling seeds 0, 1, 2, regions fixed.")
     for seed in (0, 1, 2):
         inpaint_row(res, s, "uncoupled", f"50%, seed {seed}", CONFIDENCE, res.uncoupled, 0.5, seed)
     res.inoise = Noise(s.rows)
@@ -166,7 +172,9 @@ def coupling_section(res: "Results", Section) -> "Section":
         f"kept clean in training and left out of the loss; {cs} steps) against `{res.uncoupled}` (`configs/di-imt-fmnist.yaml`, "
         f"identical otherwise, coupling {ur:g}; {us} steps), completing 25%, 50% and 75% of the tokens of the test images "
         "unconditionally with the confidence rule, 16 steps. The floor rows: the test images themselves, and their VQ "
-        "reconstructions (no token re-sampled).",
+        f"reconstructions (no token re-sampled). Trained with `maskgen train --config configs/di-coupling-fmnist.yaml "
+        f"--tokenizer src/maskgen/reference --out {res.coupled} --steps {cs}` and the same with `configs/di-imt-fmnist.yaml` "
+        f"and `--out {res.uncoupled} --steps {us}` (the recipes' 4000 steps cut equally for CPU time).",
     )
     for ratio in RATIOS:
         for name, folder in (("uncoupled", res.uncoupled), ("coupled", res.coupled)):
