@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from maskgen.cli import main
+from maskgen.data.images import load_image
 from maskgen.data.spec import load_embedded
 from maskgen.inpainting import inpaint
 from maskgen.pipeline import MaskGen, reference_dir
@@ -117,7 +118,7 @@ def test_cli_writes_grid_samples_and_settings(tmp_path, items):
     record = json.loads((out / "inpaint.json").read_text())
     assert record["seed"] == 5 and record["class"] == 2 and record["nfe"] == 4 and record["region_tokens"] == 6
     assert record["sampler"]["steps"] == 4 and record["sampler"]["fill"]["kind"] == "confidence"
-    given = np.asarray(Image.open(image).resize((32, 32), Image.BICUBIC))
+    given = load_image(image, 32, 1)[0].numpy()  # the input as the data loader brings it to the model's size
     for i in range(3):
         sample = np.asarray(Image.open(out / f"sample-{i:02d}.png"))
         outside = ~box_mask().numpy()
