@@ -150,7 +150,9 @@ def floor_row(res: "Results", name: str) -> dict:
 def setup(res: "Results") -> None:
     if not hasattr(res, "inpaint_items"):
         res.inpaint_items = test_items(res.args.num)
-        res.uncoupled, res.coupled = res.args.coupling_models.split(",")
+        folders = res.args.coupling_models.split(",")
+        res.pairs = list(zip(folders[0::2], folders[1::2]))  # the first pair is judged; the rest are training-seed replicates
+        res.uncoupled, res.coupled = res.pairs[0]
 
 
 def inoise_section(res: "Results", Section) -> "Section":
@@ -164,6 +166,8 @@ def inoise_section(res: "Results", Section) -> "Section":
 
 
 def coupling_section(res: "Results", Section) -> "Section":
+    from maskgen.training.checkpoints import StepCheckpoints
+
     setup(res)
     (cr, cs), (ur, us) = trained(res.coupled), trained(res.uncoupled)
     s = Section(
@@ -179,9 +183,17 @@ def coupling_section(res: "Results", Section) -> "Section":
     for ratio in RATIOS:
         for name, folder in (("uncoupled", res.uncoupled), ("coupled", res.coupled)):
             inpaint_row(res, s, name, f"{ratio:.0%} masked", CONFIDENCE, folder, ratio)
+    for j, (uncoupled, coupled) in enumerate(res.pairs[1:], 2):
+        for ratio in RATIOS:
+            for name, folder in ((f"uncoupled #{j}", uncoupled), (f"coupled #{j}", coupled)):
+                inpaint_row(res, s, name, f"{ratio:.0%} masked", CONFIDENCE, folder, ratio)
     for name in ("test images", "VQ reconstructions"):
         s.rows.append(floor_row(res, name))
     s.claims.append(lambda r, n: coupling_claim(r, getattr(res, "inoise", None)))
+    for j, (uncoupled, coupled) in enumerate(res.pairs[1:], 2):
+        seeds = [(StepCheckpoints(f).record() or {}).get("train", {}).get("seed", "?") for f in (uncoupled, coupled)]
+        s.about += f" Replicate pair #{j}: `{uncoupled}` and `{coupled}`, the same commands with `--seed {seeds[0]}` / `--seed {seeds[1]}` and these `--out`."
+        s.claims.append(lambda r, n, j=j: replicate_note(r, j))
     return s
 
 
@@ -211,6 +223,15 @@ def coupling_claim(r: claims.Rows, n: Noise | None) -> str:
         f"coupled at {'; '.join(parts)}. FD lower beyond twice the noise (σ {n.fd:.3f}) at {better} of 3 ratios; class "
         f"accuracy lower beyond twice its noise (σ {n.acc:.4f}) at any ratio: {'yes' if worse_acc else 'no'}."
     )
+
+
+def replicate_note(r: claims.Rows, j: int) -> str:
+    """Not a verdict (the rule judges the first pair): the same differences for replicate pair ``j``."""
+    diffs = []
+    for ratio in RATIOS:
+        u, c = r[f"uncoupled #{j}", f"{ratio:.0%} masked"], r[f"coupled #{j}", f"{ratio:.0%} masked"]
+        diffs.append(f"{ratio:.0%}: FD {u['fd']:.2f} → {c['fd']:.2f}, accuracy {u['class_accuracy']:.3f} → {c['class_accuracy']:.3f}")
+    return f"Replicate pair #{j} (another training seed; no verdict of its own): uncoupled → coupled at {'; '.join(diffs)}."
 
 
 def isamplers_section(res: "Results", Section) -> list["Section"]:

@@ -55,7 +55,7 @@ Inpainting and conditional coupling (``benchmarks/inpaint_sections.py``), the IM
     maskgen train --config configs/di-imt-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/di-imt-800 --steps 800
     maskgen train --config configs/di-coupling-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/coupling-800 --steps 800
     python benchmarks/results.py --model src/maskgen/reference --ref src/maskgen/reference/classifier/ref-stats.npz \\
-        --num 500 --threads 1 --sections inoise,coupling,isamplers --coupling-models runs/ref/di-imt-800,runs/ref/coupling-800 \\
+        --num 500 --threads 1 --sections inoise,coupling,isamplers --coupling-models runs/ref/di-imt-800,runs/ref/coupling-800,runs/ref/di-imt-800-s1,runs/ref/coupling-800-s1 \\
         --out runs/results --doc docs/results-inpainting.md
 """
 
@@ -359,7 +359,7 @@ def main() -> None:
     p.add_argument("--weighting-models", default=None, help="NAME=DIR for each of " + ", ".join(WEIGHTING_MODELS))
     p.add_argument("--exp-model", default=None, help="generator trained with the exp schedule and w = 1 (causes section)")
     p.add_argument("--continuous", default=None, help="MAE,SINGLE continuous generator folders for the continuous sections")
-    p.add_argument("--coupling-models", default=None, help="UNCOUPLED,COUPLED generator folders for the inpainting sections")
+    p.add_argument("--coupling-models", default=None, help="UNCOUPLED,COUPLED generator folders for the inpainting sections (more pairs: replicates)")
     p.add_argument("--sections", default=",".join(SECTIONS))
     p.add_argument("--doc", default=None, help="write the markdown report here (plots go to a folder of the same name)")
     args = p.parse_args()
@@ -377,8 +377,8 @@ def main() -> None:
         sys.exit("the causes section needs --exp-model DIR")
     if set(chosen) & set(CONTINUOUS_SECTIONS) and (not args.continuous or len(args.continuous.split(",")) != 2):
         sys.exit("the continuous sections need --continuous MAE_FOLDER,SINGLE_FOLDER")
-    if set(inpaint_sections.INPAINT_SECTIONS) & set(chosen) and len((args.coupling_models or "").split(",")) != 2:
-        sys.exit("the inpainting sections need --coupling-models UNCOUPLED_FOLDER,COUPLED_FOLDER")
+    if set(inpaint_sections.INPAINT_SECTIONS) & set(chosen) and (not args.coupling_models or len(args.coupling_models.split(",")) % 2):
+        sys.exit("the inpainting sections need --coupling-models UNCOUPLED_FOLDER,COUPLED_FOLDER[,UNCOUPLED_2,COUPLED_2 ...]")
     discrete = [x for x in chosen if x not in (*CONTINUOUS_SECTIONS, *inpaint_sections.INPAINT_SECTIONS, "noise")]
     continuous = [x for x in chosen if x in CONTINUOUS_SECTIONS and x != "cnoise"]
     if (discrete and "noise" not in chosen) or (continuous and "cnoise" not in chosen):
