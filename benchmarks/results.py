@@ -54,6 +54,12 @@ single-transformer generator of one recipe), and their command:
         --out runs/results --doc docs/results-continuous.md
 
 The joint sections' models and command (docs/results-joint.md): ``benchmarks/joint_sections.py``.
+Inpainting and conditional coupling (``benchmarks/inpaint_sections.py``), the IMT recipe without and with coupling:
+    maskgen train --config configs/di-imt-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/di-imt-800 --steps 800
+    maskgen train --config configs/di-coupling-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/coupling-800 --steps 800
+    python benchmarks/results.py --model src/maskgen/reference --ref src/maskgen/reference/classifier/ref-stats.npz \\
+        --num 500 --threads 1 --sections inoise,coupling,isamplers --coupling-models runs/ref/di-imt-800,runs/ref/coupling-800,runs/ref/di-imt-800-s1,runs/ref/coupling-800-s1 \\
+        --out runs/results --doc docs/results-inpainting.md
 """
 
 from __future__ import annotations
@@ -67,12 +73,13 @@ from pathlib import Path
 import claims
 import continuous_sections
 import joint_sections
+import inpaint_sections
 from continuous_sections import CONTINUOUS_SECTIONS
 from joint_sections import JOINT_SECTIONS
 from maskgen.errors import MaskgenError
 from comparison import Bench, add_common_args, markdown, plot_fd_vs_nfe, plot_fd_vs_score
 
-SECTIONS = ("noise", "guidance", "critic", "sweeps", "emigm", "di", "weighting", "causes", *CONTINUOUS_SECTIONS, *JOINT_SECTIONS)
+SECTIONS = ("noise", "guidance", "critic", "sweeps", "emigm", "di", "weighting", "causes", *CONTINUOUS_SECTIONS, *JOINT_SECTIONS, *inpaint_sections.INPAINT_SECTIONS)
 WEIGHTING_MODELS = ("linear-one", "linear-elbo", "cosine-one", "cosine-elbo")
 TEMPERATURES = (1.0, 4.5, 25.0)  # MaskGIT's default and 000's, plus plain Gumbel
 T = 18  # 000 and 004 sample ImageNet with T = 18
@@ -288,6 +295,8 @@ class Results:
                 made = getattr(joint_sections, f"{name}_section")(self, lambda *a, **k: Section(*a, **k, joint=True))
             elif name in CONTINUOUS_SECTIONS:
                 made = getattr(continuous_sections, f"{name}_section")(self, lambda *a, **k: Section(*a, **k, continuous=True))
+            elif name in inpaint_sections.INPAINT_SECTIONS:  # judged against their own noise rows
+                made = getattr(inpaint_sections, f"{name}_section")(self, Section)
             else:
                 made = getattr(self, f"{name}_section")()
             out.extend(made if isinstance(made, list) else [made])
@@ -364,6 +373,7 @@ def main() -> None:
     p.add_argument("--exp-model", default=None, help="generator trained with the exp schedule and w = 1 (causes section)")
     p.add_argument("--continuous", default=None, help="MAE,SINGLE continuous generator folders for the continuous sections")
     p.add_argument("--joint", default=None, help="ETM,ITM joint image+segmentation model folders for the joint sections")
+    p.add_argument("--coupling-models", default=None, help="UNCOUPLED,COUPLED generator folders for the inpainting sections (more pairs: replicates)")
     p.add_argument("--sections", default=",".join(SECTIONS))
     p.add_argument("--doc", default=None, help="write the markdown report here (plots go to a folder of the same name)")
     args = p.parse_args()
@@ -383,7 +393,9 @@ def main() -> None:
         sys.exit("the continuous sections need --continuous MAE_FOLDER,SINGLE_FOLDER")
     if set(chosen) & set(JOINT_SECTIONS) and (not args.joint or len(args.joint.split(",")) != 2):
         sys.exit("the joint sections need --joint ETM_FOLDER,ITM_FOLDER")
-    discrete = [x for x in chosen if x not in CONTINUOUS_SECTIONS and x not in JOINT_SECTIONS and x != "noise"]
+    if set(inpaint_sections.INPAINT_SECTIONS) & set(chosen) and (not args.coupling_models or len(args.coupling_models.split(",")) % 2):
+        sys.exit("the inpainting sections need --coupling-models UNCOUPLED_FOLDER,COUPLED_FOLDER[,UNCOUPLED_2,COUPLED_2 ...]")
+    discrete = [x for x in chosen if x not in (*CONTINUOUS_SECTIONS, *JOINT_SECTIONS, *inpaint_sections.INPAINT_SECTIONS, "noise")]
     continuous = [x for x in chosen if x in CONTINUOUS_SECTIONS and x != "cnoise"]
     if (discrete and "noise" not in chosen) or (continuous and "cnoise" not in chosen):
         print("note: without its noise section (noise, cnoise) a verdict treats every difference as real", file=sys.stderr)

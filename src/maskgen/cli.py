@@ -121,6 +121,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     g.add_argument("--label-smoothing", type=float, default=0.0)
     g.add_argument("--batch-time", action="store_true", help="one t per batch (002) instead of one per image")
     joint_commands.add_train_options(p)
+    g.add_argument("--coupling", type=float, default=0.0, help="conditional coupling (003 Eq. 8): per image up to this ratio of tokens is kept clean and unscored")
     _train_options(p)
 
     add_import_options(verb("import", "Convert a published generator checkpoint and its tokenizer into a maskgen model folder."))

@@ -51,6 +51,8 @@ class JointObjectiveConfig(MaskedObjectiveConfig):
             raise MaskgenError("--batch-time draws one t per batch; a joint model draws t per image (and per modality with --independent-times)")
         if self.weighting == "per-image":
             raise MaskgenError("the per-image weighting averages one image's masked tokens; with two modalities use one or elbo")
+        if self.coupling:
+            raise MaskgenError("--coupling keeps random tokens clean; a joint model keeps a whole modality clean instead (--modality-given)")
 
 
 class JointObjective(MaskedObjective):

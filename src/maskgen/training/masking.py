@@ -23,6 +23,11 @@ Weightings (``weighting``), each the per-image loss before the batch mean:
 Time truncation (``t_sampling``): ``uniform`` draws t ~ U[t_min, 1] as eMIGM's paper writes
 it (the default); ``clamp`` draws t = max(U[0, 1], t_min) as eMIGM's released code does,
 a point mass of t_min at t_min.
+
+Conditional coupling (``coupling`` = R > 0; Discrete Interpolants, Hu & Ommer 2025,
+Sec. 3.6 Eq. 8 and Appendix D, after Gat et al.'s Discrete Flow Matching): a set I of
+positions follows the null scheduler, keeping its clean token at every t, and the rest the
+usual schedule; see ``keep_positions`` and ``mask_free_positions``.
 """
 
 from __future__ import annotations
@@ -71,6 +76,33 @@ def mask_and_drop(
     return t, mask, torch.where(drop, torch.full_like(labels, null_class), labels)
 
 
+def keep_positions(ratio_max: float, n: int, ctx: StepContext) -> Tensor:
+    """Conditional coupling's set I [B, N] (Discrete Interpolants Eq. 8): per image a kept
+    ratio r ~ U[0, R], and floor(r N) positions, uniformly at random, that are never masked.
+
+    003 only says I is "controlled by a ratio of data length L"; drawing the ratio per image
+    up to R (rather than fixing |I| = R L) keeps images with almost nothing given in every
+    batch, so the model still learns to generate from scratch while also seeing the
+    inpainting-like inputs coupling is for (003 App. D: "better unmask the data when
+    encountering a specific ratio of masked data")."""
+    r = ctx.draw(torch.rand, dtype=torch.float64) * ratio_max
+    k = torch.floor(r * n).long()
+    ranks = ctx.draw(torch.rand, n).argsort(dim=1).argsort(dim=1)
+    return ranks < k[:, None]
+
+
+def mask_free_positions(gamma: Tensor, scores: Tensor, masking: str, kept: Tensor) -> Tensor:
+    """``mask_positions`` over the positions outside ``kept`` only: the standard interpolant
+    on them (``count``: ceil(N_free gamma), at least one), the null scheduler on ``kept``."""
+    free = ~kept
+    if masking == "count":
+        n_free = free.sum(dim=1)
+        k = torch.minimum(torch.ceil(gamma.double() * n_free).long().clamp(min=1), n_free)
+        ranks = torch.where(kept, 2.0, scores).argsort(dim=1).argsort(dim=1)  # kept rank last
+        return ranks < k[:, None]
+    return mask_positions(gamma, scores, masking) & free
+
+
 @dataclass
 class MaskedObjectiveConfig:
     schedule: str = "cosine"
@@ -81,6 +113,7 @@ class MaskedObjectiveConfig:
     label_smoothing: float = 0.0
     batch_time: bool = False  # one t per batch (eMIGM's code) instead of one per image
     t_sampling: str = "uniform"  # t ~ U[t_min, 1], or "clamp": max(U[0, 1], t_min)
+    coupling: float = 0.0  # conditional coupling: max kept ratio R (003 Eq. 8), 0 = off
 
     def __post_init__(self) -> None:
         o = "MaskedObjectiveConfig"
@@ -89,6 +122,7 @@ class MaskedObjectiveConfig:
         self.t_min = number("t_min", self.t_min, 0.0, 1.0, hi_open=True, owner=o)
         self.cond_drop = number("cond_drop", self.cond_drop, 0.0, 1.0, owner=o)
         self.label_smoothing = number("label_smoothing", self.label_smoothing, 0.0, 1.0, hi_open=True, owner=o)
+        self.coupling = number("coupling", self.coupling, 0.0, 1.0, hi_open=True, owner=o)
         flag("batch_time", self.batch_time, o)
         get_schedule(self.schedule)
         if self.masking not in MASKINGS:
@@ -119,12 +153,17 @@ class MaskedObjective:
         return c.t_min + (1.0 - c.t_min) * u
 
     def corrupt(self, n: int, labels: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor, Tensor]:
-        """(t [B] float64, mask [B, N] bool, labels with condition dropout to the null class)."""
+        """(t [B] float64, mask [B, N] bool, labels with condition dropout to the null class).
+        Coupled positions are never in ``mask``, so ``weigh`` gives them no loss."""
         c = self.config
         t = self.sample_times(ctx)
-        mask = mask_positions(self.schedule.gamma(t), ctx.draw(torch.rand, n), c.masking).to(labels.device)
+        scores = ctx.draw(torch.rand, n)
         drop = ctx.draw(torch.rand).to(labels.device) < c.cond_drop
-        return t, mask, torch.where(drop, torch.full_like(labels, self.null_class), labels)
+        if c.coupling:  # drawn after the rest, so a run without coupling draws as before
+            mask = mask_free_positions(self.schedule.gamma(t), scores, c.masking, keep_positions(c.coupling, n, ctx))
+        else:
+            mask = mask_positions(self.schedule.gamma(t), scores, c.masking)
+        return t, mask.to(labels.device), torch.where(drop, torch.full_like(labels, self.null_class), labels)
 
     def weigh(self, token_loss: Tensor, mask: Tensor, t: Tensor) -> Tensor:
         """The batch mean of the per-image losses: the masked positions' ``token_loss``

@@ -1,0 +1,121 @@
+"""``maskgen inpaint``: complete the white region of a mask in a user's image.
+
+Inpainting, outpainting (a mask covering the border) and class-conditional editing (the
+same with another ``--class``) of MaskGIT (Chang et al. 2022, Sec. 4.3) and Discrete
+Interpolants (Hu & Ommer 2025, Sec. 3.6, Eq. 8: the given tokens follow the null
+scheduler). The sampling is ``maskgen.inpainting.inpaint``'s; this verb reads the two
+pictures, brings them to the model's size, and writes what came out.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "Inpaint, outpaint or edit an image: re-sample the white region of --mask with any sampler (no --class: unconditional)."
+REQUIRED: tuple[str, ...] = ("image", "mask", "out")
+WRITES_FOLDER = True
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    from ..sampling_commands import add_sampler_options
+
+    p.add_argument("--model", default=None, help="model folder (default: the shipped reference model)")
+    p.add_argument("--image", default=None, help="the image to complete (any size; resized to the model's)")
+    p.add_argument("--mask", default=None, help="the region to sample, white on black (any size; resized with nearest to the image)")
+    p.add_argument("--out", default=None, help="output folder: grid.png (input | mask | samples), sample-*.png, inpaint.json")
+    p.add_argument(
+        "--class", dest="class_id", type=int, default=None, metavar="C",
+        help="class of the completion; without it the region is sampled unconditionally (the null class), never guessed by a classifier",
+    )
+    p.add_argument("--num", type=int, default=8, help="samples of the same input, each with its own noise")
+    add_sampler_options(p)
+
+
+def load_region(mask_path: str, image_path: str, size: int):
+    """The mask as bool [size, size] (True: white, to sample), aligned with the image as
+    ``data.images.load_image`` brings it to the model: resized (nearest) to the image's own
+    size first, then the same centre square, then nearest to ``size``."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from ..errors import MaskgenError
+
+    try:
+        with Image.open(image_path) as img:
+            w, h = img.size
+        with Image.open(mask_path) as m:
+            side = min(w, h)
+            left, top = (w - side) // 2, (h - side) // 2
+            m = m.convert("L").resize((w, h), Image.NEAREST)
+            m = m.resize((size, size), Image.NEAREST, box=(left, top, left + side, top + side))
+            arr = np.asarray(m, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise MaskgenError(f"cannot decode mask {mask_path}: {e}") from None
+    return torch.from_numpy(arr > 127)
+
+
+def run(args: argparse.Namespace) -> None:
+    import torch
+    from PIL import Image
+
+    from ..checkpoint import _atomic_write, save_json
+    from ..data.images import load_image
+    from ..errors import MaskgenError
+    from ..images import make_grid
+    from ..inpainting import inpaint
+    from ..pipeline import MaskGen, reference_dir
+    from ..sampling_commands import _nfe_text, sampler_spec
+    from ..training.trainer import resolve_device
+    from ..validate import integer
+
+    integer("--num", args.num, 1)
+    for option, path in (("--image", args.image), ("--mask", args.mask)):
+        if not Path(path).is_file():
+            raise MaskgenError(f"{option} file does not exist: {path}")
+    if args.acceptance != 1.0 or args.rejection_classifier is not None:
+        raise MaskgenError("inpaint does not do classifier rejection: drop --acceptance/--rejection-classifier")
+    device = resolve_device(args.device)
+    model_dir = args.model or str(reference_dir())
+    spec = sampler_spec(args)  # a bad option fails before the model loads
+    mg = MaskGen.load(model_dir, device=device)
+    size, channels = mg.tokenizer.config.image_size, mg.tokenizer.config.channels
+    image = load_image(args.image, size, channels)
+    region = load_region(args.mask, args.image, size)
+    if not region.any():
+        raise MaskgenError(f"the mask {args.mask} has no white pixels: paint the region to sample in white")
+    num_classes = mg.generator.config.num_classes
+    if args.class_id is not None and not 0 <= args.class_id < num_classes:
+        raise MaskgenError(f"--class {args.class_id} out of range: the model has classes 0..{num_classes - 1} (leave --class out for unconditional)")
+    label = num_classes if args.class_id is None else args.class_id  # num_classes: the null class
+    seed = 0 if args.seed is None else args.seed
+    batch_size = 64 if args.batch_size is None else args.batch_size
+    integer("--batch-size", batch_size, 1)
+
+    images = image.expand(args.num, -1, -1, -1).contiguous()
+    labels = torch.full((args.num,), label, dtype=torch.long)
+    out_images, result = inpaint(mg, images, region, labels, mg.sampler(spec), seed=seed, batch_size=batch_size, progress=True)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save_png(name: str, arr) -> Path:
+        path = out / name
+        _atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"))
+        return path
+
+    shown_mask = (region.to(torch.uint8) * 255).expand(channels, -1, -1)
+    row = torch.cat([image[None], shown_mask[None], out_images.cpu()])
+    grid = save_png("grid.png", make_grid(row, nrow=len(row), scale=3))
+    for i, img in enumerate(out_images.cpu()):
+        arr = img.permute(1, 2, 0).numpy()
+        save_png(f"sample-{i:02d}.png", arr[..., 0] if channels == 1 else arr)
+    save_json(out / "inpaint.json", {
+        "model": model_dir, "image": str(args.image), "mask": str(args.mask), "num": args.num,
+        "class": None if args.class_id is None else label, "unconditional": args.class_id is None,
+        "seed": seed, "batch_size": batch_size, "sampler": spec.to_dict(), "nfe": result.nfe,
+        "region_pixels": int(region.sum()), "region_tokens": result.settings["region_tokens"][0], "settings": result.settings,
+    })
+    what = "unconditional" if args.class_id is None else f"class {label}"
+    print(f"{args.num} completions ({what}, {result.settings['region_tokens'][0]} tokens re-sampled, {_nfe_text(result)}) -> {grid}, {out / 'inpaint.json'}")
