@@ -93,3 +93,22 @@ def test_import_refusals_are_one_line_and_write_nothing(tmp_path, capsys, argv, 
     err = capsys.readouterr().err.strip()
     assert match in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "x").exists()
+
+
+def test_inpaint_runs_on_an_imported_model(v1_model, tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "in.png")
+    mask = np.zeros((16, 16), dtype=np.uint8)
+    mask[4:8, 4:12] = 255  # two of the 4x4 grid's 4x4-pixel patches
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    out = tmp_path / "inpainted"
+    assert main(["inpaint", "--model", str(v1_model), "--image", str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png"),
+                 "--out", str(out), "--num", "2", "--steps", "2", "--class", "3"]) == 0
+    given = np.asarray(Image.open(tmp_path / "in.png"))
+    samples = sorted(out.glob("sample-*.png"))
+    assert len(samples) == 2
+    for png in samples:
+        got = np.asarray(Image.open(png).convert("RGB"))
+        assert (got[mask == 0] == given[mask == 0]).all()
