@@ -9,6 +9,17 @@
 
 Every setting is fixed here before a run, including the rule that picks DDPM's tuned
 temperature (lowest FD at seed 1, 16 steps, over 0.8 / 0.9 / 1.0; reported at seed 0).
+
+The continuous sections' models (a KL tokenizer, its latent cache, then the MAE and the
+single-transformer generator of one recipe), and their command:
+
+    maskgen train-tokenizer --config configs/kl-tokenizer-fmnist.yaml --out runs/ref/kl-tok
+    maskgen encode --tokenizer runs/ref/kl-tok --data fashion-mnist --out runs/fmnist-latents
+    maskgen train --config configs/emigm-continuous-fmnist.yaml --tokenizer runs/ref/kl-tok --data tokens:runs/fmnist-latents --out runs/ref/emigm
+    maskgen train --config configs/emigm-continuous-fmnist.yaml --tokenizer runs/ref/kl-tok --data tokens:runs/fmnist-latents --out runs/emigm-single --arch single --depth 6
+    python benchmarks/results.py --model src/maskgen/reference --ref src/maskgen/reference/classifier/ref-stats.npz \\
+        --num 500 --threads 1 --sections cnoise,mae,head,ccfg,versus --continuous runs/ref/emigm,runs/emigm-single \\
+        --out runs/results --doc docs/results-continuous.md
 """
 
 from __future__ import annotations

@@ -24,6 +24,13 @@ The rules, fixed before any run:
   for self-guidance (8 steps, two passes each), 15 for Token-Critic (8 generator + 7 critic).
 - Verdicts: a difference counts only beyond twice the seed noise's standard deviation (FD
   and class accuracy separately), as in ``claims.py``.
+
+Inpainting and conditional coupling (``benchmarks/inpaint_sections.py``), the IMT recipe without and with coupling:
+    maskgen train --config configs/di-imt-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/di-imt-800 --steps 800
+    maskgen train --config configs/di-coupling-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/coupling-800 --steps 800
+    python benchmarks/results.py --model src/maskgen/reference --ref src/maskgen/reference/classifier/ref-stats.npz \\
+        --num 500 --threads 1 --sections inoise,coupling,isamplers --coupling-models runs/ref/di-imt-800,runs/ref/coupling-800,runs/ref/di-imt-800-s1,runs/ref/coupling-800-s1 \\
+        --out runs/results --doc docs/results-inpainting.md
 """
 
 from __future__ import annotations

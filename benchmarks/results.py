@@ -42,24 +42,9 @@ The generators behind ``--di``, ``--weighting-models`` and ``--exp-model`` are o
     maskgen train --config configs/di-imt-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/w-cosine-elbo --schedule cosine --weighting elbo
     maskgen train --config configs/di-imt-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/w-exp-one --schedule exp
 
-The continuous sections' models (a KL tokenizer, its latent cache, then the MAE and the
-single-transformer generator of one recipe), and their command:
-
-    maskgen train-tokenizer --config configs/kl-tokenizer-fmnist.yaml --out runs/ref/kl-tok
-    maskgen encode --tokenizer runs/ref/kl-tok --data fashion-mnist --out runs/fmnist-latents
-    maskgen train --config configs/emigm-continuous-fmnist.yaml --tokenizer runs/ref/kl-tok --data tokens:runs/fmnist-latents --out runs/ref/emigm
-    maskgen train --config configs/emigm-continuous-fmnist.yaml --tokenizer runs/ref/kl-tok --data tokens:runs/fmnist-latents --out runs/emigm-single --arch single --depth 6
-    python benchmarks/results.py --model src/maskgen/reference --ref src/maskgen/reference/classifier/ref-stats.npz \\
-        --num 500 --threads 1 --sections cnoise,mae,head,ccfg,versus --continuous runs/ref/emigm,runs/emigm-single \\
-        --out runs/results --doc docs/results-continuous.md
-
-The joint sections' models and command (docs/results-joint.md): ``benchmarks/joint_sections.py``.
-Inpainting and conditional coupling (``benchmarks/inpaint_sections.py``), the IMT recipe without and with coupling:
-    maskgen train --config configs/di-imt-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/di-imt-800 --steps 800
-    maskgen train --config configs/di-coupling-fmnist.yaml --tokenizer src/maskgen/reference --out runs/ref/coupling-800 --steps 800
-    python benchmarks/results.py --model src/maskgen/reference --ref src/maskgen/reference/classifier/ref-stats.npz \\
-        --num 500 --threads 1 --sections inoise,coupling,isamplers --coupling-models runs/ref/di-imt-800,runs/ref/coupling-800,runs/ref/di-imt-800-s1,runs/ref/coupling-800-s1 \\
-        --out runs/results --doc docs/results-inpainting.md
+The other sections' models and the command that writes their page are in the docstrings of
+``continuous_sections.py`` (docs/results-continuous.md), ``joint_sections.py``
+(docs/results-joint.md) and ``inpaint_sections.py`` (docs/results-inpainting.md).
 """
 
 from __future__ import annotations
