@@ -11,11 +11,14 @@ their pooled standard deviation is the error bar and the threshold of every verd
 cached in ``--out`` (``comparison.Bench``), so a killed run resumes. Verdicts:
 ``frontier_claims.py``.
 
-    maskgen tune --model src/maskgen/reference --out runs/tune --nfe 4,8,12,18 \\
-        --trials 12 --num 200 --rescore-num 300 --top 2 --seeds 11,12 --seed 10
+    maskgen tune --model src/maskgen/reference --out runs/tune --nfe 4,8,18 --trials 12 --num 200 \\
+        --rescore-num 200 --top 2 --seeds 11,12 --seed 10
     python benchmarks/frontier.py --model src/maskgen/reference --ref src/maskgen/reference/classifier/ref-stats.npz \\
-        --num 500 --threads 1 --tuned runs/tune --emigm src/maskgen/reference/emigm --out runs/frontier \\
-        --doc docs/results-frontier.md
+        --num 250 --threads 1 --tuned runs/tune --emigm src/maskgen/reference/emigm --nfe 8,18,4 --out runs/frontier \\
+        --doc docs/results-frontier.md --tune-command "tune ..."
+
+(250 samples per point rather than docs/results.md's 500: on a 2-core machine shared with other
+jobs, 500 would not have fit the hour this run was given.)
 """
 
 from __future__ import annotations
@@ -175,7 +178,8 @@ def render(f: Frontier, command: str, plots: list[str]) -> str:
         "generator + 1 critic pass, a CFG interval only its guided steps), so a point can sit below its budget. "
         "\"tuned\" is the `maskgen tune` winner at that budget, scored here at seeds the search did not use. Seconds per "
         "image are wall time on a 2-core machine shared with other jobs: compare them loosely. eMIGM's NFE counts "
-        "transformer passes; its diffusion head adds the head passes in the table.",
+        "transformer passes; its diffusion head adds the head passes in the table. FD on fewer samples is biased "
+        "upward, so compare these FDs with each other, not with docs/results.md's 500-sample rows.",
         "",
         f"Seed noise: {frontier_claims.noise_text(f.noise_rows, noise)}. Error bars in the plots are ± this standard "
         "deviation (the noise rows' own spread where a point has three seeds).",

@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> None:
                 "top": args.top, "rescore_num": args.rescore_num, "seeds": seeds}
     specs = write_specs(results, args.out, model_dir, settings)
     text = table(results, settings)
-    (Path(args.out) / "tune.md").write_text(text)
+    tmp = Path(args.out) / ".tune.md.tmp"
+    tmp.write_text(text)
+    tmp.replace(Path(args.out) / "tune.md")  # a reader never sees half a table
     figure = plot(results, Path(args.out) / "fd_vs_nfe.png")
     print(text)
     print(f"spec files: {', '.join(map(str, specs))}; replay one with `maskgen sample --spec FILE --out DIR`")
