@@ -24,6 +24,7 @@ jobs, 500 would not have fit the hour this run was given.)
 from __future__ import annotations
 
 import argparse
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -213,7 +214,7 @@ def main() -> None:
         sys.exit(f"error: {e}")
     folder = Path(args.doc).with_suffix("")
     plots = frontier_claims.plots(f.rows, f.noise_rows, frontier_claims.pooled_noise(f.noise_rows), folder)
-    command = "python benchmarks/frontier.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/frontier.py " + shlex.join(sys.argv[1:])
     text = render(f, command, [str(x) for x in plots])
     Path(args.doc).write_text(text + "\n")
     print(text)
