@@ -62,8 +62,11 @@ def verdicts(rows: list[dict[str, Any]], noise_rows: list[dict[str, Any]], noise
         if tuned and paper:
             d = fd_of(paper[0], noise_rows) - fd_of(tuned[0], noise_rows)
             word = "beats" if d > 2 * noise else ("loses to" if d < -2 * noise else "ties with")
+            same = [r["series"] for r in paper if r["settings"]["sampler"] == tuned[0]["settings"]["sampler"]]
+            note = (f" The tuned spec is {', '.join(same)}'s own (the papers' samplers are candidates of the search); the "
+                    "FDs differ only by the seeds averaged in." if same else "")
             out.append(f"NFE budget {b}: tuned ({tuned[0]['setting']}) {word} the best paper method, {paper[0]['series']} "
-                       f"({fd_of(tuned[0], noise_rows):.2f} vs {fd_of(paper[0], noise_rows):.2f}, difference {d:+.2f}).")
+                       f"({fd_of(tuned[0], noise_rows):.2f} vs {fd_of(paper[0], noise_rows):.2f}, difference {d:+.2f}).{note}")
     out.append(target(rows, noise_rows, noise))
     return out
 

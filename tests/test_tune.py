@@ -10,7 +10,7 @@ from maskgen.cli import main
 from maskgen.errors import MaskgenError
 from maskgen.pipeline import MaskGen, reference_dir
 from maskgen.sampling.spec import CFGSpec, ConfidenceSpec, CriticSpec, SamplerSpec, SelfSpec
-from maskgen.tuning import NFEMeter, SearchSpace, TrialLog, parse_budgets, propose_trials, tune
+from maskgen.tuning import PAPER_SAMPLERS, NFEMeter, SearchSpace, TrialLog, paper_trials, parse_budgets, propose_trials, tune
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +70,17 @@ def test_every_proposal_stays_within_its_budget(ref_model):
             assert result.nfe == t.nfe
 
 
+def test_the_papers_samplers_join_the_search_within_budget(ref_model):
+    trials = paper_trials(ref_model, NFEMeter(ref_model), 8)
+    assert [t.index for t in trials] == [f"paper:{name}" for name in PAPER_SAMPLERS]
+    by_name = {t.index: t for t in trials}
+    # CFG on (0.1, 0.3] at T = 6 guides one step (s = 1/6): 6 + 1 = 7; T = 7 would cost 9
+    assert (by_name["paper:cfg-interval"].spec.steps, by_name["paper:cfg-interval"].nfe) == (6, 7)
+    # self-guidance 2 per step: T = 4; Token-Critic T + T - 1: T = 4, NFE 7
+    assert (by_name["paper:self-guidance"].spec.steps, by_name["paper:token-critic"].spec.steps) == (4, 4)
+    assert by_name["paper:ancestral-exp"].spec.schedule == "exp"
+
+
 def test_a_budget_below_one_step_or_not_a_number_is_one_line():
     with pytest.raises(MaskgenError, match="below one sampling step"):
         parse_budgets("4,0")
@@ -87,9 +98,10 @@ def test_rerun_skips_scored_trials_and_redoes_a_torn_line(ref_model, tmp_path):
 
     kw = dict(budgets=[2, 4], num=10, rescore_num=20, seeds=[1, 2], seed=0, top=1, progress=False)
     first = tune(ref_model, score, tmp_path, trials=2, **kw)
-    assert len(calls) == 2 * 2 + 2 * 2  # 2 trials at 2 budgets, then the best of each at 2 seeds
+    papers = len(PAPER_SAMPLERS)  # the reference folder builds all of them, at both budgets
+    assert len(calls) == 2 * (2 + papers) + 2 * 2  # 2 proposals + the papers' samplers at 2 budgets, then the best of each at 2 seeds
     lines = (tmp_path / "trials.jsonl").read_text().splitlines()
-    assert len(lines) == 8
+    assert len(lines) == len(calls)
     calls.clear()
     again = tune(ref_model, score, tmp_path, trials=2, **kw)
     assert calls == []
@@ -98,7 +110,7 @@ def test_rerun_skips_scored_trials_and_redoes_a_torn_line(ref_model, tmp_path):
     (tmp_path / "trials.jsonl").write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:25])
     tune(ref_model, score, tmp_path, trials=2, **kw)
     assert len(calls) == 1
-    assert len(TrialLog(tmp_path / "trials.jsonl").records) == 8
+    assert len(TrialLog(tmp_path / "trials.jsonl").records) == len(lines)
     # more trials score only the new proposals (plus a rescore if a new one ranks first)
     calls.clear()
     tune(ref_model, score, tmp_path, trials=3, **kw)
@@ -107,15 +119,15 @@ def test_rerun_skips_scored_trials_and_redoes_a_torn_line(ref_model, tmp_path):
 
 def test_tune_writes_a_spec_file_that_sample_replays(tmp_path, capsys):
     out = tmp_path / "tune"
-    argv = ["tune", "--out", str(out), "--nfe", "4", "--trials", "2", "--num", "20", "--rescore-num", "20", "--seeds", "1", "--top", "1"]
+    argv = ["tune", "--out", str(out), "--nfe", "2", "--trials", "1", "--num", "10", "--rescore-num", "10", "--seeds", "1", "--top", "1"]
     assert main(argv) == 0
     assert (out / "tune.md").is_file() and (out / "trials.jsonl").is_file()
-    spec = SamplerSpec.from_file(out / "spec-nfe4.json")
-    assert spec.to_dict() == json.loads((out / "spec-nfe4.json").read_text())["sampler"]
-    assert main(["sample", "--spec", str(out / "spec-nfe4.json"), "--num", "3", "--out", str(tmp_path / "s")]) == 0
+    spec = SamplerSpec.from_file(out / "spec-nfe2.json")
+    assert spec.to_dict() == json.loads((out / "spec-nfe2.json").read_text())["sampler"]
+    assert main(["sample", "--spec", str(out / "spec-nfe2.json"), "--num", "3", "--out", str(tmp_path / "s")]) == 0
     record = json.loads((tmp_path / "s" / "samples.json").read_text())
     assert record["settings"]["sampler"] == spec.to_dict()
-    assert record["nfe"] <= 4
+    assert record["nfe"] <= 2
 
 
 def test_missing_reference_statistics_is_one_line(tmp_path, capsys):

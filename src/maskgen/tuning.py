@@ -17,7 +17,8 @@ steps are never derived from a per-step cost guessed here.
 Search. Random search: proposal i at budget B is drawn by ``random.Random(f"{seed}:{B}:{i}")``,
 so the same seed proposes the same trials in the same order, and adding trials only adds.
 At this scale (tens of trials, a dozen mostly conditional dimensions) random search is as
-good as a model-based search and needs no dependency (docs/tune.md). Each trial is scored
+good as a model-based search and needs no dependency (docs/tune.md). The papers' own samplers
+(``PAPER_SAMPLERS``) are scored beside the random proposals. Each trial is scored
 by FD on ``num`` samples at ``seed``; the best ``top`` per budget are scored again on
 ``rescore_num`` samples at each of ``seeds`` (other seeds than the search's, so the winner is
 not picked on the images that rank it), and the lowest mean wins.
@@ -57,6 +58,21 @@ from .sampling.spec import (
 GUIDANCE_CHOICES = ("none", "cfg", "self", "cfg+self")
 SCHEDULES = ("cosine", "arccos", "linear", "root")
 FILL_CHOICES = ("confidence", "halton", "ancestral", "flow", "critic")
+# The papers' own samplers (flat ``maskgen sample`` options, steps fitted per budget) join the
+# search as fixed candidates, so the winner is never a random draw that a paper's default beats
+# on the search's samples: MaskGIT (Chang et al. 2022), eMIGM's ancestral rule with its exp
+# schedule and CFG interval (You et al. 2025, Sec. 5.3), Discrete Interpolants' flow with argmax
+# last (Hu & Ommer 2025), the Halton order (Besnier et al. 2025), self-guidance at temperature
+# 25 (Hur et al. 2024) and Token-Critic (Lezama et al. 2022). Those a model cannot build are left out.
+PAPER_SAMPLERS: dict[str, dict[str, Any]] = {
+    "maskgit": dict(fill="confidence", choice_temperature=4.5),
+    "ancestral-exp": dict(fill="ancestral", schedule="exp"),
+    "cfg-interval": dict(fill="ancestral", schedule="exp", cfg=2.0, cfg_interval=(0.1, 0.3)),
+    "flow-argmax-last": dict(fill="flow", schedule="linear", argmax_last=True),
+    "halton": dict(fill="halton"),
+    "self-guidance": dict(fill="confidence", annealing="compound", choice_temperature=25.0, guidance="self", scale=1.0),
+    "token-critic": dict(fill="critic"),
+}
 MAX_ATTEMPTS = 50  # proposals drawn before a budget is declared too small for every choice
 
 
@@ -166,9 +182,22 @@ class SearchSpace:
 @dataclass
 class Trial:
     budget: int
-    index: int
+    index: int | str  # a random proposal's number, or "paper:<name>"
     spec: SamplerSpec
     nfe: float
+
+
+def paper_trials(model, meter: NFEMeter, budget: int) -> list[Trial]:
+    """``PAPER_SAMPLERS`` that build on ``model``, each with the most steps ``budget`` pays for."""
+    out = []
+    for name, options in PAPER_SAMPLERS.items():
+        try:
+            fitted = meter.fit(SamplerSpec.from_options(**options, steps=1), budget)
+        except MaskgenError:
+            continue  # this model lacks the piece (no critic, no self-guidance module, continuous tokens)
+        if fitted is not None:
+            out.append(Trial(budget, f"paper:{name}", fitted, meter(fitted)))
+    return out
 
 
 def propose_trials(space: SearchSpace, meter: NFEMeter, budget: int, trials: int, seed: int) -> list[Trial]:
@@ -201,7 +230,7 @@ class TrialLog:
                 self.records[record["key"]] = record
 
     @staticmethod
-    def key(kind: str, spec: SamplerSpec, num: int, seed: int, budget: int, index: int | None = None) -> str:
+    def key(kind: str, spec: SamplerSpec, num: int, seed: int, budget: int, index: int | str | None = None) -> str:
         ident = {"kind": kind, "spec": spec.to_dict(), "num": num, "seed": seed, "budget": budget, "index": index}
         return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -228,9 +257,11 @@ Scorer = Callable[[SamplerSpec, int, int], dict[str, float]]
 
 def fd_scorer(model, ref: str | Path, batch_size: int = 250, device: str | torch.device = "cpu") -> Scorer:
     """FD (FD-clf with the classifier's statistics) of ``num`` samples of a spec at a seed,
-    100 per class in turn, with its NFE and seconds per image."""
-    from .evaluate import evaluate_images, load_network, reference_network
-    from .metrics import load_stats
+    100 per class in turn, with its NFE and seconds per image. Only the Frechet distance is
+    computed: precision and recall against the reference features cost more than the sampling
+    and play no part in the choice."""
+    from .evaluate import load_network, reference_network
+    from .metrics import compute_stats, extract, fid_from_stats, load_stats
 
     stats = load_stats(ref)
     net = load_network(reference_network(ref), device)
@@ -241,8 +272,9 @@ def fd_scorer(model, ref: str | Path, batch_size: int = 250, device: str | torch
         start = time.perf_counter()
         images, result = model.generate(labels, model.sampler(spec), seed=seed, batch_size=batch_size, progress=False)
         seconds = (time.perf_counter() - start) / num
-        m = evaluate_images(images.numpy(), labels.numpy(), stats, net, device=device, progress=False, kid_subsets=10)
-        return {"fd": float(m.get("fd_clf", m.get("fid"))), "nfe": float(result.nfe), "sec_per_image": seconds}
+        feats, _ = extract(net, images.numpy(), batch_size=batch_size, device=device, progress=False)
+        fd = fid_from_stats(compute_stats(feats, pr_subset=None, network=net.name, network_sha256=net.sha256), stats)
+        return {"fd": float(fd), "nfe": float(result.nfe), "sec_per_image": seconds}
 
     return score
 
@@ -271,7 +303,7 @@ def tune(
     top: int = 3,
     progress: bool = True,
 ) -> list[BudgetResult]:
-    """Random search at every budget, then the best ``top`` rescored; resumable from ``out``."""
+    """Random search at every budget (plus the papers' samplers), then the best ``top`` rescored; resumable from ``out``."""
     from tqdm.auto import tqdm
 
     for name, value in (("--trials", trials), ("--num", num), ("--rescore-num", rescore_num), ("--top", top)):
@@ -281,7 +313,7 @@ def tune(
     out.mkdir(parents=True, exist_ok=True)
     log = TrialLog(out / "trials.jsonl")
     space, meter = SearchSpace.for_model(model), NFEMeter(model)
-    proposed = {b: propose_trials(space, meter, b, trials, seed) for b in budgets}
+    proposed = {b: paper_trials(model, meter, b) + propose_trials(space, meter, b, trials, seed) for b in budgets}
     jobs = [(t, log.key("trial", t.spec, num, seed, t.budget, t.index)) for b in budgets for t in proposed[b]]
     todo = [(t, k) for t, k in jobs if k not in log.records]
     for t, k in tqdm(todo, desc="search", disable=not progress):
