@@ -86,17 +86,21 @@ class Bench:
         self,
         name: str,
         fields: dict[str, Any],
-        spec: dict[str, Any],
+        spec: dict[str, Any] | SamplerSpec,
         model: str | None = None,
         seed: int | None = None,
         base: dict | None = None,
     ) -> dict[str, Any]:
         """One row: ``--num`` images from the ``SamplerSpec`` that ``spec`` (``maskgen sample``'s
-        option names) describes (or, with ``base``, the critic refiner's spec applied to the
-        base row's tokens, its NFE and time added to the base row's), scored."""
+        option names, or a ``SamplerSpec`` itself) describes (or, with ``base``, the critic
+        refiner's spec applied to the base row's tokens, its NFE and time added to the base
+        row's), scored."""
         model = model or self.args.model
         seed = self.args.seed if seed is None else seed
-        sampler_spec = MaskGen.refiner_spec(**spec) if base is not None else SamplerSpec.from_options(**spec)
+        if isinstance(spec, SamplerSpec):
+            sampler_spec = spec
+        else:
+            sampler_spec = MaskGen.refiner_spec(**spec) if base is not None else SamplerSpec.from_options(**spec)
         spec = sampler_spec.to_dict()
         identity = {"model": str(model), "seed": seed, "num": self.args.num, "spec": spec, "base": base["key"] if base else None,
                     "inception": self.args.inception_ref}

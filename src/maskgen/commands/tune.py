@@ -1,0 +1,56 @@
+"""``maskgen tune``: search sampler settings for the best FD at each NFE budget (``maskgen.tuning``)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Search sampler settings for the lowest FD at each NFE budget; writes a table, a plot and a spec file per budget."
+REQUIRED: tuple[str, ...] = ("out",)
+WRITES_FOLDER = True
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="model folder (default: the shipped reference model)")
+    p.add_argument("--ref", default=None, help="reference statistics (default: the shipped classifier's, FD-clf)")
+    p.add_argument("--nfe", default="4,8,16", help="comma-separated NFE budgets (network passes per image)")
+    p.add_argument("--out", default=None, help="folder for trials.jsonl, tune.md, fd_vs_nfe.png, spec-nfe<B>.json (a rerun resumes)")
+    p.add_argument("--trials", type=int, default=20, help="random proposals per budget")
+    p.add_argument("--num", type=int, default=200, help="samples per search trial")
+    p.add_argument("--rescore-num", type=int, default=500, help="samples per rescoring run")
+    p.add_argument("--top", type=int, default=3, help="best search trials per budget to rescore")
+    p.add_argument("--seeds", default="1,2,3", help="sampling seeds of the rescoring (keep them apart from --seed)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the proposals and of the search's samples")
+    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--device", default="cpu")
+
+
+def run(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from ..errors import MaskgenError
+    from ..pipeline import MaskGen, reference_dir
+    from ..training.trainer import resolve_device
+    from ..tuning import fd_scorer, parse_budgets, parse_seeds, tune
+    from ..tuning_report import plot, table, write_specs
+
+    budgets, seeds = parse_budgets(args.nfe), parse_seeds(args.seeds)
+    model_dir = args.model or str(reference_dir())
+    ref = args.ref or str(reference_dir() / "classifier" / "ref-stats.npz")
+    if not Path(ref).is_file():
+        raise MaskgenError(f"reference statistics do not exist: {ref} (make them with `maskgen ref-stats`)")
+    device = resolve_device(args.device)
+    model = MaskGen.load(model_dir, device=device)
+    score = fd_scorer(model, ref, args.batch_size, device)
+    results = tune(model, score, args.out, budgets, args.trials, args.num, args.rescore_num, seeds, args.seed, args.top)
+    settings = {"model": model_dir, "ref": ref, "trials": args.trials, "num": args.num, "seed": args.seed,
+                "top": args.top, "rescore_num": args.rescore_num, "seeds": seeds}
+    specs = write_specs(results, args.out, model_dir, settings)
+    text = table(results, settings)
+    tmp = Path(args.out) / ".tune.md.tmp"
+    tmp.write_text(text)
+    tmp.replace(Path(args.out) / "tune.md")  # a reader never sees half a table
+    figure = plot(results, Path(args.out) / "fd_vs_nfe.png")
+    print(text)
+    print(f"spec files: {', '.join(map(str, specs))}; replay one with `maskgen sample --spec FILE --out DIR`")
+    if figure is None:
+        print("no plot: matplotlib is not installed (pip install 'maskgen[plots]')")

@@ -1,0 +1,371 @@
+"""``maskgen tune``: the sampler settings that give the best FD at each NFE budget.
+
+maskgen's promise is the best samples for the fewest network evaluations from one model; the
+papers each fix a sampler and report it at one cost. This module searches the pieces they
+left apart: the fill rule (MaskGIT's confidence, Chang et al. 2022; eMIGM's ancestral rule,
+You et al. 2025 Eq. 6; the Halton order, Besnier et al. 2025; Discrete Interpolants' Euler
+step with argmax last, Hu & Ommer 2025 Alg. 1; Token-Critic, Lezama et al. 2022 Alg. 2), the
+choice (Gumbel) and token temperatures, the schedule, and the guidance (none, classifier-free
+guidance with eMIGM's time interval, self-guidance, Hur et al. 2024 Eq. 6, or both), keeping
+only what the model folder has.
+
+Budgets. At budget B a proposal gets the most steps whose NFE is at most B. The NFE is the
+spec's own: one image sampled with it (``SampleResult.nfe``), so a CFG step counts 2, a
+self-guidance step 2, a critic step 1 more, and a CFG interval only its guided steps. The
+steps are never derived from a per-step cost guessed here.
+
+Search. Random search: proposal i at budget B is drawn by ``random.Random(f"{seed}:{B}:{i}")``,
+so the same seed proposes the same trials in the same order, and adding trials only adds.
+At this scale (tens of trials, a dozen mostly conditional dimensions) random search is as
+good as a model-based search and needs no dependency (docs/tune.md). The papers' own samplers
+(``PAPER_SAMPLERS``) are scored beside the random proposals. Each trial is scored
+by FD on ``num`` samples at ``seed``; the best ``top`` per budget are scored again on
+``rescore_num`` samples at each of ``seeds`` (other seeds than the search's, so the winner is
+not picked on the images that rank it), and the lowest mean wins.
+
+Every score is one line appended to ``DIR/trials.jsonl`` with a single write; a rerun reads
+the file and skips what it holds (a torn last line from a crash is ignored and redone).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .errors import MaskgenError
+from .sampling.draw import ImageNoise, TokenDraw
+from .sampling.spec import (
+    AncestralSpec,
+    CFGSpec,
+    ConfidenceSpec,
+    CriticSpec,
+    FlowSpec,
+    HaltonSpec,
+    SamplerSpec,
+    SelfSpec,
+)
+
+GUIDANCE_CHOICES = ("none", "cfg", "self", "cfg+self")
+SCHEDULES = ("cosine", "arccos", "linear", "root")
+FILL_CHOICES = ("confidence", "halton", "ancestral", "flow", "critic")
+# The papers' own samplers (flat ``maskgen sample`` options, steps fitted per budget) join the
+# search as fixed candidates, so the winner is never a random draw that a paper's default beats
+# on the search's samples: MaskGIT (Chang et al. 2022), eMIGM's ancestral rule with its exp
+# schedule and CFG interval (You et al. 2025, Sec. 5.3), Discrete Interpolants' flow with argmax
+# last (Hu & Ommer 2025), the Halton order (Besnier et al. 2025), self-guidance at temperature
+# 25 (Hur et al. 2024) and Token-Critic (Lezama et al. 2022). Those a model cannot build are left out.
+PAPER_SAMPLERS: dict[str, dict[str, Any]] = {
+    "maskgit": dict(fill="confidence", choice_temperature=4.5),
+    "ancestral-exp": dict(fill="ancestral", schedule="exp"),
+    "cfg-interval": dict(fill="ancestral", schedule="exp", cfg=2.0, cfg_interval=(0.1, 0.3)),
+    "flow-argmax-last": dict(fill="flow", schedule="linear", argmax_last=True),
+    "halton": dict(fill="halton"),
+    "self-guidance": dict(fill="confidence", annealing="compound", choice_temperature=25.0, guidance="self", scale=1.0),
+    "token-critic": dict(fill="critic"),
+}
+MAX_ATTEMPTS = 50  # proposals drawn before a budget is declared too small for every choice
+
+
+def parse_budgets(text: str) -> list[int]:
+    """``"4,8,16"`` -> [4, 8, 16]; one line for a budget that is not a whole number >= 1."""
+    budgets = []
+    for item in str(text).split(","):
+        item = item.strip()
+        try:
+            b = int(item)
+        except ValueError:
+            raise MaskgenError(f"unknown NFE budget {item!r} in --nfe: give whole numbers, e.g. 4,8,16") from None
+        if b < 1:
+            raise MaskgenError(f"NFE budget {b} is below one sampling step (a step costs at least 1 NFE)")
+        budgets.append(b)
+    if not budgets:
+        raise MaskgenError("--nfe is empty")
+    return sorted(set(budgets))
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        raise MaskgenError(f"--seeds must be comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise MaskgenError("--seeds is empty")
+    return seeds
+
+
+class NFEMeter:
+    """The NFE per image of a spec on a model, measured by sampling one image (cached)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self._cache: dict[str, float] = {}
+
+    def __call__(self, spec: SamplerSpec) -> float:
+        key = json.dumps(spec.to_dict(), sort_keys=True)
+        if key not in self._cache:
+            device = self.model.device
+            labels = torch.zeros(1, dtype=torch.long, device=device)
+            # the sampler alone: the NFE is the loop's count, the decoded image is not needed
+            result = self.model.sampler(spec)(labels, ImageNoise(0, [0], device))
+            self._cache[key] = float(result.nfe)
+        return self._cache[key]
+
+    def fit(self, spec: SamplerSpec, budget: int) -> SamplerSpec | None:
+        """``spec`` with the most steps whose NFE is at most ``budget`` (None: not even one step fits).
+        A step costs at least 1, so the walk starts at ``budget`` steps and goes down one at a
+        time: a guidance interval makes the cost uneven in the steps, and a jump could skip a fit."""
+        for steps in range(budget, 0, -1):
+            candidate = spec.replace(steps=steps)
+            if self(candidate) <= budget:
+                return candidate
+        return None
+
+
+@dataclass
+class SearchSpace:
+    """What a proposal may choose on this model: fill rules and guidances it can build."""
+
+    fills: list[str]
+    guidances: list[str]
+    continuous: bool
+
+    @classmethod
+    def for_model(cls, model) -> "SearchSpace":
+        def builds(spec: SamplerSpec) -> bool:
+            try:
+                model.sampler(spec)
+            except MaskgenError:
+                return False
+            return True
+
+        fill_specs = {"confidence": ConfidenceSpec(), "halton": HaltonSpec(), "ancestral": AncestralSpec(), "flow": FlowSpec(), "critic": CriticSpec()}
+        fills = [k for k in FILL_CHOICES if builds(SamplerSpec(steps=1, fill=fill_specs[k]))]
+        cfg, sg = builds(SamplerSpec(steps=1, guidance=[CFGSpec(scale=1.0)])), builds(SamplerSpec(steps=1, guidance=[SelfSpec(scale=1.0)]))
+        guidances = [g for g, ok in (("none", True), ("cfg", cfg), ("self", sg), ("cfg+self", cfg and sg)) if ok]
+        if not fills:
+            raise MaskgenError("no fill rule builds on this model")
+        return cls(fills, guidances, model.continuous)
+
+    def propose(self, rng: random.Random) -> SamplerSpec:
+        """One random spec (steps left at 1; ``NFEMeter.fit`` sets them for a budget)."""
+        rule = rng.choice(self.fills)
+        if rule == "confidence":
+            fill = ConfidenceSpec(choice_temperature=round(math.exp(rng.uniform(0.0, math.log(50.0))), 3), annealing=rng.choice(("linear", "compound")))
+        elif rule == "critic":
+            fill = CriticSpec(noise=round(rng.uniform(0.25, 2.0), 3))
+        else:
+            fill = {"halton": HaltonSpec, "ancestral": AncestralSpec, "flow": FlowSpec}[rule]()
+        draw = TokenDraw()
+        if not self.continuous and rule != "critic":  # the critic rule anneals its own token temperature
+            draw = TokenDraw(temperature=round(rng.uniform(0.6, 1.3), 3), argmax_last=rng.random() < 0.5)
+        guidance = []
+        choice = rng.choice(self.guidances)
+        if "cfg" in choice:
+            lo = round(rng.uniform(0.0, 0.4), 3)
+            interval = None if rng.random() < 0.5 else (lo, round(rng.uniform(lo + 0.2, 1.0), 3))
+            guidance.append(CFGSpec(scale=round(math.exp(rng.uniform(math.log(0.25), math.log(4.0))), 3), interval=interval))
+        if "self" in choice:
+            guidance.append(SelfSpec(scale=round(rng.uniform(0.25, 2.5), 3)))
+        return SamplerSpec(steps=1, schedule=rng.choice(SCHEDULES), fill=fill, draw=draw, guidance=guidance)
+
+
+@dataclass
+class Trial:
+    budget: int
+    index: int | str  # a random proposal's number, or "paper:<name>"
+    spec: SamplerSpec
+    nfe: float
+
+
+def paper_trials(model, meter: NFEMeter, budget: int) -> list[Trial]:
+    """``PAPER_SAMPLERS`` that build on ``model``, each with the most steps ``budget`` pays for."""
+    out = []
+    for name, options in PAPER_SAMPLERS.items():
+        try:
+            fitted = meter.fit(SamplerSpec.from_options(**options, steps=1), budget)
+        except MaskgenError:
+            continue  # this model lacks the piece (no critic, no self-guidance module, continuous tokens)
+        if fitted is not None:
+            out.append(Trial(budget, f"paper:{name}", fitted, meter(fitted)))
+    return out
+
+
+def propose_trials(space: SearchSpace, meter: NFEMeter, budget: int, trials: int, seed: int) -> list[Trial]:
+    """``trials`` proposals at ``budget``, each fitted to it; proposal i depends only on (seed, budget, i)."""
+    out = []
+    for i in range(trials):
+        rng = random.Random(f"{seed}:{budget}:{i}")
+        for _ in range(MAX_ATTEMPTS):
+            fitted = meter.fit(space.propose(rng), budget)
+            if fitted is not None:
+                out.append(Trial(budget, i, fitted, meter(fitted)))
+                break
+        else:
+            raise MaskgenError(f"NFE budget {budget} is below one step of every sampler tried")
+    return out
+
+
+class TrialLog:
+    """``DIR/trials.jsonl``: one scored spec per line, appended with a single write each."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.records: dict[str, dict[str, Any]] = {}
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line torn by a crash: that score is redone
+                self.records[record["key"]] = record
+
+    @staticmethod
+    def key(kind: str, spec: SamplerSpec, num: int, seed: int, budget: int, index: int | str | None = None) -> str:
+        ident = {"kind": kind, "spec": spec.to_dict(), "num": num, "seed": seed, "budget": budget, "index": index}
+        return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = (json.dumps(record, sort_keys=True) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(fd).st_size and not self._ends_with_newline():
+                line = b"\n" + line  # after a torn line, start a fresh one
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.records[record["key"]] = record
+
+    def _ends_with_newline(self) -> bool:
+        with open(self.path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"
+
+
+Scorer = Callable[[SamplerSpec, int, int], dict[str, float]]
+
+
+def fd_scorer(model, ref: str | Path, batch_size: int = 250, device: str | torch.device = "cpu") -> Scorer:
+    """FD (FD-clf with the classifier's statistics) of ``num`` samples of a spec at a seed,
+    100 per class in turn, with its NFE and seconds per image. Only the Frechet distance is
+    computed: precision and recall against the reference features cost more than the sampling
+    and play no part in the choice."""
+    from .evaluate import load_network, reference_network
+    from .metrics import compute_stats, extract, fid_from_stats, load_stats
+
+    stats = load_stats(ref)
+    net = load_network(reference_network(ref), device)
+    classes = model.generator.config.num_classes
+
+    def score(spec: SamplerSpec, num: int, seed: int) -> dict[str, float]:
+        labels = torch.arange(num) % classes
+        start = time.perf_counter()
+        images, result = model.generate(labels, model.sampler(spec), seed=seed, batch_size=batch_size, progress=False)
+        seconds = (time.perf_counter() - start) / num
+        feats, _ = extract(net, images.numpy(), batch_size=batch_size, device=device, progress=False)
+        fd = fid_from_stats(compute_stats(feats, pr_subset=None, network=net.name, network_sha256=net.sha256), stats)
+        return {"fd": float(fd), "nfe": float(result.nfe), "sec_per_image": seconds}
+
+    return score
+
+
+@dataclass
+class BudgetResult:
+    budget: int
+    trials: list[dict[str, Any]]  # search scores, best first
+    rescored: list[dict[str, Any]] = field(default_factory=list)  # per candidate: spec, fds over seeds, mean, std; best first
+
+    @property
+    def winner(self) -> dict[str, Any]:
+        return self.rescored[0]
+
+
+def tune(
+    model,
+    score: Scorer,
+    out: str | Path,
+    budgets: list[int],
+    trials: int = 20,
+    num: int = 200,
+    rescore_num: int = 500,
+    seeds: list[int] = (1, 2, 3),
+    seed: int = 0,
+    top: int = 3,
+    progress: bool = True,
+) -> list[BudgetResult]:
+    """Random search at every budget (plus the papers' samplers), then the best ``top`` rescored; resumable from ``out``."""
+    from tqdm.auto import tqdm
+
+    for name, value in (("--trials", trials), ("--num", num), ("--rescore-num", rescore_num), ("--top", top)):
+        if value < 1:
+            raise MaskgenError(f"{name} must be >= 1, got {value}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = TrialLog(out / "trials.jsonl")
+    space, meter = SearchSpace.for_model(model), NFEMeter(model)
+    proposed = {b: paper_trials(model, meter, b) + propose_trials(space, meter, b, trials, seed) for b in budgets}
+    jobs = [(t, log.key("trial", t.spec, num, seed, t.budget, t.index)) for b in budgets for t in proposed[b]]
+    todo = [(t, k) for t, k in jobs if k not in log.records]
+    for t, k in tqdm(todo, desc="search", disable=not progress):
+        s = score(t.spec, num, seed)
+        log.append({"key": k, "kind": "trial", "budget": t.budget, "index": t.index, "num": num, "seed": seed, "spec": t.spec.to_dict(), **s})
+    results = []
+    for b in budgets:
+        scored = sorted((log.records[k] for t, k in jobs if t.budget == b), key=lambda r: r["fd"])
+        results.append(BudgetResult(b, scored))
+    unique = {b.budget: _distinct(b.trials)[:top] for b in results}
+    rescore = [(b, r, s, log.key("rescore", SamplerSpec.from_dict(r["spec"]), rescore_num, s, b)) for b in budgets for r in unique[b] for s in seeds]
+    for b, r, s, k in tqdm([j for j in rescore if j[3] not in log.records], desc="rescore", disable=not progress):
+        scored = score(SamplerSpec.from_dict(r["spec"]), rescore_num, s)
+        log.append({"key": k, "kind": "rescore", "budget": b, "num": rescore_num, "seed": s, "spec": r["spec"], **scored})
+    for res in results:
+        for r in unique[res.budget]:
+            runs = [log.records[k] for b, rr, s, k in rescore if b == res.budget and rr is r]
+            fds = [x["fd"] for x in runs]
+            res.rescored.append({
+                "spec": r["spec"], "search_fd": r["fd"], "fds": fds, "fd": statistics.mean(fds),
+                "fd_std": statistics.stdev(fds) if len(fds) > 1 else None, "nfe": runs[0]["nfe"],
+                "sec_per_image": statistics.mean(x["sec_per_image"] for x in runs),
+            })
+        res.rescored.sort(key=lambda c: c["fd"])
+    return results
+
+
+def _distinct(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen, out = set(), []
+    for r in rows:
+        key = json.dumps(r["spec"], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def describe(spec: SamplerSpec | dict[str, Any]) -> str:
+    """A spec in one short line: fill rule and its settings, steps, schedule, draw, guidance."""
+    spec = SamplerSpec.from_dict(spec) if isinstance(spec, dict) else spec
+    f = spec.fill
+    parts = [f.kind]
+    if f.kind == "confidence":
+        parts[0] += f" (gumbel {f.choice_temperature:g}, {f.annealing})"
+    elif f.kind == "critic":
+        parts[0] += f" (K {f.noise:g})"
+    parts.append(f"T {spec.steps}, {spec.schedule}")
+    if spec.draw.temperature != 1.0:
+        parts.append(f"temp {spec.draw.temperature:g}")
+    if spec.draw.argmax_last:
+        parts.append("argmax last")
+    for g in spec.guidance:
+        window = f" on ({g.interval[0]:g}, {g.interval[1]:g}]" if g.interval else ""
+        parts.append(f"{g.kind} {g.scale:g}{window}")
+    return ", ".join(parts)

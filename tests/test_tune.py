@@ -1,0 +1,135 @@
+"""maskgen tune: reproducible proposals, budgets kept with the NFE counted by hand, resume, replayable spec files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from maskgen.cli import main
+from maskgen.errors import MaskgenError
+from maskgen.pipeline import MaskGen, reference_dir
+from maskgen.sampling.spec import CFGSpec, ConfidenceSpec, CriticSpec, SamplerSpec, SelfSpec
+from maskgen.tuning import PAPER_SAMPLERS, NFEMeter, SearchSpace, TrialLog, paper_trials, parse_budgets, propose_trials, tune
+
+
+@pytest.fixture(scope="module")
+def ref_model() -> MaskGen:
+    return MaskGen.load(reference_dir())
+
+
+def test_same_seed_proposes_the_same_trials_in_the_same_order(ref_model):
+    space, meter = SearchSpace.for_model(ref_model), NFEMeter(ref_model)
+    first = [t.spec.to_dict() for t in propose_trials(space, meter, 4, 3, seed=3)]
+    again = [t.spec.to_dict() for t in propose_trials(space, meter, 4, 3, seed=3)]
+    other = [t.spec.to_dict() for t in propose_trials(space, meter, 4, 3, seed=4)]
+    assert first == again
+    assert first != other
+    # adding trials only adds: the first proposals do not change
+    assert [t.spec.to_dict() for t in propose_trials(space, meter, 4, 4, seed=3)][:3] == first
+
+
+def test_the_reference_folder_offers_every_fill_rule_and_guidance(ref_model):
+    space = SearchSpace.for_model(ref_model)
+    assert set(space.fills) == {"confidence", "halton", "ancestral", "flow", "critic"}
+    assert space.guidances == ["none", "cfg", "self", "cfg+self"]
+
+
+# (spec, budget, steps, NFE), counted by hand: a plain step costs 1; a CFG step 2 (conditional
+# + unconditional rows); a self-guidance step 2 (the TOAST pass); both 3; Token-Critic T
+# generator passes + T-1 critic passes (none after the last step); CFG on (0.1, 0.3] only at
+# the steps ending at s = k/T in that interval: at T = 6 only s = 1/6 (2/6 > 0.3), at T = 7
+# s = 1/7 and 2/7.
+BUDGETS = [
+    (SamplerSpec(fill=ConfidenceSpec()), 8, 8, 8),
+    (SamplerSpec(guidance=[CFGSpec(scale=2.0)]), 8, 4, 8),
+    (SamplerSpec(guidance=[CFGSpec(scale=2.0)]), 7, 3, 6),
+    (SamplerSpec(guidance=[SelfSpec(scale=1.0)]), 9, 4, 8),
+    (SamplerSpec(guidance=[CFGSpec(scale=2.0), SelfSpec(scale=1.0)]), 8, 2, 6),
+    (SamplerSpec(fill=CriticSpec()), 8, 4, 7),
+    (SamplerSpec(guidance=[CFGSpec(scale=2.0, interval=(0.1, 0.3))]), 8, 6, 7),
+    (SamplerSpec(guidance=[CFGSpec(scale=2.0, interval=(0.1, 0.3))]), 9, 7, 9),
+]
+
+
+@pytest.mark.parametrize("spec,budget,steps,nfe", BUDGETS)
+def test_a_spec_gets_the_most_steps_its_budget_pays_for(ref_model, spec, budget, steps, nfe):
+    meter = NFEMeter(ref_model)
+    fitted = meter.fit(spec, budget)
+    assert (fitted.steps, meter(fitted)) == (steps, nfe)
+    _, result = ref_model.generate([0, 1, 2], ref_model.sampler(fitted), seed=5, batch_size=3, progress=False)
+    assert result.nfe == nfe
+
+
+def test_every_proposal_stays_within_its_budget(ref_model):
+    space, meter = SearchSpace.for_model(ref_model), NFEMeter(ref_model)
+    for budget in (3, 6):
+        for t in propose_trials(space, meter, budget, 4, seed=0):
+            assert t.budget == budget and 1 <= t.nfe <= budget
+            _, result = ref_model.generate([0, 7], ref_model.sampler(t.spec), seed=1, batch_size=2, progress=False)
+            assert result.nfe == t.nfe
+
+
+def test_the_papers_samplers_join_the_search_within_budget(ref_model):
+    trials = paper_trials(ref_model, NFEMeter(ref_model), 8)
+    assert [t.index for t in trials] == [f"paper:{name}" for name in PAPER_SAMPLERS]
+    by_name = {t.index: t for t in trials}
+    # CFG on (0.1, 0.3] at T = 6 guides one step (s = 1/6): 6 + 1 = 7; T = 7 would cost 9
+    assert (by_name["paper:cfg-interval"].spec.steps, by_name["paper:cfg-interval"].nfe) == (6, 7)
+    # self-guidance 2 per step: T = 4; Token-Critic T + T - 1: T = 4, NFE 7
+    assert (by_name["paper:self-guidance"].spec.steps, by_name["paper:token-critic"].spec.steps) == (4, 4)
+    assert by_name["paper:ancestral-exp"].spec.schedule == "exp"
+
+
+def test_a_budget_below_one_step_or_not_a_number_is_one_line():
+    with pytest.raises(MaskgenError, match="below one sampling step"):
+        parse_budgets("4,0")
+    with pytest.raises(MaskgenError, match="unknown NFE budget 'x'"):
+        parse_budgets("4,x")
+    assert parse_budgets("16, 4,8,4") == [4, 8, 16]
+
+
+def test_rerun_skips_scored_trials_and_redoes_a_torn_line(ref_model, tmp_path):
+    calls = []
+
+    def score(spec, num, seed):  # a stand-in for sampling + FD: deterministic in the spec
+        calls.append((json.dumps(spec.to_dict(), sort_keys=True), num, seed))
+        return {"fd": float(len(calls[-1][0]) % 17) + seed, "nfe": float(spec.steps), "sec_per_image": 0.0}
+
+    kw = dict(budgets=[2, 4], num=10, rescore_num=20, seeds=[1, 2], seed=0, top=1, progress=False)
+    first = tune(ref_model, score, tmp_path, trials=2, **kw)
+    papers = len(PAPER_SAMPLERS)  # the reference folder builds all of them, at both budgets
+    assert len(calls) == 2 * (2 + papers) + 2 * 2  # 2 proposals + the papers' samplers at 2 budgets, then the best of each at 2 seeds
+    lines = (tmp_path / "trials.jsonl").read_text().splitlines()
+    assert len(lines) == len(calls)
+    calls.clear()
+    again = tune(ref_model, score, tmp_path, trials=2, **kw)
+    assert calls == []
+    assert [r.winner["spec"] for r in again] == [r.winner["spec"] for r in first]
+    # a crash mid-write leaves a torn last line: that score alone is redone
+    (tmp_path / "trials.jsonl").write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:25])
+    tune(ref_model, score, tmp_path, trials=2, **kw)
+    assert len(calls) == 1
+    assert len(TrialLog(tmp_path / "trials.jsonl").records) == len(lines)
+    # more trials score only the new proposals (plus a rescore if a new one ranks first)
+    calls.clear()
+    tune(ref_model, score, tmp_path, trials=3, **kw)
+    assert sum(num == 10 for _, num, _ in calls) == 2
+
+
+def test_tune_writes_a_spec_file_that_sample_replays(tmp_path, capsys):
+    out = tmp_path / "tune"
+    argv = ["tune", "--out", str(out), "--nfe", "2", "--trials", "1", "--num", "10", "--rescore-num", "10", "--seeds", "1", "--top", "1"]
+    assert main(argv) == 0
+    assert (out / "tune.md").is_file() and (out / "trials.jsonl").is_file()
+    spec = SamplerSpec.from_file(out / "spec-nfe2.json")
+    assert spec.to_dict() == json.loads((out / "spec-nfe2.json").read_text())["sampler"]
+    assert main(["sample", "--spec", str(out / "spec-nfe2.json"), "--num", "3", "--out", str(tmp_path / "s")]) == 0
+    record = json.loads((tmp_path / "s" / "samples.json").read_text())
+    assert record["settings"]["sampler"] == spec.to_dict()
+    assert record["nfe"] <= 2
+
+
+def test_missing_reference_statistics_is_one_line(tmp_path, capsys):
+    assert main(["tune", "--out", str(tmp_path / "t"), "--ref", str(tmp_path / "none.npz"), "--nfe", "4"]) == 2
+    assert "reference statistics do not exist" in capsys.readouterr().err
