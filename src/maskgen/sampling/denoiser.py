@@ -115,9 +115,11 @@ class DiscreteDenoiser:
         return self.network(x, labels, self.time(gamma))
 
     def split(self, out: ForwardPass, groups: int, guided: bool) -> list[Tensor]:
-        logits = out.logits.float()
-        # without guidance the token draw normalises anyway: logits are log-probabilities up to a constant
-        return list((logits.log_softmax(-1) if guided else logits).chunk(groups))
+        """The row groups' logits, not normalised even when guided: logits are log-probabilities
+        up to a constant per position, the guided combination of such constants is again one
+        (strong + sum_g s_g (strong - weak_g) is affine with weights summing to 1), and the
+        token draw normalises what it draws from. Two log-softmaxes over [B, N, K] saved."""
+        return list(out.logits.float().chunk(groups))
 
     def combine(self, strong: Tensor, weaks: list[Tensor], scales: list[float]) -> Tensor:
         """Guided log-probabilities (up to a per-position constant): strong + sum_g s_g (strong - weak_g)."""
