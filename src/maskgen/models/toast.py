@@ -84,9 +84,13 @@ class ToastModule(nn.Module, Checkpointable):
         return module
 
     def selected(self, hidden: Tensor, labels: Tensor) -> Tensor:
-        """Soft token selection: each token scaled by its cosine similarity with the class anchor, clamped to [0, 1]."""
-        sim = F.cosine_similarity(hidden, self.anchor(labels)[:, None], dim=-1).clamp(0.0, 1.0)
-        return hidden * sim[..., None]
+        """Soft token selection: each token scaled by its cosine similarity with the class anchor,
+        clamped to [0, 1] (``F.cosine_similarity`` with its eps, the anchor normalised once per
+        row rather than once per token)."""
+        anchor = self.anchor(labels)
+        anchor = anchor / anchor.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+        sim = (hidden @ anchor[..., None]).squeeze(-1) / hidden.norm(dim=-1).clamp_min(1e-8)
+        return hidden * sim.clamp(0.0, 1.0)[..., None]
 
     def select(self, hidden: Tensor, labels: Tensor) -> Tensor:
         """Soft token selection, then the channel transform."""

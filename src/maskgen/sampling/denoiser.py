@@ -19,8 +19,9 @@ One step t -> s (t = 1 all masked):
    explicit-timestep generator reads the t of its training schedule). ``needs`` asks for
    internals that dependent guidances read ("hidden", "saliency"). Returns a pass object with
    ``rows(n)`` (the strong rows) and ``prediction(guided)``.
-2. ``split(pass, k, guided)``: the k row groups' predictions (log-probabilities for discrete
-   tokens; z vectors for continuous ones).
+2. ``split(pass, k, guided)``: the k row groups' predictions (logits for discrete tokens:
+   log-probabilities up to a constant per position, which neither the guided combination
+   nor the draw depends on; z vectors for continuous ones).
 3. ``draw(strong, weaks, scales, draw, generator, last, temperature)``: combine the guided
    branches and draw one candidate per position, with a confidence per position (the
    candidate's log-probability; what the confidence rule ranks). Discrete: weak + (1 + s)
