@@ -19,9 +19,10 @@ detached activations of the frozen first pass.
 
 Every map after the token selection is linear, so for sampling (``weak_logits``) the chain
 transform -> down ... -> feature -> the layer's value weights is multiplied out into one
-[D, depth x D] matrix per call (a few D^3 products, nothing per token): the selected tokens
-go through one matrix product and each layer adds its slice to its attention values. That
-is the same map as the layer-by-layer path that training runs, up to float32 rounding.
+[depth x D, D] matrix (a few D^3 products, kept between calls while the weights stay the
+same): the selected tokens go through one matrix product and each layer adds its slice to
+its attention values. That is the same map as the layer-by-layer path that training runs,
+up to float32 rounding. The blank canvas is one input row shared by the steered rows.
 
 The module is saved as its own checkpoint (``self-guidance.{safetensors,json}``) that
 records the sha256 of the generator it was trained on; loading it onto any other

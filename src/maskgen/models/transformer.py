@@ -12,8 +12,8 @@ input and output. Per-layer ``top_down`` features, projected by each block's own
 weights and added to its attention values, let a parameter-efficient module (TOAST,
 000 Appendix A) steer a frozen generator without copying this file; ``values`` are such
 offsets already projected (TOAST's inference path multiplies its linear maps and the value
-weights out once, so a guided step costs one small product instead of two per layer). ``labels=None`` puts
-the mask embedding in the class slot too: the "blank canvas" of 000 Sec. 3.3.
+weights out, so a guided step costs one product instead of two per layer). ``labels=None``
+puts the mask embedding in the class slot too: the "blank canvas" of 000 Sec. 3.3.
 
 Layout options, so that a published generator is a configuration of this class rather than
 a copy of it (the defaults are maskgen's own layout; checkpoints written before an option
