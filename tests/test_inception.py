@@ -108,7 +108,7 @@ def test_fused_onednn_units_equal_the_plain_modules(net):
 
     units = [m for m in net.net.modules() if isinstance(m, _Conv)]
     assert len(units) == 94 and all(isinstance(u.fused, PackedConv) for u in units)
-    images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, size=(2, 1, 28, 28), dtype=np.uint8))
+    images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, size=(1, 1, 28, 28), dtype=np.uint8))
     fused, _ = net(images)
     if torch.backends.mkldnn.is_available():
         assert all(u.fused.packed for u in units)  # the fused path ran
