@@ -20,9 +20,10 @@ detached activations of the frozen first pass.
 Every map after the token selection is linear, so for sampling (``weak_logits``) the chain
 transform -> down ... -> feature -> the layer's value weights is multiplied out into one
 [depth x D, D] matrix (a few D^3 products, kept between calls while the weights stay the
-same): the selected tokens go through one matrix product and each layer adds its slice to
-its attention values. That is the same map as the layer-by-layer path that training runs,
-up to float32 rounding. The blank canvas is one input row shared by the steered rows.
+same): each layer's offset is one product of the selected tokens with its slice, made as
+the pass reaches that layer (``LayerValues``), and added to its attention values. That is
+the same map as the layer-by-layer path that training runs, up to float32 rounding. The
+blank canvas is one input row shared by the steered rows.
 
 The module is saved as its own checkpoint (``self-guidance.{safetensors,json}``) that
 records the sha256 of the generator it was trained on; loading it onto any other
@@ -31,6 +32,7 @@ generator fails.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +64,20 @@ class TopDownDecoder(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         below = self.down(x)
         return below, self.feature(below)
+
+
+class LayerValues(Sequence):
+    """Each layer's value offset, selected tokens @ that layer's map, made when the pass asks
+    for it: used while still in cache rather than all layers' offsets written at once."""
+
+    def __init__(self, selected: Tensor, maps: Tensor) -> None:
+        self.selected, self.maps = selected, maps.chunk(len(maps) // selected.shape[-1])
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return project(self.selected, self.maps[i])
 
 
 class ToastModule(nn.Module, Checkpointable):
@@ -135,11 +151,10 @@ class ToastModule(nn.Module, Checkpointable):
 
     def weak_logits(self, generator: MaskedTransformer, hidden: Tensor, labels: Tensor, t: Tensor | None = None) -> Tensor:
         """The smoothed branch: a blank-canvas pass of ``generator`` steered by ``hidden``
-        (the multiplied-out maps: one product for all layers; see the module docstring). The
-        canvas is one row that the generator shares between the B steered rows."""
+        (the multiplied-out maps: one product per layer; see the module docstring). The canvas
+        is one row that the generator shares between the B steered rows."""
         blank = torch.full((1, hidden.shape[1] - 1), generator.mask_id, dtype=torch.long, device=hidden.device)
-        values = project(self.selected(hidden, labels), self.value_maps(generator)).chunk(len(self.decoders), dim=-1)
-        return generator.run(blank, None, t, values=list(values)).logits
+        return generator.run(blank, None, t, values=LayerValues(self.selected(hidden, labels), self.value_maps(generator))).logits
 
     def check_base(self, generator: MaskedTransformer, where: str = "") -> None:
         c = generator.config

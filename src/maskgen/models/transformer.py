@@ -32,6 +32,7 @@ existed load unchanged):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -285,10 +286,11 @@ class MaskedTransformer(nn.Module, Checkpointable):
         hidden: bool = False,
         saliency: bool = False,
         layer_io: bool = False,
-        values: list[Tensor] | None = None,
+        values: Sequence[Tensor] | None = None,
     ) -> ForwardPass:
         """One pass; ``hidden``, ``saliency`` and ``layer_io`` ask for internals (see ``ForwardPass``).
-        ``top_down`` (features) or ``values`` (offsets already projected): one per layer, [B, S, D];
+        ``top_down`` (features) or ``values`` (offsets already projected; any sequence, e.g. one
+        that makes each layer's offset when the pass reaches it): one per layer, [B, S, D];
         with ``values``, ``tokens`` may be one row [1, N] shared by the B rows (TOAST's blank
         canvas), so that the first layer's row-independent work (embedding, its norm, queries,
         keys and unsteered values) runs once instead of B times."""
