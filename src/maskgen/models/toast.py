@@ -17,6 +17,14 @@ output (and is passed on to the layer below), the second gives the layer's featu
 regulariser (weight 0.1 in 000's recipe) trains the first map to invert its layer, MSE on
 detached activations of the frozen first pass.
 
+Every map after the token selection is linear, so for sampling (``weak_logits``) the chain
+transform -> down ... -> feature -> the layer's value weights is multiplied out into one
+[depth x D, D] matrix (a few D^3 products, kept between calls while the weights stay the
+same): each layer's offset is one product of the selected tokens with its slice, made as
+the pass reaches that layer (``LayerValues``), and added to its attention values. That is
+the same map as the layer-by-layer path that training runs, up to float32 rounding. The
+blank canvas is one input row shared by the steered rows.
+
 The module is saved as its own checkpoint (``self-guidance.{safetensors,json}``) that
 records the sha256 of the generator it was trained on; loading it onto any other
 generator fails.
@@ -24,6 +32,7 @@ generator fails.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +42,7 @@ from torch import Tensor, nn
 
 from ..checkpoint import Checkpointable, ConfigDict
 from ..errors import MaskgenError
+from ..onednn import project
 from .transformer import MaskedTransformer
 
 
@@ -56,6 +66,20 @@ class TopDownDecoder(nn.Module):
         return below, self.feature(below)
 
 
+class LayerValues(Sequence):
+    """Each layer's value offset, selected tokens @ that layer's map, made when the pass asks
+    for it: used while still in cache rather than all layers' offsets written at once."""
+
+    def __init__(self, selected: Tensor, maps: Tensor) -> None:
+        self.selected, self.maps = selected, maps.chunk(len(maps) // selected.shape[-1])
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return project(self.selected, self.maps[i])
+
+
 class ToastModule(nn.Module, Checkpointable):
     """Anchor, token selection, channel transform and per-layer top-down decoders."""
 
@@ -76,10 +100,40 @@ class ToastModule(nn.Module, Checkpointable):
         module.base_sha256 = generator.sha256
         return module
 
+    def selected(self, hidden: Tensor, labels: Tensor) -> Tensor:
+        """Soft token selection: each token scaled by its cosine similarity with the class anchor,
+        clamped to [0, 1] (``F.cosine_similarity`` with its eps, the anchor normalised once per
+        row rather than once per token)."""
+        anchor = self.anchor(labels)
+        anchor = anchor / anchor.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+        sim = (hidden @ anchor[..., None]).squeeze(-1) / hidden.norm(dim=-1).clamp_min(1e-8)
+        return hidden * sim.clamp(0.0, 1.0)[..., None]
+
     def select(self, hidden: Tensor, labels: Tensor) -> Tensor:
-        """Soft token selection by cosine similarity with the class anchor, then the transform."""
-        sim = F.cosine_similarity(hidden, self.anchor(labels)[:, None], dim=-1).clamp(0.0, 1.0)
-        return (hidden * sim[..., None]) @ self.transform
+        """Soft token selection, then the channel transform."""
+        return self.selected(hidden, labels) @ self.transform
+
+    def value_maps(self, generator: MaskedTransformer) -> Tensor:
+        """[depth x D, D], a linear layer's weight: selected tokens -> every layer's attention-value
+        offset, the top-down chain (transform, down maps, feature map) and the layer's value
+        weights multiplied out. Kept between calls while no gradient is recorded and no
+        weight involved has changed (a sampler calls it at every step with the same weights)."""
+        weights = [self.transform] + [w for i, d in enumerate(self.decoders) for w in (d.down.weight, d.feature.weight, generator.blocks[i].attn.value_weight)]
+        try:
+            key = (id(generator), *((w.data_ptr(), w._version) for w in weights))
+        except RuntimeError:  # weights made under inference mode track no version: never cached
+            key = None
+        cached = getattr(self, "_value_maps", None)
+        if key is not None and cached is not None and cached[0] == key and not torch.is_grad_enabled():
+            return cached[1]
+        chain, maps = self.transform.T, [self.transform] * len(self.decoders)
+        for i in reversed(range(len(self.decoders))):
+            chain = self.decoders[i].down.weight @ chain
+            maps[i] = generator.blocks[i].attn.value_weight @ self.decoders[i].feature.weight @ chain
+        out = torch.cat(maps)
+        if key is not None and not torch.is_grad_enabled():
+            self._value_maps = (key, out)
+        return out
 
     def forward(self, hidden: Tensor, labels: Tensor) -> list[Tensor]:
         """Top-down features, one per generator layer (first layer first), each [B, 1 + N, D]."""
@@ -96,9 +150,11 @@ class ToastModule(nn.Module, Checkpointable):
         return sum(F.mse_loss(d.down(out.detach().float()), inp.detach().float()) for d, (inp, out) in zip(self.decoders, layer_io))
 
     def weak_logits(self, generator: MaskedTransformer, hidden: Tensor, labels: Tensor, t: Tensor | None = None) -> Tensor:
-        """The smoothed branch: a blank-canvas pass of ``generator`` steered by ``hidden``."""
-        blank = torch.full(hidden.shape[:1] + (hidden.shape[1] - 1,), generator.mask_id, dtype=torch.long, device=hidden.device)
-        return generator(blank, None, t, top_down=self(hidden, labels))
+        """The smoothed branch: a blank-canvas pass of ``generator`` steered by ``hidden``
+        (the multiplied-out maps: one product per layer; see the module docstring). The canvas
+        is one row that the generator shares between the B steered rows."""
+        blank = torch.full((1, hidden.shape[1] - 1), generator.mask_id, dtype=torch.long, device=hidden.device)
+        return generator.run(blank, None, t, values=LayerValues(self.selected(hidden, labels), self.value_maps(generator))).logits
 
     def check_base(self, generator: MaskedTransformer, where: str = "") -> None:
         c = generator.config

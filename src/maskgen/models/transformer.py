@@ -10,8 +10,10 @@ default the model is implicit (003 Sec. 3.2, 002 footnote 1). It never predicts 
 states, the attention each token receives in the last block (SAG), and every block's
 input and output. Per-layer ``top_down`` features, projected by each block's own value
 weights and added to its attention values, let a parameter-efficient module (TOAST,
-000 Appendix A) steer a frozen generator without copying this file. ``labels=None`` puts
-the mask embedding in the class slot too: the "blank canvas" of 000 Sec. 3.3.
+000 Appendix A) steer a frozen generator without copying this file; ``values`` are such
+offsets already projected (TOAST's inference path multiplies its linear maps and the value
+weights out, so a guided step costs one product instead of two per layer). ``labels=None``
+puts the mask embedding in the class slot too: the "blank canvas" of 000 Sec. 3.3.
 
 Layout options, so that a published generator is a configuration of this class rather than
 a copy of it (the defaults are maskgen's own layout; checkpoints written before an option
@@ -30,6 +32,7 @@ existed load unchanged):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +43,7 @@ from torch import Tensor, nn
 from ..checkpoint import Checkpointable, ConfigDict
 from ..errors import MaskgenError
 from ..schedules import get_schedule
+from ..onednn import linear
 from ..validate import flag, integer, number, pair, text
 
 
@@ -110,17 +114,25 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
 
+    @property
+    def value_weight(self) -> Tensor:
+        """[D, D]: the rows of the fused projection that make the values."""
+        return self.qkv.weight[2 * self.qkv.out_features // 3 :]
+
     def forward(
-        self, x: Tensor, top_down: Tensor | None = None, weights: bool = False, key_mask: Tensor | None = None
+        self, x: Tensor, values: Tensor | None = None, weights: bool = False, key_mask: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None]:
         """Output, and the head-averaged attention probabilities [B, S, S] if ``weights``.
-        ``key_mask`` [B, S] (True: attend) hides padding keys (the MAE encoder's ragged rows)."""
-        b, n, d = x.shape
-        q, k, v = self.qkv(x).chunk(3, dim=-1)
-        if top_down is not None:
-            # TOAST: the top-down feature goes through this layer's own value weights (no
-            # bias, so a zero feature leaves the pass unchanged).
-            v = v + F.linear(top_down, self.qkv.weight[2 * d :])
+        ``values`` [B, S, D] is added to the attention values (TOAST's top-down offset); ``x``
+        may then be one row [1, S, D] that every row shares (a blank canvas), whose queries and
+        keys are computed once. ``key_mask`` [B, S] (True: attend) hides padding keys (the
+        MAE encoder's ragged rows)."""
+        n, d = x.shape[1:]
+        q, k, v = linear(x, self.qkv).chunk(3, dim=-1)
+        if values is not None:
+            v = v + values
+        b = len(v)
+        q, k = q.expand(b, -1, -1), k.expand(b, -1, -1)
         q, k, v = (z.view(b, n, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
         probs = None
         keys = None if key_mask is None else key_mask[:, None, None, :]
@@ -130,11 +142,12 @@ class Attention(nn.Module):
             y, probs = att @ v, att.mean(1)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=keys)
-        return self.proj(y.transpose(1, 2).reshape(b, n, d)), probs
+        return linear(y.transpose(1, 2).reshape(b, n, d), self.proj), probs
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+    """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x)), MLP = Linear-GELU-Linear
+    (the linear layers through ``maskgen.onednn.linear``: oneDNN, GELU fused, at inference on CPU)."""
 
     def __init__(self, width: int, heads: int, mlp_ratio: float, eps: float = 1e-5):
         super().__init__()
@@ -145,11 +158,12 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
 
     def forward(
-        self, x: Tensor, top_down: Tensor | None = None, weights: bool = False, key_mask: Tensor | None = None
+        self, x: Tensor, values: Tensor | None = None, weights: bool = False, key_mask: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None]:
-        y, probs = self.attn(self.norm1(x), top_down, weights, key_mask)
+        y, probs = self.attn(self.norm1(x), values, weights, key_mask)
         x = x + y
-        return x + self.mlp(self.norm2(x)), probs
+        fc1, _, fc2 = self.mlp  # the GELU module is the exact one linear(gelu=True) applies
+        return x + linear(linear(self.norm2(x), fc1, gelu=True), fc2), probs
 
 
 @dataclass
@@ -277,15 +291,29 @@ class MaskedTransformer(nn.Module, Checkpointable):
         hidden: bool = False,
         saliency: bool = False,
         layer_io: bool = False,
+        values: Sequence[Tensor] | None = None,
     ) -> ForwardPass:
-        """One pass; ``hidden``, ``saliency`` and ``layer_io`` ask for internals (see ``ForwardPass``)."""
-        if top_down is not None and len(top_down) != len(self.blocks):
-            raise MaskgenError(f"top_down has {len(top_down)} features for {len(self.blocks)} layers")
+        """One pass; ``hidden``, ``saliency`` and ``layer_io`` ask for internals (see ``ForwardPass``).
+        ``top_down`` (features) or ``values`` (offsets already projected; any sequence, e.g. one
+        that makes each layer's offset when the pass reaches it): one per layer, [B, S, D];
+        with ``values``, ``tokens`` may be one row [1, N] shared by the B rows (TOAST's blank
+        canvas), so that the first layer's row-independent work (embedding, its norm, queries,
+        keys and unsteered values) runs once instead of B times."""
+        if top_down is not None and values is not None:
+            raise MaskgenError("give top_down features or projected values, not both")
+        steer = top_down if top_down is not None else values
+        if steer is not None and len(steer) != len(self.blocks):
+            raise MaskgenError(f"{'top_down' if top_down is not None else 'values'} has {len(steer)} features for {len(self.blocks)} layers")
         x = self.embed(tokens, labels, t)
         io, probs = [], None
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            y, p = block(x, None if top_down is None else top_down[i], weights=saliency and i == last)
+            offset = None if steer is None else steer[i]
+            if top_down is not None:
+                # TOAST: the top-down feature goes through this layer's own value weights (no
+                # bias, so a zero feature leaves the pass unchanged)
+                offset = F.linear(offset, block.attn.value_weight)
+            y, p = block(x, offset, weights=saliency and i == last)
             if layer_io:
                 io.append((x, y))
             x, probs = y, p if p is not None else probs
@@ -300,7 +328,7 @@ class MaskedTransformer(nn.Module, Checkpointable):
     def output(self, h: Tensor) -> Tensor:
         """Logits [B, N, K] from the token states [B, N, D]."""
         if self.config.output == "linear":
-            return self.head(h)
+            return linear(h, self.head)
         # tied: scores against the code embeddings only; the mask row is never a prediction
         return h @ self.tok_emb.weight[: self.config.codebook_size].T + self.out_bias
 

@@ -19,8 +19,9 @@ One step t -> s (t = 1 all masked):
    explicit-timestep generator reads the t of its training schedule). ``needs`` asks for
    internals that dependent guidances read ("hidden", "saliency"). Returns a pass object with
    ``rows(n)`` (the strong rows) and ``prediction(guided)``.
-2. ``split(pass, k, guided)``: the k row groups' predictions (log-probabilities for discrete
-   tokens; z vectors for continuous ones).
+2. ``split(pass, k, guided)``: the k row groups' predictions (logits for discrete tokens:
+   log-probabilities up to a constant per position, which neither the guided combination
+   nor the draw depends on; z vectors for continuous ones).
 3. ``draw(strong, weaks, scales, draw, generator, last, temperature)``: combine the guided
    branches and draw one candidate per position, with a confidence per position (the
    candidate's log-probability; what the confidence rule ranks). Discrete: weak + (1 + s)
@@ -115,9 +116,11 @@ class DiscreteDenoiser:
         return self.network(x, labels, self.time(gamma))
 
     def split(self, out: ForwardPass, groups: int, guided: bool) -> list[Tensor]:
-        logits = out.logits.float()
-        # without guidance the token draw normalises anyway: logits are log-probabilities up to a constant
-        return list((logits.log_softmax(-1) if guided else logits).chunk(groups))
+        """The row groups' logits, not normalised even when guided: logits are log-probabilities
+        up to a constant per position, the guided combination of such constants is again one
+        (strong + sum_g s_g (strong - weak_g) is affine with weights summing to 1), and the
+        token draw normalises what it draws from. Two log-softmaxes over [B, N, K] saved."""
+        return list(out.logits.float().chunk(groups))
 
     def combine(self, strong: Tensor, weaks: list[Tensor], scales: list[float]) -> Tensor:
         """Guided log-probabilities (up to a per-position constant): strong + sum_g s_g (strong - weak_g)."""

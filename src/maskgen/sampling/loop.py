@@ -112,7 +112,7 @@ class Sampler:
         for g, _ in active:
             if not g.batched:
                 w, used = g.weak_logits(self.model, x, labels, gamma[:b], strong)
-                weak[g] = w.float().log_softmax(-1)
+                weak[g] = w.float()  # logits: the combination is normalised by the draw (denoiser.split)
                 rows += used
         return preds[0], [weak[g] for g, _ in active], [s for _, s in active], rows
 
