@@ -42,6 +42,7 @@ DEMO_SAMPLERS: dict[str, dict] = {
     "token-critic": dict(fill="critic", steps=8, critic_noise=1.0),
     "ancestral": dict(fill="ancestral", steps=8),
     "flow": dict(fill="flow", steps=8, argmax_last=True),
+    "halton": dict(fill="halton", steps=8),  # Besnier et al. 2025: a fixed low-discrepancy order
     # eMIGM over continuous tokens (002): the shipped MAE + diffusion-head model in reference/emigm;
     # its 256px preset: exp schedule, 16 steps, DPM-Solver++ 8 head steps, CFG 4 (s = 3 here:
     # weak + (1 + s)(strong - weak)) on (0.1, 0.3]
