@@ -331,11 +331,9 @@ def render(sections: list[Section], results: Results, command: str) -> str:
         ]
     if not results.args.inception_ref and not all(s.joint for s in sections):
         lines += [
-            f"Inception FID on 10,000 samples is not in these tables: the Inception network runs at about 3.7 images/s on 2 CPU "
-            f"cores (docs/metrics.md), so each of the {len({r['key'] for s in sections for r in s.rows})} distinct rows below "
-            "would need 45 minutes for its features alone, and the training-set statistics 4.5 hours. On a GPU, add "
-            "`--inception-ref STATS` (from `maskgen ref-stats --network inception`) and `--num 10000 --device cuda` for an FID "
-            "column on the same samples.",
+            "Inception FID on 10,000 samples is not in these tables (its speed on a machine: "
+            "`python benchmarks/inception_speed.py`). For an FID column on the same samples add "
+            "`--inception-ref STATS` (from `maskgen ref-stats --network inception`) and `--num 10000` (`--device cuda` on a GPU).",
             "",
         ]
     for s in sections:
