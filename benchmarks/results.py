@@ -301,6 +301,9 @@ def render(sections: list[Section], results: Results, command: str) -> str:
         "```",
         "",
     ]
+    if sections and sections[0].title.startswith("Sampling noise"):  # the main page opens with the frontier
+        lines += ["Every sampler on one FD-vs-NFE plot (docs/results-frontier.md, `benchmarks/frontier.py`):", "",
+                  "![the frontier](results-frontier/fd_vs_nfe.png)", ""]
     if sections and all(s.joint for s in sections):
         lines += joint_sections.intro(results)
     else:
