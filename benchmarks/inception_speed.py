@@ -24,11 +24,9 @@ forward pass (``InceptionFeatures(chunk=...)``); several values give one row eac
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -37,8 +35,8 @@ from maskgen.metrics.inception import InceptionFeatures
 
 from common import load_note
 from flops import GemmReference, count_flops, references
+from sampling_speed import CLOCKS, interleaved
 
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,26 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def timed(fn, clock) -> float:
-    gc.collect()
-    t0 = clock()
-    fn()
-    return clock() - t0
-
-
 def bench(net: InceptionFeatures, images: torch.Tensor, flops_per_image: float, gemms: dict[str, GemmReference], args) -> dict:
-    clock = CLOCKS[args.clock]
     runs = {"net": lambda: net(images), **gemms}
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    order = list(runs)
-    with torch.inference_mode():
-        for _ in range(args.warmup):
-            for fn in runs.values():
-                fn()
-        for i in range(args.repeats):
-            j = i % len(order)  # rotate, so no run always goes first
-            for k in order[j:] + order[:j]:
-                times[k].append(timed(runs[k], clock))
+    times = interleaved(runs, args, torch.device("cpu"))  # rotating order, shared with sampling_speed
     flops = flops_per_image * len(images)
     t = statistics.median(times["net"])
     return {
