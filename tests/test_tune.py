@@ -133,3 +133,16 @@ def test_tune_writes_a_spec_file_that_sample_replays(tmp_path, capsys):
 def test_missing_reference_statistics_is_one_line(tmp_path, capsys):
     assert main(["tune", "--out", str(tmp_path / "t"), "--ref", str(tmp_path / "none.npz"), "--nfe", "4"]) == 2
     assert "reference statistics do not exist" in capsys.readouterr().err
+
+
+def test_the_search_on_a_continuous_model_offers_only_what_it_can_build():
+    emigm = MaskGen.load(reference_dir() / "emigm")
+    space, meter = SearchSpace.for_model(emigm), NFEMeter(emigm)
+    # no token log-probabilities (confidence, critic) and no TOAST module on a continuous model
+    assert set(space.fills) == {"halton", "ancestral", "flow"}
+    assert space.guidances == ["none", "cfg"]  # eMIGM's CFG, and no TOAST module
+    trials = propose_trials(space, meter, 4, 6, seed=0)
+    assert len(trials) == 6
+    for t in trials:
+        assert 1 <= t.nfe <= 4
+        emigm.sampler(t.spec)  # builds

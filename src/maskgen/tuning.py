@@ -150,10 +150,13 @@ class SearchSpace:
 
         fill_specs = {"confidence": ConfidenceSpec(), "halton": HaltonSpec(), "ancestral": AncestralSpec(), "flow": FlowSpec(), "critic": CriticSpec()}
         fills = [k for k in FILL_CHOICES if builds(SamplerSpec(steps=1, fill=fill_specs[k]))]
-        cfg, sg = builds(SamplerSpec(steps=1, guidance=[CFGSpec(scale=1.0)])), builds(SamplerSpec(steps=1, guidance=[SelfSpec(scale=1.0)]))
-        guidances = [g for g, ok in (("none", True), ("cfg", cfg), ("self", sg), ("cfg+self", cfg and sg)) if ok]
         if not fills:
             raise MaskgenError("no fill rule builds on this model")
+        # probed with a rule that builds: the default (confidence) does not on continuous tokens
+        fill = fill_specs[fills[0]]
+        cfg = builds(SamplerSpec(steps=1, fill=fill, guidance=[CFGSpec(scale=1.0)]))
+        sg = builds(SamplerSpec(steps=1, fill=fill, guidance=[SelfSpec(scale=1.0)]))
+        guidances = [g for g, ok in (("none", True), ("cfg", cfg), ("self", sg), ("cfg+self", cfg and sg)) if ok]
         return cls(fills, guidances, model.continuous)
 
     def propose(self, rng: random.Random) -> SamplerSpec:
