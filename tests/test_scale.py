@@ -5,6 +5,7 @@ Each recipe is loaded through the CLI's recipe loader (which refuses unknown key
 model shrunk on the command line. Accumulation is checked against one full batch.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -54,6 +55,7 @@ def test_recipes_are_the_published_sizes_and_start_with_their_command():
     assert (emigm["arch"], emigm["width"], emigm["depth"], emigm["heads"], emigm["buffer_size"]) == ("mae", 768, 12, 12, 64)
     assert (emigm["head_width"], emigm["head_depth"], emigm["head_draws"], emigm["t_min"], emigm["batch_size"]) == (1024, 6, 4, 0.2, 256)
     assert emigm["schedule"] == "exp" and emigm["masking"] == "bernoulli" and emigm["batch_time"] and emigm["uncond"] == "mask"
+    assert emigm["norm_eps"] == 1e-6  # MAR's and eMIGM's LayerNorm eps
     for path in (MASKGIT, EMIGM):
         first = path.read_text().splitlines()[0]
         assert first.startswith(f"# torchrun --nproc_per_node 8 -m maskgen.cli train --config configs/{path.name} "), first
@@ -74,6 +76,7 @@ def test_emigm_recipe_trains_two_steps_on_a_16x16_grid(caches, tmp_path):
     args = ["train", "--config", str(EMIGM), "--tokenizer", str(caches / "kl"), "--data", f"tokens:{caches / 'kl-cache'}", "--out", str(out), *TINY, *tiny_head]
     assert main(args) == 0
     assert (out / "generator.safetensors").is_file()
+    assert json.loads((out / "generator.json").read_text())["config"]["norm_eps"] == 1e-6
 
 
 def test_accumulated_micro_batches_give_the_full_batch_weights(caches, tmp_path):

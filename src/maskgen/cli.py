@@ -104,6 +104,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     g.add_argument("--mlp-ratio", type=float, default=4.0)
     g.add_argument("--uncond", default="null", help="null (learned no-class row) or mask (002's CFG with mask)")
     g.add_argument("--timestep-input", action="store_true", help="explicit timestep model (003 ETM)")
+    g.add_argument("--norm-eps", type=float, default=None, help="LayerNorm eps of the transformer (default 1e-5; MAR and eMIGM train with 1e-6)")
     g = p.add_argument_group("continuous tokens (a KL tokenizer: eMIGM's MAE + diffusion head)")
     g.add_argument("--arch", default=None, help="mae (encoder on the visible tokens, eMIGM's default) or single (one transformer)")
     g.add_argument("--decoder-depth", type=int, default=None, help="MAE decoder blocks (default: --depth)")
