@@ -67,7 +67,7 @@ def test_cosine_schedule_matches_the_closed_form():
 def test_head_shapes_init_and_mar_key_names():
     head = DiffusionHead(token_dim=4, cond_dim=6, width=8, depth=2)
     shapes = {k: tuple(v.shape) for k, v in head.state_dict().items()}
-    # MAR's diffloss.net.* keys without the prefix (REFERENCE.md), with their shapes
+    # MAR's (Li et al. 2024) diffloss.net.* keys without the prefix, with their shapes
     expected = {
         "time_embed.mlp.0.weight": (8, 256), "time_embed.mlp.0.bias": (8,),
         "time_embed.mlp.2.weight": (8, 8), "time_embed.mlp.2.bias": (8,),

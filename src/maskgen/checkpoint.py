@@ -258,6 +258,11 @@ class Checkpointable:
         return write_checkpoint(folder, name or self.checkpoint_name, self.state_dict(), record)
 
     @classmethod
+    def load(cls: type[M], folder: str | Path, map_location: str | torch.device = "cpu") -> M:
+        """Load ``folder/NAME.{safetensors,json}`` onto ``map_location`` (eval mode, ``sha256`` set)."""
+        return cls.read(folder)[0].to(map_location)
+
+    @classmethod
     def read(cls: type[M], folder: str | Path, name: str | None = None) -> tuple[M, dict[str, Any]]:
         """Build from the recorded config, load the tensors strictly (floating ones cast to the
         module's dtype, so bf16 exports load back into float32); return it in eval mode with

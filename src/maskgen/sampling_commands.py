@@ -38,7 +38,7 @@ def evaluate(args: argparse.Namespace) -> None:
 
     from .evaluate import evaluate_images, load_network, load_samples, reference_network
     from .metrics import load_stats
-    from .training.trainer import resolve_device
+    from .training.devices import resolve_device
 
     from . import joint_commands
     from .pipeline import reference_dir
@@ -157,7 +157,7 @@ def parse_classes(text: str | None, num: int, num_classes: int) -> torch.Tensor:
 def sample(args: argparse.Namespace) -> None:
     from . import joint_commands
     from .pipeline import MaskGen, reference_dir, save_samples
-    from .training.trainer import resolve_device
+    from .training.devices import resolve_device
 
     if joint_commands.handles(args):
         return joint_commands.sample(args)
@@ -187,7 +187,7 @@ def refine(args: argparse.Namespace) -> None:
     import numpy as np
 
     from .pipeline import MaskGen, save_samples
-    from .training.trainer import resolve_device
+    from .training.devices import resolve_device
 
     device = resolve_device(args.device)
     check_acceptance(args)

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> None:
     from ..inpainting import inpaint
     from ..pipeline import MaskGen, reference_dir
     from ..sampling_commands import _nfe_text, sampler_spec
-    from ..training.trainer import resolve_device
+    from ..training.devices import resolve_device
     from ..validate import integer
 
     integer("--num", args.num, 1)

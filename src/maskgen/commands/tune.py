@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> None:
 
     from ..errors import MaskgenError
     from ..pipeline import MaskGen, reference_dir
-    from ..training.trainer import resolve_device
+    from ..training.devices import resolve_device
     from ..tuning import fd_scorer, parse_budgets, parse_seeds, tune
     from ..tuning_report import plot, table, write_specs
 

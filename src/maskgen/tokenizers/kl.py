@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -165,15 +164,10 @@ class KLTokenizer(nn.Module, ImageGrid, Checkpointable):
         z = latents.to(self._device(), torch.float32).div(self.config.scale).transpose(1, 2).reshape(-1, d, h, w)
         return to_uint8(self.decode_latents(z))
 
-    # -- persistence: ``save`` comes from Checkpointable -----------------------------------
+    # -- persistence: ``save`` and ``load`` come from Checkpointable -----------------------------------
     checkpoint_name = "tokenizer"
     checkpoint_kind = "kl_tokenizer"
     config_class = KLConfig
-
-    @classmethod
-    def load(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> "KLTokenizer":
-        """Load ``folder/tokenizer.{safetensors,json}`` onto ``map_location`` (eval mode, ``sha256`` set)."""
-        return cls.read(folder)[0].to(map_location)
 
 
 @torch.no_grad()

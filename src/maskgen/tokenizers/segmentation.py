@@ -11,7 +11,6 @@ colour palette segmentations are drawn with (label i in colour ``palette[i]``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -97,7 +96,3 @@ class SegmentationTokenizer(nn.Module, Checkpointable):
     def colour(self, maps: Tensor) -> Tensor:
         """Label maps [B, S, S] as colour pictures uint8 [B, 3, S, S] (the palette's colours)."""
         return self.palette[self.check_maps(maps)].permute(0, 3, 1, 2).contiguous()
-
-    @classmethod
-    def load(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> "SegmentationTokenizer":
-        return cls.read(folder)[0]

@@ -15,7 +15,6 @@ inference, and the tokenizer is not trained here (maskgen's own :class:`~.vq.VQT
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -99,12 +98,7 @@ class TamingVQTokenizer(nn.Module, ImageGrid, Checkpointable):
         """Codes [B,h,w] or [B,h*w] -> uint8 images [B,C,H,W]."""
         return to_uint8(self.decode_codes(self._code_grid(tokens, self.codebook_size)))
 
-    # -- persistence: ``save`` comes from Checkpointable -----------------------------------
+    # -- persistence: ``save`` and ``load`` come from Checkpointable -----------------------------------
     checkpoint_name = "tokenizer"
     checkpoint_kind = "taming_vq_tokenizer"
     config_class = TamingVQConfig
-
-    @classmethod
-    def load(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> "TamingVQTokenizer":
-        """Load ``folder/tokenizer.{safetensors,json}`` onto ``map_location`` (eval mode, ``sha256`` set)."""
-        return cls.read(folder)[0].to(map_location)
