@@ -117,6 +117,65 @@ def test_rerun_skips_scored_trials_and_redoes_a_torn_line(ref_model, tmp_path):
     assert sum(num == 10 for _, num, _ in calls) == 2
 
 
+def _guidance_kinds(spec: dict) -> list[str]:
+    return [g["kind"] for g in spec["guidance"]]
+
+
+def test_a_neighbour_keeps_the_rule_and_guidances_and_stays_in_range(ref_model):
+    import random
+
+    space = SearchSpace.for_model(ref_model)
+    parent = SamplerSpec(steps=6, schedule="exp", fill=ConfidenceSpec(choice_temperature=49.0),
+                         guidance=[CFGSpec(scale=3.9, interval=(0.38, 0.6)), SelfSpec(scale=0.3)])
+    rng = random.Random(0)
+    moved = set()
+    for _ in range(200):
+        child = space.perturb(parent, rng)
+        assert child.steps == 1 and child.fill.kind == "confidence"
+        assert [g.kind for g in child.guidance] == ["cfg", "self"]
+        cfg, sg = child.guidance
+        assert 1.0 <= child.fill.choice_temperature <= 50.0 and 0.25 <= cfg.scale <= 4.0 and 0.25 <= sg.scale <= 2.5
+        assert 0.6 <= child.draw.temperature <= 1.3
+        if cfg.interval is not None:
+            assert 0.0 <= cfg.interval[0] <= 0.4 and cfg.interval[0] < cfg.interval[1] <= 1.0
+        moved.add((child.fill.choice_temperature, cfg.scale, sg.scale))
+    assert len(moved) > 150  # the numbers move, not just the switches
+
+
+def test_refinement_climbs_from_the_best_trial_so_far_and_resumes(ref_model, tmp_path):
+    # a smooth stand-in objective: only the confidence rule scores well, best at Gumbel temperature 30
+    def score(spec, num, seed):
+        calls.append(spec)
+        t = spec.fill.choice_temperature if spec.fill.kind == "confidence" else 1.0
+        return {"fd": abs(t - 30.0) / 10.0 + len(spec.guidance) + (seed if num == 20 else 0), "nfe": float(spec.steps), "sec_per_image": 0.0}
+
+    calls = []
+    kw = dict(budgets=[4], trials=4, num=10, rescore_num=20, seeds=[1], seed=0, top=1, progress=False)
+    plain = tune(ref_model, score, tmp_path / "a", **kw)
+    refined = tune(ref_model, score, tmp_path / "b", refine=12, **kw)
+    records = [json.loads(x) for x in (tmp_path / "b" / "trials.jsonl").read_text().splitlines()]
+    search = [r for r in records if r["kind"] == "trial"]
+    steps = [r for r in search if str(r["index"]).startswith("refine:")]
+    assert [r["index"] for r in steps] == [f"refine:{j}" for j in range(12)]
+    for j, r in enumerate(steps):
+        before = search[: len(search) - len(steps) + j]
+        parent = min(before, key=lambda x: x["fd"])  # the best of everything scored before this step
+        assert r["spec"]["fill"]["kind"] == parent["spec"]["fill"]["kind"]
+        assert _guidance_kinds(r["spec"]) == _guidance_kinds(parent["spec"])
+    assert refined[0].trials[0]["fd"] < plain[0].trials[0]["fd"]
+    # resumable and reproducible: a rerun scores nothing, a fresh folder proposes the same steps
+    calls.clear()
+    tune(ref_model, score, tmp_path / "b", refine=12, **kw)
+    assert calls == []
+    tune(ref_model, score, tmp_path / "c", refine=12, **kw)
+    assert (tmp_path / "c" / "trials.jsonl").read_text() == (tmp_path / "b" / "trials.jsonl").read_text()
+
+
+def test_a_negative_refinement_count_is_one_line(ref_model, tmp_path):
+    with pytest.raises(MaskgenError, match="--refine must be >= 0"):
+        tune(ref_model, lambda *a: {}, tmp_path, budgets=[4], refine=-1, progress=False)
+
+
 def test_tune_writes_a_spec_file_that_sample_replays(tmp_path, capsys):
     out = tmp_path / "tune"
     argv = ["tune", "--out", str(out), "--nfe", "2", "--trials", "1", "--num", "10", "--rescore-num", "10", "--seeds", "1", "--top", "1"]

@@ -14,11 +14,13 @@ spec's own: one image sampled with it (``SampleResult.nfe``), so a CFG step coun
 self-guidance step 2, a critic step 1 more, and a CFG interval only its guided steps. The
 steps are never derived from a per-step cost guessed here.
 
-Search. Random search: proposal i at budget B is drawn by ``random.Random(f"{seed}:{B}:{i}")``,
-so the same seed proposes the same trials in the same order, and adding trials only adds.
-At this scale (tens of trials, a dozen mostly conditional dimensions) random search is as
-good as a model-based search and needs no dependency (docs/tune.md). The papers' own samplers
-(``PAPER_SAMPLERS``) are scored beside the random proposals. Each trial is scored
+Search. Random search, then local refinement: proposal i at budget B is drawn by
+``random.Random(f"{seed}:{B}:{i}")``, so the same seed proposes the same trials in the same
+order, and adding trials only adds. The papers' own samplers (``PAPER_SAMPLERS``) are scored
+beside the random proposals. Then ``refine`` trials per budget each perturb the best trial
+so far (``refine_trials``): random proposals spread over a dozen mostly conditional
+dimensions rarely land near a good setting twice, and a neighbour of the best one is the
+cheapest next guess (docs/tune.md says why not a model-based search). Each trial is scored
 by FD on ``num`` samples at ``seed``; the best ``top`` per budget are scored again on
 ``rescore_num`` samples at each of ``seeds`` (other seeds than the search's, so the winner is
 not picked on the images that rank it), and the lowest mean wins.
@@ -31,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import random
 import statistics
@@ -43,37 +44,19 @@ from typing import Any, Callable
 import torch
 
 from .errors import MaskgenError
-from .sampling.draw import ImageNoise, TokenDraw
-from .sampling.spec import (
-    AncestralSpec,
-    CFGSpec,
-    ConfidenceSpec,
-    CriticSpec,
-    FlowSpec,
-    HaltonSpec,
-    SamplerSpec,
-    SelfSpec,
+from .sampling.spec import SamplerSpec
+from .tuning_space import (  # noqa: F401  (re-exported: the search space is part of the tuning API)
+    FILL_CHOICES,
+    GUIDANCE_CHOICES,
+    MAX_ATTEMPTS,
+    PAPER_SAMPLERS,
+    SCHEDULES,
+    NFEMeter,
+    SearchSpace,
+    Trial,
+    paper_trials,
+    propose_trials,
 )
-
-GUIDANCE_CHOICES = ("none", "cfg", "self", "cfg+self")
-SCHEDULES = ("cosine", "arccos", "linear", "root")
-FILL_CHOICES = ("confidence", "halton", "ancestral", "flow", "critic")
-# The papers' own samplers (flat ``maskgen sample`` options, steps fitted per budget) join the
-# search as fixed candidates, so the winner is never a random draw that a paper's default beats
-# on the search's samples: MaskGIT (Chang et al. 2022), eMIGM's ancestral rule with its exp
-# schedule and CFG interval (You et al. 2025, Sec. 5.3), Discrete Interpolants' flow with argmax
-# last (Hu & Ommer 2025), the Halton order (Besnier et al. 2025), self-guidance at temperature
-# 25 (Hur et al. 2024) and Token-Critic (Lezama et al. 2022). Those a model cannot build are left out.
-PAPER_SAMPLERS: dict[str, dict[str, Any]] = {
-    "maskgit": dict(fill="confidence", choice_temperature=4.5),
-    "ancestral-exp": dict(fill="ancestral", schedule="exp"),
-    "cfg-interval": dict(fill="ancestral", schedule="exp", cfg=2.0, cfg_interval=(0.1, 0.3)),
-    "flow-argmax-last": dict(fill="flow", schedule="linear", argmax_last=True),
-    "halton": dict(fill="halton"),
-    "self-guidance": dict(fill="confidence", annealing="compound", choice_temperature=25.0, guidance="self", scale=1.0),
-    "token-critic": dict(fill="critic"),
-}
-MAX_ATTEMPTS = 50  # proposals drawn before a budget is declared too small for every choice
 
 
 def parse_budgets(text: str) -> list[int]:
@@ -101,121 +84,6 @@ def parse_seeds(text: str) -> list[int]:
     if not seeds:
         raise MaskgenError("--seeds is empty")
     return seeds
-
-
-class NFEMeter:
-    """The NFE per image of a spec on a model, measured by sampling one image (cached)."""
-
-    def __init__(self, model) -> None:
-        self.model = model
-        self._cache: dict[str, float] = {}
-
-    def __call__(self, spec: SamplerSpec) -> float:
-        key = json.dumps(spec.to_dict(), sort_keys=True)
-        if key not in self._cache:
-            device = self.model.device
-            labels = torch.zeros(1, dtype=torch.long, device=device)
-            # the sampler alone: the NFE is the loop's count, the decoded image is not needed
-            result = self.model.sampler(spec)(labels, ImageNoise(0, [0], device))
-            self._cache[key] = float(result.nfe)
-        return self._cache[key]
-
-    def fit(self, spec: SamplerSpec, budget: int) -> SamplerSpec | None:
-        """``spec`` with the most steps whose NFE is at most ``budget`` (None: not even one step fits).
-        A step costs at least 1, so the walk starts at ``budget`` steps and goes down one at a
-        time: a guidance interval makes the cost uneven in the steps, and a jump could skip a fit."""
-        for steps in range(budget, 0, -1):
-            candidate = spec.replace(steps=steps)
-            if self(candidate) <= budget:
-                return candidate
-        return None
-
-
-@dataclass
-class SearchSpace:
-    """What a proposal may choose on this model: fill rules and guidances it can build."""
-
-    fills: list[str]
-    guidances: list[str]
-    continuous: bool
-
-    @classmethod
-    def for_model(cls, model) -> "SearchSpace":
-        def builds(spec: SamplerSpec) -> bool:
-            try:
-                model.sampler(spec)
-            except MaskgenError:
-                return False
-            return True
-
-        fill_specs = {"confidence": ConfidenceSpec(), "halton": HaltonSpec(), "ancestral": AncestralSpec(), "flow": FlowSpec(), "critic": CriticSpec()}
-        fills = [k for k in FILL_CHOICES if builds(SamplerSpec(steps=1, fill=fill_specs[k]))]
-        if not fills:
-            raise MaskgenError("no fill rule builds on this model")
-        # probed with a rule that builds: the default (confidence) does not on continuous tokens
-        fill = fill_specs[fills[0]]
-        cfg = builds(SamplerSpec(steps=1, fill=fill, guidance=[CFGSpec(scale=1.0)]))
-        sg = builds(SamplerSpec(steps=1, fill=fill, guidance=[SelfSpec(scale=1.0)]))
-        guidances = [g for g, ok in (("none", True), ("cfg", cfg), ("self", sg), ("cfg+self", cfg and sg)) if ok]
-        return cls(fills, guidances, model.continuous)
-
-    def propose(self, rng: random.Random) -> SamplerSpec:
-        """One random spec (steps left at 1; ``NFEMeter.fit`` sets them for a budget)."""
-        rule = rng.choice(self.fills)
-        if rule == "confidence":
-            fill = ConfidenceSpec(choice_temperature=round(math.exp(rng.uniform(0.0, math.log(50.0))), 3), annealing=rng.choice(("linear", "compound")))
-        elif rule == "critic":
-            fill = CriticSpec(noise=round(rng.uniform(0.25, 2.0), 3))
-        else:
-            fill = {"halton": HaltonSpec, "ancestral": AncestralSpec, "flow": FlowSpec}[rule]()
-        draw = TokenDraw()
-        if not self.continuous and rule != "critic":  # the critic rule anneals its own token temperature
-            draw = TokenDraw(temperature=round(rng.uniform(0.6, 1.3), 3), argmax_last=rng.random() < 0.5)
-        guidance = []
-        choice = rng.choice(self.guidances)
-        if "cfg" in choice:
-            lo = round(rng.uniform(0.0, 0.4), 3)
-            interval = None if rng.random() < 0.5 else (lo, round(rng.uniform(lo + 0.2, 1.0), 3))
-            guidance.append(CFGSpec(scale=round(math.exp(rng.uniform(math.log(0.25), math.log(4.0))), 3), interval=interval))
-        if "self" in choice:
-            guidance.append(SelfSpec(scale=round(rng.uniform(0.25, 2.5), 3)))
-        return SamplerSpec(steps=1, schedule=rng.choice(SCHEDULES), fill=fill, draw=draw, guidance=guidance)
-
-
-@dataclass
-class Trial:
-    budget: int
-    index: int | str  # a random proposal's number, or "paper:<name>"
-    spec: SamplerSpec
-    nfe: float
-
-
-def paper_trials(model, meter: NFEMeter, budget: int) -> list[Trial]:
-    """``PAPER_SAMPLERS`` that build on ``model``, each with the most steps ``budget`` pays for."""
-    out = []
-    for name, options in PAPER_SAMPLERS.items():
-        try:
-            fitted = meter.fit(SamplerSpec.from_options(**options, steps=1), budget)
-        except MaskgenError:
-            continue  # this model lacks the piece (no critic, no self-guidance module, continuous tokens)
-        if fitted is not None:
-            out.append(Trial(budget, f"paper:{name}", fitted, meter(fitted)))
-    return out
-
-
-def propose_trials(space: SearchSpace, meter: NFEMeter, budget: int, trials: int, seed: int) -> list[Trial]:
-    """``trials`` proposals at ``budget``, each fitted to it; proposal i depends only on (seed, budget, i)."""
-    out = []
-    for i in range(trials):
-        rng = random.Random(f"{seed}:{budget}:{i}")
-        for _ in range(MAX_ATTEMPTS):
-            fitted = meter.fit(space.propose(rng), budget)
-            if fitted is not None:
-                out.append(Trial(budget, i, fitted, meter(fitted)))
-                break
-        else:
-            raise MaskgenError(f"NFE budget {budget} is below one step of every sampler tried")
-    return out
 
 
 class TrialLog:
@@ -305,13 +173,17 @@ def tune(
     seed: int = 0,
     top: int = 3,
     progress: bool = True,
+    refine: int = 0,
 ) -> list[BudgetResult]:
-    """Random search at every budget (plus the papers' samplers), then the best ``top`` rescored; resumable from ``out``."""
+    """Random search at every budget (plus the papers' samplers), ``refine`` local steps from
+    the best (``refine_trials``), then the best ``top`` rescored; resumable from ``out``."""
     from tqdm.auto import tqdm
 
     for name, value in (("--trials", trials), ("--num", num), ("--rescore-num", rescore_num), ("--top", top)):
         if value < 1:
             raise MaskgenError(f"{name} must be >= 1, got {value}")
+    if refine < 0:
+        raise MaskgenError(f"--refine must be >= 0, got {refine}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log = TrialLog(out / "trials.jsonl")
@@ -320,8 +192,9 @@ def tune(
     jobs = [(t, log.key("trial", t.spec, num, seed, t.budget, t.index)) for b in budgets for t in proposed[b]]
     todo = [(t, k) for t, k in jobs if k not in log.records]
     for t, k in tqdm(todo, desc="search", disable=not progress):
-        s = score(t.spec, num, seed)
-        log.append({"key": k, "kind": "trial", "budget": t.budget, "index": t.index, "num": num, "seed": seed, "spec": t.spec.to_dict(), **s})
+        log.append(trial_record(t, k, num, seed, score(t.spec, num, seed)))
+    for b in budgets:
+        jobs += refine_trials(space, meter, log, lambda t: score(t.spec, num, seed), [j for j in jobs if j[0].budget == b], refine, num, seed, progress)
     results = []
     for b in budgets:
         scored = sorted((log.records[k] for t, k in jobs if t.budget == b), key=lambda r: r["fd"])
@@ -342,6 +215,39 @@ def tune(
             })
         res.rescored.sort(key=lambda c: c["fd"])
     return results
+
+
+def trial_record(t: Trial, key: str, num: int, seed: int, scores: dict[str, float]) -> dict[str, Any]:
+    return {"key": key, "kind": "trial", "budget": t.budget, "index": t.index, "num": num, "seed": seed, "spec": t.spec.to_dict(), **scores}
+
+
+def refine_trials(space: SearchSpace, meter: NFEMeter, log: "TrialLog", score: Callable[[Trial], dict[str, float]],
+                  jobs: list[tuple[Trial, str]], count: int, num: int, seed: int, progress: bool = True) -> list[tuple[Trial, str]]:
+    """Local search after the random one: ``count`` trials at one budget, trial j a neighbour
+    (``SearchSpace.perturb``, drawn by ``random.Random(f"{seed}:{B}:refine:{j}")``) of the
+    lowest-FD trial scored so far at that budget, refinements included. Each parent follows
+    from the scores in the log, so a rerun proposes the same trials and skips the scored ones."""
+    from tqdm.auto import tqdm
+
+    done: list[tuple[Trial, str]] = []
+    if not jobs or count == 0:
+        return done
+    budget = jobs[0][0].budget
+    for j in tqdm(range(count), desc=f"refine NFE {budget}", disable=not progress):
+        parent = min((log.records[k] for _, k in jobs + done), key=lambda r: r["fd"])
+        rng = random.Random(f"{seed}:{budget}:refine:{j}")
+        for _ in range(MAX_ATTEMPTS):
+            fitted = meter.fit(space.perturb(SamplerSpec.from_dict(parent["spec"]), rng), budget)
+            if fitted is not None:
+                break
+        else:
+            continue  # every neighbour drawn overran the budget: this refinement step is skipped
+        t = Trial(budget, f"refine:{j}", fitted, meter(fitted))
+        key = log.key("trial", t.spec, num, seed, budget, t.index)
+        if key not in log.records:
+            log.append(trial_record(t, key, num, seed, score(t)))
+        done.append((t, key))
+    return done
 
 
 def _distinct(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

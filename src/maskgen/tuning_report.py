@@ -35,7 +35,8 @@ def table(results: list[BudgetResult], settings: dict[str, Any], shown: int = 5)
     lines = [
         "# maskgen tune",
         "",
-        f"Model `{settings['model']}`, FD against `{settings['ref']}`. Search: {settings['trials']} random trials per budget, "
+        f"Model `{settings['model']}`, FD against `{settings['ref']}`. Search: {settings['trials']} random trials "
+        f"and {settings.get('refine', 0)} refinement steps per budget, "
         f"{settings['num']} samples at seed {settings['seed']}; the best {settings['top']} rescored on {settings['rescore_num']} "
         f"samples at seeds {seeds} (mean ± standard deviation over those seeds).",
         "",

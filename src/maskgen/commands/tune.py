@@ -15,6 +15,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nfe", default="4,8,16", help="comma-separated NFE budgets (network passes per image)")
     p.add_argument("--out", default=None, help="folder for trials.jsonl, tune.md, fd_vs_nfe.png, spec-nfe<B>.json (a rerun resumes)")
     p.add_argument("--trials", type=int, default=20, help="random proposals per budget")
+    p.add_argument("--refine", type=int, default=0, help="local-search trials per budget after the random ones, each a neighbour of the best so far")
     p.add_argument("--num", type=int, default=200, help="samples per search trial")
     p.add_argument("--rescore-num", type=int, default=500, help="samples per rescoring run")
     p.add_argument("--top", type=int, default=3, help="best search trials per budget to rescore")
@@ -41,8 +42,8 @@ def run(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     model = MaskGen.load(model_dir, device=device)
     score = fd_scorer(model, ref, args.batch_size, device)
-    results = tune(model, score, args.out, budgets, args.trials, args.num, args.rescore_num, seeds, args.seed, args.top)
-    settings = {"model": model_dir, "ref": ref, "trials": args.trials, "num": args.num, "seed": args.seed,
+    results = tune(model, score, args.out, budgets, args.trials, args.num, args.rescore_num, seeds, args.seed, args.top, refine=args.refine)
+    settings = {"model": model_dir, "ref": ref, "trials": args.trials, "refine": args.refine, "num": args.num, "seed": args.seed,
                 "top": args.top, "rescore_num": args.rescore_num, "seeds": seeds}
     specs = write_specs(results, args.out, model_dir, settings)
     text = table(results, settings)
