@@ -22,3 +22,18 @@ def load_note() -> str:
         return f"load average {os.getloadavg()[0]:.2f}"
     except OSError:
         return "load average n/a"
+
+
+def add_malloc_option(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave glibc's malloc thresholds as they are (the maskgen command keeps freed memory, maskgen.memory; so does this benchmark without the flag)")
+
+
+def apply_malloc(args: argparse.Namespace) -> str:
+    """Set malloc as the maskgen command does, unless ``--default-malloc``; a note for the header.
+    Call it before the first large allocation."""
+    if args.default_malloc:
+        return "malloc: glibc default"
+    from maskgen.memory import keep_freed_memory
+
+    return "malloc: freed memory kept (maskgen.memory)" if keep_freed_memory() else "malloc: unchanged (not glibc, or malloc settings in the environment)"

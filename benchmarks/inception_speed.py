@@ -33,7 +33,7 @@ import torch
 
 from maskgen.metrics.inception import InceptionFeatures
 
-from common import load_note
+from common import add_malloc_option, apply_malloc, load_note
 from flops import GemmReference, count_flops, references
 from sampling_speed import CLOCKS, interleaved
 
@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--profile", type=int, default=0, metavar="K", help="also print the K ops with most self CPU time over one pass of the first chunk size")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
+    add_malloc_option(ap)
     return ap
 
 
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if min(args.chunk) < 1 or args.images < 1 or args.repeats < 1:
         raise SystemExit("--chunk, --images and --repeats must be >= 1")
+    malloc = apply_malloc(args)
     torch.set_num_threads(args.threads)
     load_start = load_note()
     g = torch.Generator().manual_seed(args.seed)
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Inception ({net.path.name}, backend {net.backend}) on {args.images} random {args.channels}x{args.size}x{args.size} uint8 images | "
         f"{torch.get_num_threads()} threads, torch {torch.__version__} | {args.clock} clock, median of {args.repeats} repeats after {args.warmup} warmup | "
-        f"{load_start} at start"
+        f"{load_start} at start | {malloc}"
     )
     print(f"max |features - scripted reference| over 8 images: {'not checked' if error is None else f'{error:.2e}'} (must be <= 1e-4)")
     print()
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print(profile(net, images[: args.chunk[0]], args.profile))
     if args.json:
         record = {"benchmark": "inception_speed", "weights": str(net.path), "backend": net.backend, "threads": torch.get_num_threads(), "torch": torch.__version__,
-                  "images": args.images, "size": args.size, "channels": args.channels, "clock": args.clock, "max_abs_error": error, "load_start": load_start, "results": rows}  # fmt: skip
+                  "images": args.images, "size": args.size, "channels": args.channels, "clock": args.clock, "max_abs_error": error, "load_start": load_start, "malloc": malloc, "results": rows}  # fmt: skip
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(record, indent=2) + "\n")
     return 0

@@ -49,7 +49,7 @@ from maskgen.sampling.denoiser import DiscreteDenoiser
 from maskgen.sampling.spec import FILLS, SamplerSpec
 from maskgen.sampling.loop import Sampler
 
-from common import load_note, parse_grid
+from common import add_malloc_option, apply_malloc, load_note, parse_grid
 from flops import count_flops, references
 from bare_forward import CachedLogits, CallRecorder, bare_inputs, run_bare
 from loop_profile import profile_loop
@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", type=int, default=0, metavar="K", help="also profile one sampler run (and a self-guided one with --self-guidance) and print the K ops with most self CPU time outside the forward passes")
     r.add_argument("--gemm-size", type=int, default=1024, help="side of the fp32 matrix product whose FLOP/s the forward passes are compared with")
     r.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    add_malloc_option(ap)
     return ap
 
 
@@ -316,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.batch_size < 1 or args.repeats < 1:
         raise SystemExit("--batch-size and --repeats must be >= 1")
+    malloc = apply_malloc(args)
     torch.set_num_threads(args.threads)
     load_start = load_note()
     model = load_model(args)
@@ -337,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Generator ({source}): width {c.width}, depth {c.depth}, heads {c.heads}, grid {c.grid[0]}x{c.grid[1]}, "
         f"codebook {c.codebook_size}, {c.num_classes} classes, {params / 1e6:.2f}M params | "
         f"device {args.device}, {torch.get_num_threads()} threads, torch {torch.__version__} | "
-        f"{args.clock} clock, median of {args.repeats} repeats after {args.warmup} warmup runs | {load_start} at start"
+        f"{args.clock} clock, median of {args.repeats} repeats after {args.warmup} warmup runs | {load_start} at start | {malloc}"
     )
     print()
     print(markdown(rows))
@@ -366,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": args.warmup,
             "clock": args.clock,
             "load_start": load_start,
+            "malloc": malloc,
             "results": rows,
             "self_guidance": sg,
         }

@@ -21,6 +21,7 @@ from .sampling_commands import add_sampler_options
 from .tokenizer_commands import add_encode_options, add_train_tokenizer_options
 from .commands import verb_modules
 from . import joint_commands
+from .memory import keep_freed_memory
 from .errors import MaskgenError
 
 TRAIN_DEFAULTS = {
@@ -363,6 +364,7 @@ def _data_channels(data: str, image_size: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    keep_freed_memory()  # every verb allocates the same large activations step after step
     try:
         run(parse_args(argv))
     except MaskgenError as e:
