@@ -70,6 +70,7 @@ class Frontier:
         self.rows: list[dict[str, Any]] = []  # one per (series, budget), seed --seed
         self.noise_rows: list[dict[str, Any]] = []
         self.meters: dict[str, NFEMeter] = {}
+        self.floor_fds: list[float] = []
 
     def fitted(self, options: dict[str, Any] | SamplerSpec, budget: int, model: str | None = None) -> SamplerSpec | None:
         model = model or self.args.model
@@ -107,6 +108,23 @@ class Frontier:
             if tuned is not None:
                 self.rows.append({**self.point("tuned", budget, tuned), "series": "tuned"})
         self.noise()
+        self.floor_fds = self.floor() if self.args.floor_data else []
+
+    def floor(self) -> list[float]:
+        """FD of held-out real images (``--floor-data``, test split), ``--num`` per set, one set per
+        noise seed, disjoint: where a perfect sampler would land at this sample count."""
+        from maskgen.evaluate import dataset_images, evaluate_images
+
+        sets = len(self.args.noise_seeds.split(","))
+        n = self.args.num
+        images, labels = dataset_images(self.args.floor_data, "test", n * sets)
+        if len(images) < n * sets:
+            raise MaskgenError(f"{self.args.floor_data} has {len(images)} test images; the floor needs {n * sets}")
+        b, out = self.bench, []
+        for i in range(sets):
+            m = evaluate_images(images[i * n:(i + 1) * n], labels[i * n:(i + 1) * n], b.ref, b.net, device=b.device, progress=False, kid_subsets=10)
+            out.append(float(m.get("fd_clf", m.get("fid"))))  # the same key the rows' "fd" comes from
+        return out
 
     def refinement(self, budget: int) -> dict | None:
         """MaskGIT (gumbel 25) then Token-Critic refinement (004 Sec. 4.3): about a sixth of the
@@ -186,12 +204,18 @@ def render(f: Frontier, command: str, plots: list[str]) -> str:
         "deviation (the noise rows' own spread where a point has three seeds).",
         "",
     ]
+    if f.floor_fds:
+        lines += [f"The floor (dashed in the plots): {a.num} real held-out images (`{a.floor_data}`, test split) score FD "
+                  f"{', '.join(f'{x:.2f}' for x in f.floor_fds)} in {len(f.floor_fds)} disjoint sets (mean "
+                  f"{statistics.mean(f.floor_fds):.2f}): FD on {a.num} samples is biased upward by about that much, and a "
+                  "sampler indistinguishable from the data would land there.", ""]
     for p in plots:
         lines += [f"![{Path(p).stem.replace('_', ' ')}]({Path(p).relative_to(Path(a.doc).parent).as_posix()})", ""]
     lines += ["## Verdicts", "", "Rule, fixed before the run: a difference counts only beyond twice the pooled seed standard "
               "deviation above; a method \"wins\" a budget when its FD is lowest, and \"beyond the noise\" when the "
               "runner-up is more than that behind.", ""]
-    lines += [f"- {v}" for v in frontier_claims.verdicts(f.rows, f.noise_rows, noise, sorted(f.budgets))]
+    floor = statistics.mean(f.floor_fds) if f.floor_fds else None
+    lines += [f"- {v}" for v in frontier_claims.verdicts(f.rows, f.noise_rows, noise, sorted(f.budgets), floor)]
     lines += ["", "## All points", "", markdown(sorted(f.rows, key=lambda r: r["budget"]), ["series", "budget", "setting"]), "",
               "## Noise rows", "", markdown(f.noise_rows, ["series", "budget", "seed"]), ""]
     return "\n".join(lines)
@@ -206,6 +230,7 @@ def main() -> None:
     p.add_argument("--nfe", default="4,8,12,18", help="NFE budgets")
     p.add_argument("--noise-seeds", default="0,1,2")
     p.add_argument("--doc", default="docs/results-frontier.md")
+    p.add_argument("--floor-data", default="fashion-mnist", help="dataset whose held-out test images give the floor row ('' for none)")
     args = p.parse_args()
     try:
         f = Frontier(args)
@@ -213,12 +238,13 @@ def main() -> None:
     except MaskgenError as e:
         sys.exit(f"error: {e}")
     folder = Path(args.doc).with_suffix("")
-    plots = frontier_claims.plots(f.rows, f.noise_rows, frontier_claims.pooled_noise(f.noise_rows), folder)
+    floor = statistics.mean(f.floor_fds) if f.floor_fds else None
+    plots = frontier_claims.plots(f.rows, f.noise_rows, frontier_claims.pooled_noise(f.noise_rows), folder, floor)
     command = "python benchmarks/frontier.py " + shlex.join(sys.argv[1:])
     text = render(f, command, [str(x) for x in plots])
     Path(args.doc).write_text(text + "\n")
     print(text)
-    f.bench.save("frontier", text)
+    f.bench.save("frontier", text, {"floor_fds": f.floor_fds})
 
 
 if __name__ == "__main__":
