@@ -209,7 +209,7 @@ def render(f: Frontier, command: str, plots: list[str]) -> str:
         "upward, so compare these FDs with each other, not with docs/results.md's 500-sample rows.",
         "",
         f"Seed noise: {frontier_claims.noise_text(f.noise_rows, noise)}. Error bars in the plots are ± this standard "
-        "deviation (the noise rows' own spread where a point has three seeds).",
+        "deviation (the noise rows' own spread where a point has them).",
         "",
     ]
     if f.floor_fds:
