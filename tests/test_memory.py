@@ -11,7 +11,15 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc malloc only")
+def _has_mallinfo2() -> bool:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    import ctypes
+
+    return hasattr(ctypes.CDLL("libc.so.6"), "mallinfo2")
+
+
+pytestmark = pytest.mark.skipif(not _has_mallinfo2(), reason="glibc >= 2.33 malloc only (mallinfo2 reads its state)")
 
 # mallinfo2 (glibc >= 2.33): hblkhd = bytes in mmapped blocks, arena = bytes of heap from sbrk
 PROBE = r"""
