@@ -113,9 +113,9 @@ class Frontier:
     def floor(self) -> list[float]:
         """FD of held-out real images (``--floor-data``, test split), one set per noise seed, each
         class-balanced like the sampled rows (``--num`` / classes per class) and disjoint: where a
-        sampler indistinguishable from the data would land at this sample count. Unbalanced sets
-        would not do: FD-clf of 250 real images drawn at random swings from 0.5 to 2.7 with the
-        class counts alone."""
+        sampler indistinguishable from the data would land at this sample count. Sets drawn
+        without regard to class would not do: in a classifier's features, the FD of a few
+        hundred images moves with their class counts far more than the rows' seed noise."""
         import numpy as np
 
         from maskgen.evaluate import dataset_images, evaluate_images
