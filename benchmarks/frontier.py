@@ -205,8 +205,8 @@ def render(f: Frontier, command: str, plots: list[str]) -> str:
         "generator + 1 critic pass, a CFG interval only its guided steps), so a point can sit below its budget. "
         "\"tuned\" is the `maskgen tune` winner at that budget, scored here at seeds the search did not use. Seconds per "
         "image are wall time on a 2-core machine shared with other jobs: compare them loosely. eMIGM's NFE counts "
-        "transformer passes; its diffusion head adds the head passes in the table. FD on fewer samples is biased "
-        "upward, so compare these FDs with each other, not with docs/results.md's 500-sample rows.",
+        "transformer passes; its diffusion head adds the head passes in the table. FD is biased upward at small "
+        "sample counts, so compare FDs only between rows of the same count.",
         "",
         f"Seed noise: {frontier_claims.noise_text(f.noise_rows, noise)}. Error bars in the plots are ± this standard "
         "deviation (the noise rows' own spread where a point has them).",

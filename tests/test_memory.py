@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+
 def _has_mallinfo2() -> bool:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False

@@ -5,10 +5,9 @@ PyTorch's CPU tensors come from the C library's ``malloc``. glibc serves a large
 with a fresh ``mmap`` and unmaps it on ``free``, and it returns a free heap top larger than
 ``M_TRIM_THRESHOLD`` to the kernel. A sampler allocates the same activations at every step and
 the Inception network the same feature maps for every chunk, so each step gets pages the kernel
-must fault in and zero again: on the 2 cores maskgen is developed on that was about a tenth of
-the Inception network's time, and more of self-guided sampling's (its second pass holds more
-blocks at once). ``benchmarks/inception_speed.py`` and ``benchmarks/sampling_speed.py`` print
-their figures with and without it (``--default-malloc``).
+must fault in and zero again, and self-guided sampling pays more than plain sampling (its
+second pass holds more blocks at once). ``benchmarks/inception_speed.py`` and
+``benchmarks/sampling_speed.py`` print their figures with and without it (``--default-malloc``).
 
 ``keep_freed_memory`` raises both thresholds to 1 GiB, so blocks up to that size come from the
 heap and freed ones stay there for the next step: the process keeps its peak memory instead of

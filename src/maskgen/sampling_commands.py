@@ -10,7 +10,7 @@ import torch
 
 from .checkpoint import load_arrays
 from .errors import MaskgenError
-from .validate import integer, number
+from .validate import integer, integers, number
 
 
 IS_MODES = ("evaluator", "torch-fidelity")
@@ -145,12 +145,7 @@ def build_rejection(args: argparse.Namespace, device):
 def parse_classes(text: str | None, num: int, num_classes: int) -> torch.Tensor:
     if text is None:
         return torch.arange(num) % num_classes
-    try:
-        ids = [int(c) for c in str(text).split(",") if c.strip()]
-    except ValueError:
-        raise MaskgenError(f"--classes must be comma-separated integers, got {text!r}") from None
-    if not ids:
-        raise MaskgenError("--classes is empty")
+    ids = integers("--classes", text)
     return torch.tensor(ids)[torch.arange(num) % len(ids)]
 
 

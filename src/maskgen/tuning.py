@@ -45,6 +45,7 @@ import torch
 
 from .errors import MaskgenError
 from .sampling.spec import SamplerSpec
+from .validate import integers
 from .tuning_space import (  # noqa: F401  (re-exported: the search space is part of the tuning API)
     FILL_CHOICES,
     GUIDANCE_CHOICES,
@@ -77,13 +78,7 @@ def parse_budgets(text: str) -> list[int]:
 
 
 def parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in str(text).split(",") if s.strip()]
-    except ValueError:
-        raise MaskgenError(f"--seeds must be comma-separated integers, got {text!r}") from None
-    if not seeds:
-        raise MaskgenError("--seeds is empty")
-    return seeds
+    return integers("--seeds", text)
 
 
 class TrialLog:

@@ -140,8 +140,8 @@ class SearchSpace:
         for g in spec.guidance:
             if g.kind == "cfg":
                 interval = g.interval
-                if rng.random() < 0.15:  # the interval on or off
-                    interval = None if interval else (0.1, 0.3)
+                if rng.random() < 0.15:  # the interval on or off; switched on, eMIGM's own
+                    interval = None if interval else PAPER_SAMPLERS["cfg-interval"]["cfg_interval"]
                 elif interval:
                     lo = _clip(interval[0] + rng.gauss(0.0, 0.05), 0.0, 0.4)
                     interval = (lo, _clip(interval[1] + rng.gauss(0.0, 0.05), lo + 0.05, 1.0))

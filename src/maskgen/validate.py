@@ -31,6 +31,17 @@ def integer(name: str, value: Any, minimum: int | None = 1, owner: str | None = 
     return int(value)
 
 
+def integers(name: str, text: Any) -> list[int]:
+    """``"1,2,3"`` -> [1, 2, 3] for option ``name``; one line if an item is not an integer or none is given."""
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise MaskgenError(f"{name} must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise MaskgenError(f"{name} is empty")
+    return values
+
+
 def number(
     name: str,
     value: Any,
