@@ -25,6 +25,10 @@ every LayerNorm of the transformer (MAR and eMIGM: 1e-6); with it a published MA
 MAE (``arch="mae"``, ``buffer_size=64``, ``uncond="null"`` for MAR's ``fake_latent``,
 ``"mask"`` for eMIGM's ``use_unsup_cfg``) is a configuration of this class.
 
+Dropout (``attn_dropout``, ``proj_dropout``, ``mlp_dropout``: ``transformer.Block``'s), off by
+default and active only in train mode; MAR (Li et al. 2024) and eMIGM code train with 0.1 on
+all three (timm's ``Block(attn_drop, proj_drop)``, whose MLP drops with ``proj_drop``).
+
 ``forward`` is the training path (what DistributedDataParallel wraps): the head's per-token
 denoising loss at the masked positions. ``condition`` is the sampling path: z at every position.
 """
@@ -41,7 +45,7 @@ from ..checkpoint import Checkpointable, ConfigDict
 from ..errors import MaskgenError
 from ..validate import flag, integer, number, pair, text
 from .diffusion_head import CosineNoise, DiffusionHead, denoising_loss
-from .transformer import Block, layer_norm, schedule_time, timestep_embedding
+from .transformer import Block, check_dropout, layer_norm, schedule_time, timestep_embedding
 
 ARCHS = ("single", "mae")
 
@@ -65,6 +69,9 @@ class ContinuousConfig(ConfigDict):
     timestep_input: bool = False  # explicit timestep model (003)
     time_schedule: str = "linear"  # the schedule whose time t an explicit-timestep model reads
     norm_eps: float = 1e-5  # LayerNorm eps of the transformer (MAR, eMIGM: 1e-6)
+    attn_dropout: float = 0.0  # on the attention probabilities, train mode only
+    proj_dropout: float = 0.0  # after the attention's output projection
+    mlp_dropout: float = 0.0  # after the MLP's GELU and after its output
 
     def __post_init__(self) -> None:
         o = "ContinuousConfig"
@@ -75,6 +82,7 @@ class ContinuousConfig(ConfigDict):
         self.norm_eps = number("norm_eps", self.norm_eps, 0.0, lo_open=True, owner=o)
         flag("timestep_input", self.timestep_input, o)
         text("time_schedule", self.time_schedule, o)
+        check_dropout(self, o)
         if self.arch not in ARCHS:
             raise MaskgenError(f"invalid {o}: unknown arch {self.arch!r}; choose from {', '.join(ARCHS)}")
         if self.uncond not in ("null", "mask"):
@@ -115,12 +123,13 @@ class ContinuousGenerator(nn.Module, Checkpointable):
         self.input_norm = layer_norm(c.width, c.norm_eps)  # MAR's z_proj_ln
         if c.timestep_input:
             self.time_mlp = nn.Sequential(nn.Linear(c.width, c.width), nn.SiLU(), nn.Linear(c.width, c.width))
-        self.encoder = nn.ModuleList(Block(c.width, c.heads, c.mlp_ratio, c.norm_eps) for _ in range(c.depth))
+        drops = dict(attn_dropout=c.attn_dropout, proj_dropout=c.proj_dropout, mlp_dropout=c.mlp_dropout)
+        self.encoder = nn.ModuleList(Block(c.width, c.heads, c.mlp_ratio, c.norm_eps, **drops) for _ in range(c.depth))
         self.encoder_norm = layer_norm(c.width, c.norm_eps)
         if c.arch == "mae":
             self.decoder_embed = nn.Linear(c.width, c.width)
             self.decoder_pos_emb = nn.Parameter(torch.zeros(1, slots, c.width))
-            self.decoder = nn.ModuleList(Block(c.width, c.heads, c.mlp_ratio, c.norm_eps) for _ in range(c.decoder_depth))
+            self.decoder = nn.ModuleList(Block(c.width, c.heads, c.mlp_ratio, c.norm_eps, **drops) for _ in range(c.decoder_depth))
             self.decoder_norm = layer_norm(c.width, c.norm_eps)
         self.z_pos_emb = nn.Parameter(torch.zeros(1, c.num_tokens, c.width))
         self.head = DiffusionHead(c.token_dim, c.width, c.head_width, c.head_depth)

@@ -253,19 +253,33 @@ def variational_bound_bits(noise: GaussianChain, x0: Tensor, x_t: Tensor, t_inde
     return torch.where(t_index == 0, nll, kl) / math.log(2.0)
 
 
-def denoising_loss(head: nn.Module, noise: GaussianChain, x0: Tensor, z: Tensor, draws: int, generator: torch.Generator) -> Tensor:
+class GivenNoise:
+    """Given (t, eps) for ``denoising_loss`` in place of a generator: t [draws * M] step indices
+    and eps [draws * M, d], in its order (draw-major, masked tokens row by row). A test feeds
+    another implementation's noise with it (MAR's and eMIGM's code draw one (t, eps) per
+    token and repeat, ``diffusion_batch_mul``)."""
+
+    def __init__(self, t: Tensor, eps: Tensor):
+        self.t, self.eps = t, eps
+        self.device = torch.device("cpu")
+
+
+def denoising_loss(head: nn.Module, noise: GaussianChain, x0: Tensor, z: Tensor, draws: int, generator: "torch.Generator | GivenNoise") -> Tensor:
     """Per-token loss [M] of MAR's diffusion loss (Li et al. 2024, Eq. 2 plus improved DDPM's
     hybrid objective, Sec. 3.1): ||eps - eps_theta||^2 averaged over the d dimensions, plus the
     VB term computed with eps_theta detached so it trains only the variance output. Averaged
     over ``draws`` independent (t, eps) pairs per token (MAR's ``diffusion_batch_mul``), t
-    uniform over the chain's steps. Every draw comes from ``generator``."""
+    uniform over the chain's steps. Every draw comes from ``generator`` (or is given, ``GivenNoise``)."""
     draws = integer("draws", draws, 1, "denoising_loss")
     m, d = x0.shape
     x0 = x0.float().repeat(draws, 1)
     z = z.repeat(draws, 1)
     gen_device = generator.device
-    t = torch.randint(0, noise.steps, (draws * m,), generator=generator, device=gen_device).to(x0.device)
-    eps = torch.randn(x0.shape, generator=generator, device=gen_device).to(x0.device)
+    if isinstance(generator, GivenNoise):
+        t, eps = generator.t.to(x0.device), generator.eps.to(x0.device, torch.float32)
+    else:
+        t = torch.randint(0, noise.steps, (draws * m,), generator=generator, device=gen_device).to(x0.device)
+        eps = torch.randn(x0.shape, generator=generator, device=gen_device).to(x0.device)
     x_t = noise.add_noise(x0, eps, t)
     eps_pred, v = head(x_t, t.float(), z).float().split(d, dim=-1)
     mse = ((eps - eps_pred) ** 2).mean(-1)

@@ -27,6 +27,13 @@ existed load unchanged):
 - ``output``: a Linear head ("linear"), or logits tied to the code embeddings plus a learned
   bias per position and code ("tied", BERT-style, as in MaskGIT, Chang et al. 2022, and
   Besnier & Chen 2023).
+
+Dropout, off by default and active only in train mode (the authors' training code, for the
+training presets): ``attn_dropout`` on the attention probabilities, ``proj_dropout`` after the
+attention's output projection, ``mlp_dropout`` after the MLP's GELU and after its output
+(timm's ``Block(attn_drop, proj_drop)``, as MAR, Li et al. 2024, and eMIGM train, sets all
+three; Besnier & Chen 2023 attention and MLP), ``stem_dropout`` before each Linear of the
+stems (Besnier & Chen 2023).
 """
 
 from __future__ import annotations
@@ -65,6 +72,10 @@ class GeneratorConfig(ConfigDict):
     stems: bool = False  # MLP stems after the embeddings and before the output (Besnier & Chen 2023)
     stem_eps: float | None = None  # the stems' LayerNorm eps; stems only (None: 1e-12)
     output: str = "linear"  # "linear" head, or "tied": h @ code embeddings^T + a bias per position and code
+    attn_dropout: float = 0.0  # on the attention probabilities, train mode only
+    proj_dropout: float = 0.0  # after the attention's output projection
+    mlp_dropout: float = 0.0  # after the MLP's GELU and after its output
+    stem_dropout: float = 0.0  # before each Linear of the stems (stems only)
 
     def __post_init__(self) -> None:
         # Types first: a string width would otherwise reach ``width % heads`` below and fail
@@ -89,6 +100,9 @@ class GeneratorConfig(ConfigDict):
             self.stem_eps = number("stem_eps", 1e-12 if self.stem_eps is None else self.stem_eps, 0.0, lo_open=True, owner=o)
         elif self.stem_eps is not None:
             raise MaskgenError(f"invalid {o}: stem_eps applies only with stems")
+        check_dropout(self, o)
+        if self.stem_dropout and not self.stems:
+            raise MaskgenError(f"invalid {o}: stem_dropout applies only with stems")
         if self.output == "tied" and self.outputs:
             raise MaskgenError(f"invalid {o}: a tied output predicts the codes; outputs={self.outputs} needs the linear head")
 
@@ -101,6 +115,18 @@ class GeneratorConfig(ConfigDict):
         return self.codebook_size
 
 
+def check_dropout(config, owner: str) -> None:
+    """Check every ``*_dropout`` field of ``config`` is a probability in [0, 1)."""
+    for name in ("attn_dropout", "proj_dropout", "mlp_dropout", "stem_dropout"):
+        if hasattr(config, name):
+            setattr(config, name, number(name, getattr(config, name), 0.0, 1.0, hi_open=True, owner=owner))
+
+
+def dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """``F.dropout`` in train mode with p > 0, else ``x`` itself (inference stays untouched)."""
+    return F.dropout(x, p, True) if training and p else x
+
+
 def layer_norm(width: int, eps: float) -> nn.LayerNorm:
     """A LayerNorm whose eps is part of the layout: a published checkpoint trained with 1e-6
     or 1e-12 drifts measurably under torch's 1e-5."""
@@ -108,9 +134,10 @@ def layer_norm(width: int, eps: float) -> nn.LayerNorm:
 
 
 class Attention(nn.Module):
-    def __init__(self, width: int, heads: int):
+    def __init__(self, width: int, heads: int, attn_dropout: float = 0.0, proj_dropout: float = 0.0):
         super().__init__()
         self.heads = heads
+        self.attn_dropout, self.proj_dropout = attn_dropout, proj_dropout
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
 
@@ -139,20 +166,22 @@ class Attention(nn.Module):
         if weights:
             att = q @ k.transpose(-2, -1) * (d // self.heads) ** -0.5
             att = (att if keys is None else att.masked_fill(~keys, float("-inf"))).softmax(-1)
-            y, probs = att @ v, att.mean(1)
+            y, probs = dropout(att, self.attn_dropout, self.training) @ v, att.mean(1)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=keys)
-        return linear(y.transpose(1, 2).reshape(b, n, d), self.proj), probs
+            p = self.attn_dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=p)
+        return dropout(linear(y.transpose(1, 2).reshape(b, n, d), self.proj), self.proj_dropout, self.training), probs
 
 
 class Block(nn.Module):
     """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x)), MLP = Linear-GELU-Linear
     (the linear layers through ``maskgen.onednn.linear``: oneDNN, GELU fused, at inference on CPU)."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float, eps: float = 1e-5):
+    def __init__(self, width: int, heads: int, mlp_ratio: float, eps: float = 1e-5, attn_dropout: float = 0.0, proj_dropout: float = 0.0, mlp_dropout: float = 0.0):
         super().__init__()
         self.norm1 = layer_norm(width, eps)
-        self.attn = Attention(width, heads)
+        self.attn = Attention(width, heads, attn_dropout, proj_dropout)
+        self.mlp_dropout = mlp_dropout
         self.norm2 = layer_norm(width, eps)
         hidden = int(width * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
@@ -163,7 +192,8 @@ class Block(nn.Module):
         y, probs = self.attn(self.norm1(x), values, weights, key_mask)
         x = x + y
         fc1, _, fc2 = self.mlp  # the GELU module is the exact one linear(gelu=True) applies
-        return x + linear(linear(self.norm2(x), fc1, gelu=True), fc2), probs
+        h = dropout(linear(self.norm2(x), fc1, gelu=True), self.mlp_dropout, self.training)
+        return x + dropout(linear(h, fc2), self.mlp_dropout, self.training), probs
 
 
 @dataclass
@@ -213,7 +243,8 @@ class MaskedTransformer(nn.Module, Checkpointable):
         if c.stems:
             w, eps = c.width, c.stem_eps
             self.input_mlp = nn.Sequential(layer_norm(w, eps), nn.Linear(w, w), nn.GELU(), layer_norm(w, eps), nn.Linear(w, w))
-        self.blocks = nn.ModuleList(Block(c.width, c.heads, c.mlp_ratio, c.norm_eps) for _ in range(c.depth))
+        drops = dict(attn_dropout=c.attn_dropout, proj_dropout=c.proj_dropout, mlp_dropout=c.mlp_dropout)
+        self.blocks = nn.ModuleList(Block(c.width, c.heads, c.mlp_ratio, c.norm_eps, **drops) for _ in range(c.depth))
         self.norm = layer_norm(c.width, c.stem_eps if c.stems else c.norm_eps)
         if c.stems:
             self.output_mlp = nn.Sequential(nn.Linear(c.width, c.width), nn.GELU(), layer_norm(c.width, c.stem_eps))
@@ -276,7 +307,13 @@ class MaskedTransformer(nn.Module, Checkpointable):
                 t = torch.cat([slot, t] if c.class_position == "first" else [t, slot], dim=1)
             emb = self.time_mlp(timestep_embedding(t.flatten(), c.width)).view(*t.shape, -1)
             x = x + (emb if per_token else emb[:, None])
-        return self.input_mlp(x) if c.stems else x
+        return self.stem(self.input_mlp, x) if c.stems else x
+
+    def stem(self, mlp: nn.Sequential, x: Tensor) -> Tensor:
+        """A stem, with ``stem_dropout`` before each of its Linear layers in train mode."""
+        for layer in mlp:
+            x = layer(dropout(x, self.config.stem_dropout, self.training) if isinstance(layer, nn.Linear) else x)
+        return x
 
     def forward(self, tokens: Tensor, labels: Tensor | None, t: Tensor | None = None, top_down: list[Tensor] | None = None) -> Tensor:
         """Logits [B, N, K] for tokens [B, N] (ids in 0..K), labels [B] (0..C, or None: blank), t [B], [B, N] or None."""
@@ -319,7 +356,7 @@ class MaskedTransformer(nn.Module, Checkpointable):
             x, probs = y, p if p is not None else probs
         h = self.norm(x)
         if self.config.stems:
-            h = self.output_mlp(h)
+            h = self.stem(self.output_mlp, h)
         tokens = self.token_slots
         # SAG's aggregation: average over heads, sum over queries; each query row sums to 1.
         received = probs.sum(1)[:, tokens] if probs is not None else None

@@ -29,14 +29,11 @@ class MaskedLatentObjective(MaskedObjective):
     def __init__(self, config: MaskedObjectiveConfig, null_class: int, timestep_input: bool = False):
         if config.label_smoothing:
             raise MaskgenError("label_smoothing applies to cross-entropy over codes, not to the diffusion head's loss")
-        super().__init__(config, null_class)
+        if config.weighting == "all-tokens":
+            raise MaskgenError("the all-tokens weighting scores visible tokens too; the diffusion head's loss is defined on masked tokens only")
+        super().__init__(config, null_class, timestep_input)
         self.timestep_input = timestep_input
-
-    @staticmethod
-    def head_generator(ctx: StepContext, device: torch.device) -> torch.Generator:
-        seed = int(torch.randint(2**62, (1,), generator=ctx.rng)) + ctx.rows.start
-        return torch.Generator(device=device).manual_seed(seed)
 
     def token_loss(self, model: nn.Module, x0: Tensor, mask: Tensor, labels: Tensor, t: Tensor, ctx: StepContext) -> tuple[Tensor, dict[str, float]]:
         t_in = t.float().to(x0.device) if self.timestep_input else None
-        return model(x0, mask, labels, t_in, self.head_generator(ctx, x0.device)), {}
+        return model(x0, mask, labels, t_in, ctx.head_noise(x0.device)), {}

@@ -19,7 +19,10 @@ weighting, t_min) applied per modality, and three choices of its own:
   position) never produces otherwise.
 
 The weight w(t) of a masked token is its own modality's; ``one`` divides by the whole
-sequence's N, as the single-modality objective does.
+sequence's N, as the single-modality objective does (Eq. 5 as printed). ``batch-masked-mean``
+is the loss of Discrete Interpolants' code instead: each modality's mean cross-entropy over
+its own masked tokens in the batch, summed over the modalities (so each modality weighs the
+same whatever its size and masked count).
 """
 
 from __future__ import annotations
@@ -49,8 +52,8 @@ class JointObjectiveConfig(MaskedObjectiveConfig):
         self.modality_given = number("modality_given", self.modality_given, 0.0, 1.0, owner=o)
         if self.batch_time:
             raise MaskgenError("--batch-time draws one t per batch; a joint model draws t per image (and per modality with --independent-times)")
-        if self.weighting == "per-image":
-            raise MaskgenError("the per-image weighting averages one image's masked tokens; with two modalities use one or elbo")
+        if self.weighting in ("per-image", "all-tokens"):
+            raise MaskgenError(f"the {self.weighting} weighting is single-modality; with two modalities use one, elbo or batch-masked-mean")
         if self.coupling:
             raise MaskgenError("--coupling keeps random tokens clean; a joint model keeps a whole modality clean instead (--modality-given)")
 
@@ -93,12 +96,12 @@ class JointObjective(MaskedObjective):
         t_in = times.float().to(z0.device) if self.timestep_input else None
         logits = model(inputs, torch.zeros_like(labels), t_in)
         ce = F.cross_entropy(logits.float().reshape(b * n, -1), z0.reshape(-1), reduction="none", label_smoothing=self.config.label_smoothing).view(b, n)
-        if self.config.weighting == "elbo":
-            # zero where unmasked first: w(0) is capped but large, and 0 * w must stay 0 in the gradient
-            w = torch.where(mask, self.schedule.elbo_weight(times.to(z0.device)).float(), 0.0)
+        if self.config.weighting == "batch-masked-mean":
+            loss = sum((ce[:, where] * mask[:, where]).sum() / mask[:, where].sum().clamp_min(1) for where in self.slices)
         else:
-            w = mask.float()
-        loss = (ce * w).sum(1).div(n).mean()
+            # elbo: zero where unmasked first: w(0) is capped but large, and 0 * w must stay 0 in the gradient
+            w = torch.where(mask, self.schedule.elbo_weight(times.to(z0.device)).float(), 0.0) if self.config.weighting == "elbo" else mask.float()
+            loss = (ce * w).sum(1).div(n).mean()
         metrics = {"loss": loss.item(), "mask_frac": mask.float().mean().item()}
         with torch.no_grad():
             hit = logits.argmax(-1) == z0

@@ -19,10 +19,25 @@ Weightings (``weighting``), each the per-image loss before the batch mean:
   1 / (N gamma(t)), which with the linear schedule *is* the ELBO weight; the first
   reference generator (``configs/maskgit-fmnist.yaml``) was trained with it, so it stays,
   under its own name.
+- ``batch-masked-mean``: not a per-image loss: the sum over the *batch's* masked tokens
+  divided by their number, as MAR's (Li et al. 2024) and eMIGM's code compute it. Under one
+  t per batch (``batch_time``) every image masks about as many tokens, and it is ``one`` times
+  N / (masked count): a weight 1 / gamma(t) per batch. Under DistributedDataParallel or
+  gradient accumulation each part's mean is averaged, as those codes do per GPU.
+- ``all-tokens``: the mean cross-entropy over every position, masked or visible (valeoai
+  Maskgit-pytorch v1.0 code, Besnier & Chen 2023): visible tokens are scored too.
 
 Time truncation (``t_sampling``): ``uniform`` draws t ~ U[t_min, 1] as eMIGM's paper writes
 it (the default); ``clamp`` draws t = max(U[0, 1], t_min) as eMIGM's released code does,
-a point mass of t_min at t_min.
+a point mass of t_min at t_min; ``truncnorm`` draws t from a normal of mean 1 and scale 0.25
+truncated to [t_min, 1], as MAR's code draws its mask ratio (t_min 0.7, with the linear
+schedule so that t is the ratio). ``t_max`` < 1 truncates the noisy end (Discrete
+Interpolants' code draws its time in [1e-3, 1], t_max 0.999 in maskgen's direction).
+
+Masking ``batch-bernoulli`` (eMIGM's code): one Bernoulli(gamma(t)) pattern of N positions
+per batch, redrawn with t until it masks at least 2; every image masks that many positions,
+uniformly at random. Its schedule ``emigm-exp`` (training only) is the code's
+1 - exp(-5 p), p = (1 - 1e-3) t + 1e-3, not normalised to reach 1 at t = 1.
 
 Conditional coupling (``coupling`` = R > 0; Discrete Interpolants, Hu & Ommer 2025,
 Sec. 3.6 Eq. 8 and Appendix D, after Gat et al.'s Discrete Flow Matching): a set I of
@@ -39,13 +54,38 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import MaskgenError
-from ..schedules import Schedule, get_schedule
+from ..schedules import FunctionSchedule, Schedule, get_schedule
 from ..validate import flag, number, text
 from .context import StepContext
 
-MASKINGS = ("count", "bernoulli")
-WEIGHTINGS = ("one", "elbo", "per-image")
-T_SAMPLINGS = ("uniform", "clamp")
+MASKINGS = ("count", "bernoulli", "batch-bernoulli")
+WEIGHTINGS = ("one", "elbo", "per-image", "batch-masked-mean", "all-tokens")
+T_SAMPLINGS = ("uniform", "clamp", "truncnorm")
+TRUNCNORM_LOC, TRUNCNORM_SCALE = 1.0, 0.25  # MAR's mask-ratio distribution
+EMIGM_EPS = 1e-3
+
+
+def _emigm_exp() -> Schedule:
+    p = lambda t: (1.0 - EMIGM_EPS) * t + EMIGM_EPS  # noqa: E731
+    return FunctionSchedule("emigm-exp", lambda t: 1.0 - torch.exp(-5.0 * p(t)), lambda t: 5.0 * (1.0 - EMIGM_EPS) * torch.exp(-5.0 * p(t)))
+
+
+TRAINING_SCHEDULES = {"emigm-exp": _emigm_exp}
+
+
+def training_schedule(name: str) -> Schedule:
+    """A sampling schedule (``schedules.py``) or a training-only one (``TRAINING_SCHEDULES``:
+    an authors' code's masking rate that does not reach 1 at t = 1, which no sampler may use)."""
+    return TRAINING_SCHEDULES[name]() if name in TRAINING_SCHEDULES else get_schedule(name)
+
+
+def truncated_normal(u: Tensor, low: float, high: float = 1.0, loc: float = TRUNCNORM_LOC, scale: float = TRUNCNORM_SCALE) -> Tensor:
+    """The inverse CDF of N(loc, scale^2) truncated to [low, high] at uniforms ``u`` (float64):
+    MAR's (Li et al. 2024) code's mask-ratio distribution with low 0.7."""
+    u = u.double()
+    a, b = (torch.tensor([low, high], dtype=torch.float64) - loc) / scale
+    cdf_a, cdf_b = torch.special.ndtr(a), torch.special.ndtr(b)
+    return (loc + scale * torch.special.ndtri(cdf_a + u * (cdf_b - cdf_a))).clamp(low, high)
 
 
 def mask_positions(gamma: Tensor, scores: Tensor, masking: str) -> Tensor:
@@ -114,6 +154,7 @@ class MaskedObjectiveConfig:
     batch_time: bool = False  # one t per batch (eMIGM's code) instead of one per image
     t_sampling: str = "uniform"  # t ~ U[t_min, 1], or "clamp": max(U[0, 1], t_min)
     coupling: float = 0.0  # conditional coupling: max kept ratio R (003 Eq. 8), 0 = off
+    t_max: float = 1.0  # uniform t in [t_min, t_max]
 
     def __post_init__(self) -> None:
         o = "MaskedObjectiveConfig"
@@ -123,14 +164,23 @@ class MaskedObjectiveConfig:
         self.cond_drop = number("cond_drop", self.cond_drop, 0.0, 1.0, owner=o)
         self.label_smoothing = number("label_smoothing", self.label_smoothing, 0.0, 1.0, hi_open=True, owner=o)
         self.coupling = number("coupling", self.coupling, 0.0, 1.0, hi_open=True, owner=o)
+        self.t_max = number("t_max", self.t_max, 0.0, 1.0, lo_open=True, owner=o)
         flag("batch_time", self.batch_time, o)
-        get_schedule(self.schedule)
+        training_schedule(self.schedule)
         if self.masking not in MASKINGS:
             raise MaskgenError(f"unknown masking {self.masking!r}; choose from {', '.join(MASKINGS)}")
         if self.weighting not in WEIGHTINGS:
             raise MaskgenError(f"unknown weighting {self.weighting!r}; choose from {', '.join(WEIGHTINGS)}")
         if self.t_sampling not in T_SAMPLINGS:
             raise MaskgenError(f"unknown t sampling {self.t_sampling!r}; choose from {', '.join(T_SAMPLINGS)}")
+        if self.t_max <= self.t_min:
+            raise MaskgenError(f"t_max {self.t_max} must exceed t_min {self.t_min}")
+        if self.t_max < 1.0 and self.t_sampling != "uniform":
+            raise MaskgenError(f"t_max truncates the uniform t sampling, not {self.t_sampling!r}")
+        if self.masking == "batch-bernoulli" and not self.batch_time:
+            raise MaskgenError("masking batch-bernoulli draws one pattern per batch: it needs batch_time (one t per batch)")
+        if self.masking == "batch-bernoulli" and self.coupling:
+            raise MaskgenError("masking batch-bernoulli masks the same count in every image; coupling keeps a different count clean in each")
 
 
 class MaskedObjective:
@@ -140,22 +190,41 @@ class MaskedObjective:
     ``MaskedTokenObjective``) and the continuous one (the diffusion head's denoising loss,
     ``training/continuous.py``) differ only in ``token_loss``."""
 
-    def __init__(self, config: MaskedObjectiveConfig, null_class: int):
+    def __init__(self, config: MaskedObjectiveConfig, null_class: int, timestep_input: bool = False):
+        if timestep_input and config.schedule in TRAINING_SCHEDULES:
+            raise MaskgenError(f"schedule {config.schedule} is training-only; an explicit-timestep model needs a schedule its sampler can invert")
         self.config = config
-        self.schedule: Schedule = get_schedule(config.schedule)
+        self.schedule: Schedule = training_schedule(config.schedule)
         self.null_class = null_class
 
     def sample_times(self, ctx: StepContext) -> Tensor:
         c = self.config
-        u = ctx.draw(torch.rand, dtype=torch.float64) if not c.batch_time else torch.rand(1, generator=ctx.rng, dtype=torch.float64).expand(ctx.rows.stop - ctx.rows.start)
+        u = ctx.draw(torch.rand, dtype=torch.float64) if not c.batch_time else ctx.draw_shared(torch.rand, dtype=torch.float64).expand(ctx.rows.stop - ctx.rows.start)
         if c.t_sampling == "clamp":
             return u.clamp(min=c.t_min)
-        return c.t_min + (1.0 - c.t_min) * u
+        if c.t_sampling == "truncnorm":
+            return truncated_normal(u, c.t_min)
+        return c.t_min + (c.t_max - c.t_min) * u
+
+    def shared_pattern(self, n: int, ctx: StepContext) -> tuple[Tensor, Tensor]:
+        """``batch-bernoulli``: (t [B], masked count [B]) from one Bernoulli(gamma(t)) pattern of
+        ``n`` positions, t and pattern redrawn until it masks at least 2 (eMIGM's code)."""
+        for _ in range(10_000):
+            t = self.sample_times(ctx)
+            count = (ctx.draw_shared(torch.rand, n)[0] < self.schedule.gamma(t[:1]).to(torch.float32)).sum()
+            if count >= min(2, n):
+                return t, count.expand(len(t))
+        raise MaskgenError("batch-bernoulli masking drew fewer than 2 masked positions 10000 times; raise t_min")
 
     def corrupt(self, n: int, labels: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor, Tensor]:
         """(t [B] float64, mask [B, N] bool, labels with condition dropout to the null class).
         Coupled positions are never in ``mask``, so ``weigh`` gives them no loss."""
         c = self.config
+        if c.masking == "batch-bernoulli":
+            t, count = self.shared_pattern(n, ctx)
+            ranks = ctx.draw(torch.rand, n).argsort(dim=1).argsort(dim=1)
+            drop = ctx.draw(torch.rand).to(labels.device) < c.cond_drop
+            return t, (ranks < count[:, None]).to(labels.device), torch.where(drop, torch.full_like(labels, self.null_class), labels)
         t = self.sample_times(ctx)
         scores = ctx.draw(torch.rand, n)
         drop = ctx.draw(torch.rand).to(labels.device) < c.cond_drop
@@ -169,6 +238,10 @@ class MaskedObjective:
         """The batch mean of the per-image losses: the masked positions' ``token_loss``
         [B, N] summed and weighted by ``weighting``."""
         n = mask.shape[1]
+        if self.config.weighting == "all-tokens":
+            return token_loss.mean()
+        if self.config.weighting == "batch-masked-mean":
+            return torch.where(mask, token_loss, 0.0).sum() / mask.sum().clamp_min(1)
         masked = torch.where(mask, token_loss, 0.0).sum(dim=1)
         if self.config.weighting == "per-image":
             per_image = masked / mask.sum(dim=1).clamp_min(1)
@@ -196,7 +269,7 @@ class MaskedTokenObjective(MaskedObjective):
     the masked positions only."""
 
     def __init__(self, config: MaskedObjectiveConfig, mask_id: int, null_class: int, timestep_input: bool = False):
-        super().__init__(config, null_class)
+        super().__init__(config, null_class, timestep_input)
         self.mask_id = mask_id
         self.timestep_input = timestep_input
 
