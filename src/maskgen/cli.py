@@ -20,7 +20,7 @@ from .folder_lock import folder_lock
 from .sampling_commands import add_sampler_options
 from .tokenizer_commands import add_encode_options, add_train_tokenizer_options
 from .commands import verb_modules
-from . import joint_commands
+from . import joint_commands, train_presets
 from .memory import keep_freed_memory
 from .errors import MaskgenError
 
@@ -115,13 +115,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     g.add_argument("--head-draws", type=int, default=None, help="noise draws per token per step (MAR's diffusion_batch_mul; default 4)")
     g = p.add_argument_group("objective")
     g.add_argument("--schedule", default="cosine", help="linear, cosine, arccos, root, quadratic, cubic(a,b), exp, log-exp")
-    g.add_argument("--masking", default="count", help="count (ceil(N gamma)) or bernoulli")
-    g.add_argument("--weighting", default="one", help="one (sum over masked tokens / N, eMIGM Eq. 7), elbo (gamma'/gamma times that), or per-image (mean over each image's masked tokens)")
+    g.add_argument("--masking", default="count", help="count (ceil(N gamma)), bernoulli, or batch-bernoulli (one pattern's count per batch: eMIGM's code)")
+    g.add_argument("--weighting", default="one", help="one (sum over masked tokens / N, eMIGM Eq. 7), elbo (gamma'/gamma times that), per-image (mean over each image's masked tokens), batch-masked-mean (sum over the batch's masked tokens / their number: MAR's, eMIGM's code), all-tokens (mean over every position: valeoai v1)")
     g.add_argument("--t-min", type=float, default=0.0, help="time truncation (eMIGM: 0.2)")
-    g.add_argument("--t-sampling", default="uniform", help="uniform: t ~ U[t_min, 1] (eMIGM's paper); clamp: max(U, t_min) (eMIGM's code)")
+    g.add_argument("--t-sampling", default="uniform", help="uniform: t ~ U[t_min, t_max] (eMIGM's paper); clamp: max(U, t_min) (eMIGM's code); truncnorm: N(1, 0.25^2) on [t_min, 1] (MAR's code)")
     g.add_argument("--cond-drop", type=float, default=0.1, help="probability of the unconditional input")
     g.add_argument("--label-smoothing", type=float, default=0.0)
     g.add_argument("--batch-time", action="store_true", help="one t per batch (002) instead of one per image")
+    train_presets.add_train_options(g)
     joint_commands.add_train_options(p)
     g.add_argument("--coupling", type=float, default=0.0, help="conditional coupling (003 Eq. 8): per image up to this ratio of tokens is kept clean and unscored")
     _train_options(p)
@@ -241,8 +242,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     sub = verbs[args.verb]
     sub.set_defaults(**{k: v for k, v in TRAIN_DEFAULTS.get(args.verb, {}).items()})
-    if args.config:
-        sub.set_defaults(**load_recipe(args.config, sub))
+    recipe = load_recipe(args.config, sub) if args.config else {}
+    sub.set_defaults(**{**train_presets.preset_options(args, recipe, sub), **recipe})
     args = parser.parse_args(argv)
     module = verb_modules().get(args.verb)
     for name in REQUIRED.get(args.verb, ()) if module is None else module.REQUIRED:

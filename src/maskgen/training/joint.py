@@ -153,7 +153,7 @@ def train_joint(
     k = tokenizer.codebook_size
     joint = torch.cat([torch.cat(codes), torch.cat(labels) + k], dim=1)
     dataset = TokenDataset.from_tensors(joint.view(len(joint), 2 * h, w), torch.zeros(len(joint), dtype=torch.long), k + pairs.num_labels, ["any"])
-    fields = {f: getattr(gen, f) for f in ("width", "depth", "heads", "mlp_ratio", "timestep_input")}
+    fields = {f: getattr(gen, f) for f in ("width", "depth", "heads", "mlp_ratio", "timestep_input", "attn_dropout", "proj_dropout", "mlp_dropout")}
     config = JointConfig(**fields, grid=(2 * h, w), codebook_size=k + pairs.num_labels, num_classes=1,
                          time_schedule=objective.schedule, image_codes=k, image_tokens=h * w)
     model = seeded(train.seed, lambda: JointTransformer(config))

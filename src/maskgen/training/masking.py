@@ -48,6 +48,7 @@ usual schedule; see ``keep_positions`` and ``mask_free_positions``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +72,12 @@ def _emigm_exp() -> Schedule:
 
 
 TRAINING_SCHEDULES = {"emigm-exp": _emigm_exp}
+
+
+def training_presets() -> tuple[str, ...]:
+    """The shipped training presets: ``training/presets/<name>.yaml``, each the ``train``
+    options that reproduce one authors' codebase's objective (``maskgen train --preset``)."""
+    return tuple(sorted(p.stem for p in (Path(__file__).parent / "presets").glob("*.yaml")))
 
 
 def training_schedule(name: str) -> Schedule:
@@ -155,6 +162,7 @@ class MaskedObjectiveConfig:
     t_sampling: str = "uniform"  # t ~ U[t_min, 1], or "clamp": max(U[0, 1], t_min)
     coupling: float = 0.0  # conditional coupling: max kept ratio R (003 Eq. 8), 0 = off
     t_max: float = 1.0  # uniform t in [t_min, t_max]
+    preset: str | None = None  # the training preset these values came from (recorded, checked on resume)
 
     def __post_init__(self) -> None:
         o = "MaskedObjectiveConfig"
@@ -173,6 +181,8 @@ class MaskedObjectiveConfig:
             raise MaskgenError(f"unknown weighting {self.weighting!r}; choose from {', '.join(WEIGHTINGS)}")
         if self.t_sampling not in T_SAMPLINGS:
             raise MaskgenError(f"unknown t sampling {self.t_sampling!r}; choose from {', '.join(T_SAMPLINGS)}")
+        if self.preset is not None and text("preset", self.preset, o) not in training_presets():
+            raise MaskgenError(f"unknown training preset {self.preset!r}; choose from {', '.join(training_presets())}")
         if self.t_max <= self.t_min:
             raise MaskgenError(f"t_max {self.t_max} must exceed t_min {self.t_min}")
         if self.t_max < 1.0 and self.t_sampling != "uniform":
