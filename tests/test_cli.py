@@ -48,7 +48,7 @@ def test_spec_replays_a_sample_set_exactly(model_dir, tmp_path, capsys):
     assert all(np.array_equal(a[k], b[k]) for k in ("images", "labels", "tokens"))
     assert b["labels"].tolist() == [2, 5, 2, 5, 2, 5, 2]
     spec = json.loads((first / "samples.json").read_text())["sampler"]
-    assert spec["fill"] == {"kind": "confidence", "choice_temperature": 9.0, "annealing": "compound"}
+    assert spec["fill"] == {"kind": "confidence", "choice_temperature": 9.0, "annealing": "compound", "counts": "maskgit"}
     assert [g["kind"] for g in spec["guidance"]] == ["cfg", "blur"] and spec["guidance"][1]["sigma"] == 0.8
     # a spec describes the whole sampler: an extra sampler option is refused, not mixed in
     assert main(["sample", "--spec", str(first / "samples.json"), "--out", str(tmp_path / "x"), "--steps", "3"]) == 2

@@ -198,7 +198,7 @@ class MaskGen:
             raise MaskgenError(f"a partial state to complete must be given per label ({len(labels)}), got {len(given)}")
         k = rejection.candidates if rejection else 1
         per_chunk = max(1, batch_size // k)
-        tokens, images, nfe = [], [], {}
+        tokens, images, nfe, history = [], [], {}, []
         for start in tqdm(range(0, len(labels), per_chunk), desc="sampling", disable=not progress):
             chunk = labels[start : start + per_chunk].repeat(k).to(self.device)
             # image i's candidate j draws from stream (seed, i, j); candidate 0 is the plain sample
@@ -210,6 +210,7 @@ class MaskGen:
             imgs = self.tokenizer.decode(res.tokens if self.continuous else res.tokens.view(-1, *self.tokenizer.grid)).cpu()
             keep = rejection.select(imgs, chunk.cpu()) if rejection else torch.arange(len(chunk))
             tokens.append(res.tokens.cpu()[keep])
+            history.append([[row[int(i)] for i in keep] for row in res.masked_per_step])
             images.append(imgs[keep])
             for key in ("nfe", "nfe_generator", "nfe_critic", "nfe_head"):
                 if key in res.settings:
@@ -218,8 +219,19 @@ class MaskGen:
         settings = {**sampler.settings(), **nfe, "seed": seed, "batch_size": batch_size, "refined": init is not None}
         if rejection:
             settings.update(rejection.settings())
-        result = SampleResult(torch.cat(tokens), labels, nfe["nfe"], settings)
+        steps = max(len(h) for h in history)  # chunks run the same number of steps
+        per_step = [sum((h[i] if i < len(h) else [0] * len(h[0]) for h in history), []) for i in range(steps)]
+        result = SampleResult(torch.cat(tokens), labels, nfe["nfe"], settings, per_step)
         return torch.cat(images), result
+
+
+def masked_per_step_record(result: SampleResult) -> list[int] | list[list[int]]:
+    """The masked count after each step: one list when every image has the same, else one
+    list per image (what samples.json records, so a user sees which schedule ran)."""
+    per_image = [list(col) for col in zip(*result.masked_per_step)] if result.masked_per_step else []
+    if per_image and all(row == per_image[0] for row in per_image):
+        return per_image[0]
+    return per_image
 
 
 def save_samples(out: str | Path, images: Tensor, result: SampleResult, num_classes: int, extra: dict | None = None) -> dict[str, Path]:
@@ -232,5 +244,5 @@ def save_samples(out: str | Path, images: Tensor, result: SampleResult, num_clas
     np.savez(tmp, images=images.numpy().astype(np.uint8), labels=result.labels.numpy(), tokens=result.tokens.numpy())
     tmp.replace(paths["npz"])
     paths["json"] = out / "samples.json"
-    save_json(paths["json"], {"num": len(images), "nfe": result.nfe, "settings": result.settings, **(extra or {})})
+    save_json(paths["json"], {"num": len(images), "nfe": result.nfe, "settings": result.settings, "masked_per_step": masked_per_step_record(result), **(extra or {})})
     return paths

@@ -165,7 +165,7 @@ def sample(args: argparse.Namespace) -> None:
     labels = parse_classes(run["classes"], run["num"], model.generator.config.num_classes)
     images, result = model.generate(labels, model.sampler(spec), seed=run["seed"], batch_size=run["batch_size"], rejection=build_rejection(args, device))
     record = {**run, "model": args.model, "acceptance": args.acceptance, "rejection_classifier": args.rejection_classifier}
-    paths = save_samples(args.out, images, result, model.generator.config.num_classes, {"model": model_dir, "sampler": spec.to_dict(), "run": record})
+    paths = save_samples(args.out, images, result, model.generator.config.num_classes, {"model": model_dir, "preset": args.preset, "sampler": spec.to_dict(), "run": record})
     print(f"{len(images)} samples ({_nfe_text(result)}) -> grid {paths['grid']}, arrays {paths['npz']}, settings {paths['json']}")
     print(f"replay: maskgen sample --spec {paths['json']} --out DIR")
 
@@ -218,10 +218,13 @@ def refine(args: argparse.Namespace) -> None:
 
 
 def add_sampler_options(p: argparse.ArgumentParser) -> None:
+    from .sampling.spec import preset_names
+
     """The sampler options: each fills one field of a ``SamplerSpec`` (whose defaults apply
     to what is left out); an option the chosen fill rule or guidance does not have is refused."""
     g = p.add_argument_group("sampler (defaults: maskgen.sampling.spec.SamplerSpec)")
     g.add_argument("--spec", default=None, help="a sampler spec (JSON/YAML) or a samples.json to replay; excludes the options below")
+    g.add_argument("--preset", default=None, help="an authors' codebase's sampler: " + ", ".join(preset_names()) + " (docs/presets.md); the options below override it")
     g.add_argument("--sampler", default=None, help="fill rule: confidence (MaskGIT, default), ancestral (eMIGM), halton (Halton order), flow (Discrete Interpolants), critic (Token-Critic)")
     g.add_argument("--steps", type=int, default=None, help="T (default 8; refine: 9)")
     g.add_argument("--schedule", default=None, help="mask schedule (default cosine)")
@@ -230,7 +233,11 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--top-p", type=float, default=None)
     g.add_argument("--argmax-last", action="store_true", default=None, help="argmax draw on the last step (Discrete Interpolants)")
     g.add_argument("--choice-temperature", type=float, default=None, help="confidence rule: Gumbel temperature (default 4.5)")
-    g.add_argument("--annealing", default=None, help="confidence rule: Gumbel annealing linear (default), compound, warmup, random, none")
+    g.add_argument("--annealing", default=None, help="confidence rule: Gumbel annealing linear (default), linear-inclusive (valeoai v1), compound, warmup, random, none")
+    g.add_argument("--counts", default=None, help="confidence and halton rules: reveal counts per step, maskgit (default), valeoai-v1, halton")
+    g.add_argument("--halton-roll", action=argparse.BooleanOptionalAction, default=None, help="halton rule: roll the order by a random shift per image")
+    g.add_argument("--flow-loop", default=None, help="flow rule: paper (Alg. 1, T passes; default) or code (the authors' loop, T - 1 passes)")
+    g.add_argument("--temperature-end", type=float, default=None, help="token draw: temperature at the last step, 1/temperature ramped linearly (Halton code)")
     g.add_argument("--head-sampler", default=None, help="continuous tokens: dpm-solver (DPM-Solver++, eMIGM's default) or ddpm (MAR)")
     g.add_argument("--head-steps", type=int, default=None, help="continuous tokens: head sampler steps (default 8 for dpm-solver, 100 for ddpm)")
     g.add_argument("--head-temperature", type=float, default=None, help="continuous tokens: DDPM noise temperature tau (default 1)")

@@ -132,6 +132,11 @@ class DiscreteDenoiser:
             draw = dataclasses.replace(draw, temperature=temperature)
         return draw(logp, generator, last)
 
+    def most_likely(self, strong: Tensor, weaks: list[Tensor], scales: list[float], draw: TokenDraw) -> Tensor:
+        """[B, N] the most likely code under the draw's distribution (a rule that argmaxes what
+        remains: Discrete Interpolants' released ``max_last``)."""
+        return draw.log_probs(self.combine(strong, weaks, scales)).argmax(-1)
+
     def check_draw(self, draw) -> None:
         if not isinstance(draw, TokenDraw):
             raise MaskgenError(f"a discrete-token generator draws with a TokenDraw, not {type(draw).__name__} (head sampler settings need a continuous-token generator)")

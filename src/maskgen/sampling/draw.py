@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
@@ -111,12 +112,25 @@ class TokenDraw:
     ``temperature`` divides the logits (0 means argmax); ``top_k`` keeps the k most likely
     codes (0: all); ``top_p`` keeps the smallest set whose mass reaches p (1: all);
     ``argmax_last`` takes the most likely code at the last step (003 Sec. 3.3).
+    ``temperature_end``: if set, the temperature changes over the steps so that its inverse
+    (the factor the logits are multiplied by) runs linearly from 1/``temperature`` at the
+    first step to 1/``temperature_end`` at the last: the Halton scheduler's code (Besnier et
+    al. 2025) multiplies the logits by linspace(sm_temp_min, sm_temp_max, T), 1 -> 1.2.
     """
 
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
     argmax_last: bool = False
+    temperature_end: float | None = None
+
+    def at(self, step) -> "TokenDraw":
+        """The draw at ``step``: this one, or with the ramped temperature."""
+        if self.temperature_end is None:
+            return self
+        # float32 steps, as torch.linspace makes them in the Halton code
+        beta = float(torch.linspace(1.0 / self.temperature, 1.0 / self.temperature_end, step.total)[step.index])
+        return dataclasses.replace(self, temperature=1.0 / beta, temperature_end=None)
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.temperature):
@@ -127,6 +141,11 @@ class TokenDraw:
             raise MaskgenError(f"top_k must be >= 0, got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
             raise MaskgenError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.temperature_end is not None:
+            if isinstance(self.temperature_end, bool) or not isinstance(self.temperature_end, (int, float)) or not math.isfinite(self.temperature_end) or self.temperature_end <= 0:
+                raise MaskgenError(f"temperature_end must be a finite number > 0, got {self.temperature_end!r}")
+            if self.temperature <= 0:
+                raise MaskgenError("a temperature ramp (temperature_end) needs a temperature > 0 to start from")
 
     def log_probs(self, logits: Tensor) -> Tensor:
         """The distribution tokens are drawn from: tempered, truncated, renormalised."""

@@ -10,13 +10,16 @@ that is still masked.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Callable
 
 import torch
 from torch import Tensor
 
 from ..errors import MaskgenError
 from ..schedules import Schedule
+from .counts import masked_after
 from .draw import Noise, gumbel, uniform
 
 
@@ -30,6 +33,8 @@ class Proposal:
     confidence: Tensor  # [B, N] its log-probability under the draw distribution
     labels: Tensor  # [B]
     region: Tensor | None = None  # [B, N] bool: the positions sampling may change (None: all)
+    most_likely: Callable[[], Tensor] | None = None  # the mode of the draw's distribution per position
+    run: dict = field(default_factory=dict)  # what a rule draws once per run (Halton's roll), kept across steps
 
     @property
     def region_size(self) -> Tensor:
@@ -49,6 +54,7 @@ class Step:
     t: float
     s: float
     schedule: Schedule
+    size: int | None = None  # N, the positions of a blank canvas (what MAR's CFG ramp divides by)
 
     @property
     def last(self) -> bool:
@@ -78,6 +84,21 @@ class FillRule:
     def __call__(self, model, p: Proposal, step: Step, generator: Noise) -> Tensor:
         raise NotImplementedError
 
+    def passes(self, steps: int) -> int:
+        """Network passes the rule takes for ``steps`` steps (T; Discrete Interpolants'
+        official loop: T - 1)."""
+        return steps
+
+    def step(self, index: int, steps: int, schedule: Schedule, size: int | None = None) -> Step:
+        """Pass ``index`` goes from t = (T - i)/T to s = (T - i - 1)/T (exact fractions, so an
+        interval edge such as 0.3 at T = 10 is hit exactly)."""
+        t, s = Fraction(steps - index, steps), Fraction(steps - index - 1, steps)
+        return Step(index, self.passes(steps), float(t), float(s), schedule, size)
+
+    def draws_last(self, step: Step) -> bool:
+        """Whether the token draw treats ``step`` as the last (``argmax_last``)."""
+        return step.last
+
     def temperature(self, step: Step) -> float | None:
         """A token temperature this rule imposes at ``step`` (None: the draw's own)."""
         return None
@@ -98,17 +119,15 @@ class FillRule:
         return {"fill": self.name}
 
 
-GUMBEL_ANNEALING = ("linear", "compound", "warmup", "random", "none")
+GUMBEL_ANNEALING = ("linear", "linear-inclusive", "compound", "warmup", "random", "none")
 
 
-def reveal_highest(model, p: Proposal, step: Step, priority: Tensor) -> Tensor:
-    """Reveal the masked positions of highest ``priority`` [B, N] so that floor(M gamma(s))
-    stay masked, at most one fewer than now and at least one (official MaskGIT's count; M is
-    the region to fill, N from a blank canvas)."""
+def reveal_highest(model, p: Proposal, step: Step, priority: Tensor, counts: str = "maskgit") -> Tensor:
+    """Reveal the masked positions of highest ``priority`` [B, N] so that as many stay masked
+    as the ``counts`` rule says (``counts.py``; official MaskGIT's by default: floor(M gamma(s)),
+    at most one fewer than now and at least one; M is the region to fill, N from a blank canvas)."""
     masked = p.masked
-    remaining = masked.sum(1)
-    keep_masked = torch.floor(p.region_size.to(torch.float64) * step.gamma_s).long()
-    target = torch.clamp(torch.minimum(keep_masked, remaining - 1), min=1)
+    target = masked_after(counts, step, p.region_size, masked.sum(1))
     ranks = priority.masked_fill(~masked, float("inf")).argsort(dim=1).argsort(dim=1)
     return model.place(p.x, masked & ~(ranks < target[:, None]), p.candidates)
 
@@ -119,6 +138,8 @@ class ConfidenceFill(FillRule):
     Confidence is the log-probability of the drawn token plus Gumbel noise scaled by
     ``choice_temperature * a(step)`` (the official MaskGIT decoder). Annealing ``a``:
     ``linear`` 1 - (i+1)/T, afresh each step (official MaskGIT, the default);
+    ``linear-inclusive`` 1 - i/(T-1), which reaches 0 at the last step (the valeoai v1
+    reproduction of MaskGIT);
     ``compound`` prod_{j<=i} (1 - (j+1)/T), the cumulative decay in 000's code (its tuned
     temperatures assume it); ``warmup`` the linear rule ramped up over the first quarter
     of the steps; ``random`` ignores confidence and reveals a uniformly random subset;
@@ -131,13 +152,14 @@ class ConfidenceFill(FillRule):
 
     name = "confidence"
 
-    def __init__(self, choice_temperature: float, annealing: str):
+    def __init__(self, choice_temperature: float, annealing: str, counts: str = "maskgit"):
         if annealing not in GUMBEL_ANNEALING:
             raise MaskgenError(f"unknown Gumbel annealing {annealing!r}; choose from {', '.join(GUMBEL_ANNEALING)}")
         if choice_temperature < 0:
             raise MaskgenError(f"choice temperature must be >= 0, got {choice_temperature}")
         self.choice_temperature = choice_temperature
         self.annealing = annealing
+        self.counts = counts
 
     @property
     def discrete_only(self) -> bool:
@@ -156,7 +178,9 @@ class ConfidenceFill(FillRule):
 
     def noise_scale(self, step: Step) -> float:
         a = 1.0 - step.progress
-        if self.annealing == "compound":
+        if self.annealing == "linear-inclusive":
+            a = 1.0 - step.index / (step.total - 1) if step.total > 1 else 1.0
+        elif self.annealing == "compound":
             a = math.prod(1.0 - (j + 1) / step.total for j in range(step.index + 1))
         elif self.annealing == "warmup":
             a *= min(1.0, (step.index + 1) / max(1, math.ceil(step.total / 4)))
@@ -175,10 +199,10 @@ class ConfidenceFill(FillRule):
             scale = self.noise_scale(step)
             if scale > 0:
                 confidence = confidence + scale * gumbel(shape, generator, device)
-        return reveal_highest(model, p, step, confidence)
+        return reveal_highest(model, p, step, confidence, self.counts)
 
     def settings(self):
-        return {"fill": self.name, "choice_temperature": self.choice_temperature, "annealing": self.annealing}
+        return {"fill": self.name, "choice_temperature": self.choice_temperature, "annealing": self.annealing, "counts": self.counts}
 
 
 class AncestralFill(FillRule):
@@ -194,24 +218,64 @@ class AncestralFill(FillRule):
         return model.place(p.x, reveal, p.candidates)
 
 
+FLOW_LOOPS = ("paper", "code")
+
+
 class FlowEulerFill(FillRule):
-    """Euler step of the discrete flow (003 Algorithm 1).
+    """Euler step of the discrete flow (Discrete Interpolants, Hu & Ommer 2025, Alg. 1).
 
     With u_t = kappa'/(1 - kappa) (p_theta - delta_{x_t}) and step h, a masked position
     leaves the mask with probability h kappa'/(1 - kappa), which in gamma's time is
-    min(1, (t - s) gamma'(t) / gamma(t)), and takes a token from p_theta. Positions still
-    masked at the last step are filled there (with argmax if the draw says so).
+    min(1, (t - s) gamma'(t) / gamma(t)), and takes a token from p_theta (both Alg. 1 as
+    printed, whose kappa/(1 - kappa) is a misprint, and its authors' code use kappa').
+
+    ``loop``: ``paper`` runs T passes from t = 1 and fills every position still masked at the
+    last one (argmax if the draw says so). ``code`` is the authors' released loop: it starts
+    at kappa-time 1e-4 and runs while t <= 1 - h, so T - 1 passes at gamma-times
+    1 - 1e-4 - i/T; after the last pass's Euler draw, the positions still masked take the
+    argmax of that pass's distribution (their ``max_last``, no extra pass) when the draw's
+    ``argmax_last`` is set, else the token that pass drew (their code would leave them masked).
     """
 
     name = "flow"
+    T_MIN = 1e-4  # the authors' code's first kappa-time
+
+    def __init__(self, loop: str = "paper"):
+        if loop not in FLOW_LOOPS:
+            raise MaskgenError(f"unknown flow loop {loop!r}; choose from {', '.join(FLOW_LOOPS)}")
+        self.loop = loop
+        self.discrete_only = loop == "code"  # the argmax of what remains needs token logits
+
+    def passes(self, steps: int) -> int:
+        if self.loop == "code":
+            if steps < 2:
+                raise MaskgenError("the flow rule's code loop runs T - 1 passes; give at least 2 steps")
+            return steps - 1
+        return steps
+
+    def step(self, index, steps, schedule, size=None):
+        if self.loop == "paper":
+            return super().step(index, steps, schedule, size)
+        t = 1.0 - self.T_MIN - index / steps
+        return Step(index, steps - 1, t, t - 1.0 / steps, schedule, size)
+
+    def draws_last(self, step: Step) -> bool:
+        return step.last and self.loop == "paper"
 
     def __call__(self, model, p, step, generator):
-        if step.last:
+        if step.last and self.loop == "paper":
             return model.place(p.x, p.masked, p.candidates)
         rate = float(step.schedule.derivative(step.t) / max(step.gamma_t, 1e-12))
         prob = min(1.0, (step.t - step.s) * rate)
         reveal = p.masked & (uniform(tuple(p.masked.shape), generator, p.masked.device) < prob)
-        return model.place(p.x, reveal, p.candidates)
+        x = model.place(p.x, reveal, p.candidates)
+        if step.last:  # the code loop's end: what is still masked takes the argmax, or the drawn token
+            rest = p.masked & ~reveal
+            x = model.place(x, rest, p.most_likely() if p.most_likely is not None else p.candidates)
+        return x
+
+    def settings(self):
+        return {"fill": self.name, "loop": self.loop}
 
 
 def radical_inverse(i: int, base: int) -> float:
@@ -245,17 +309,32 @@ def halton_order(grid: tuple[int, int]) -> Tensor:
 class HaltonFill(FillRule):
     """Halton order (Besnier et al. 2025): positions are revealed in a fixed low-discrepancy
     order over the grid, spread evenly from the first step, instead of by confidence; the
-    number revealed per step follows the schedule as in MaskGIT. Every position is drawn,
-    only the next slice of the order is kept, so it works with any token draw and guidance,
-    and on continuous tokens too."""
+    number revealed per step follows ``counts`` (``counts.py``: MaskGIT's by default, or the
+    Halton code's own). Every position is drawn, only the next slice of the order is kept,
+    so it works with any token draw and guidance, and on continuous tokens too. ``roll``
+    shifts the order cyclically by a uniform random amount per image, drawn once at the
+    first step (the Halton code's ``randomize``)."""
 
     name = "halton"
 
+    def __init__(self, counts: str = "maskgit", roll: bool = False):
+        self.counts, self.roll = counts, roll
+
     def __call__(self, model, p, step, generator):
+        n = p.masked.shape[1]
+        device = p.masked.device
+        if self.roll and "halton_shift" not in p.run:
+            p.run["halton_shift"] = (uniform((len(p.masked),), generator, device) * n).long().clamp_(max=n - 1)
         if step.last:
             return model.place(p.x, p.masked, p.candidates)
-        order = halton_order(tuple(model.grid)).to(p.masked.device)
+        order = halton_order(tuple(model.grid)).to(device)
         rank = torch.empty_like(order)
-        rank[order] = torch.arange(len(order), device=order.device)
-        priority = -rank.to(torch.float32).expand(p.masked.shape)  # earlier in the order: revealed first
-        return reveal_highest(model, p, step, priority)
+        rank[order] = torch.arange(n, device=device)
+        rank = rank.expand(p.masked.shape)
+        if self.roll:  # torch.roll(order, k): the cell at rank j moves to rank j + k (mod N)
+            rank = (rank + p.run["halton_shift"][:, None]) % n
+        priority = -rank.to(torch.float32)  # earlier in the order: revealed first
+        return reveal_highest(model, p, step, priority, self.counts)
+
+    def settings(self):
+        return {"fill": self.name, "counts": self.counts, "roll": self.roll}

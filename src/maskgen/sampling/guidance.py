@@ -6,7 +6,7 @@ s = 0 gives the strong (conditional) branch, s = -1 the weak one. Several guidan
 combine additively, strong + sum_g s_g (strong - weak_g), so each one alone is recovered
 when the others' scales are 0. The scale follows a schedule (constant; a linear ramp
 from 0 at the first step to s at the last, as in valeoai/Maskgit-pytorch; or MAR's ramp by
-the revealed fraction, s (1 - gamma(s)) after the step) and can be limited to a time
+the revealed fraction after the step, s (N - mask_len)/N with MAR's integer count) and can be limited to a time
 interval (lo, hi] of the step's end time s (002 Sec. 5.3, "CFG interval").
 A guidance whose scale is 0 at a step costs no extra forward pass.
 
@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..errors import MaskgenError
 from ..models.transformer import ForwardPass
+from .counts import official_masked_counts
 
 RAMPS = ("constant", "linear", "revealed")
 
@@ -54,10 +55,12 @@ class GuidanceScale:
         if self.ramp == "linear":
             return self.scale * (step.index / (step.total - 1) if step.total > 1 else 1.0)
         if self.ramp == "revealed":
-            # MAR (Li et al. 2024): cfg 1 + (cfg - 1)(N - mask_len)/N, mask_len the count still
-            # masked after the step; here N gamma(s) unrounded and without MAR's clamps (at least
-            # one revealed and one kept masked), so it differs from MAR's by a token or so in N
-            return self.scale * (1.0 - step.gamma_s)
+            # MAR (Li et al. 2024) code: cfg 1 + (cfg - 1)(N - mask_len)/N with its integer
+            # mask_len after the step (clamped to >= 1, also at the last step); s = cfg - 1
+            if step.size is None:
+                return self.scale * (1.0 - step.gamma_s)
+            mask_len = official_masked_counts(step.size, step.total, step.schedule)[step.index]
+            return self.scale * (step.size - mask_len) / step.size
         return self.scale
 
     def settings(self) -> dict:

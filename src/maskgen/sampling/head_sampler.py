@@ -91,6 +91,10 @@ class HeadSampling:
         if self.sampler == "dpm-solver" and temperature != 1.0:
             raise MaskgenError(f"temperature {temperature:g} has no effect with the deterministic dpm-solver head sampler; use ddpm or 1")
 
+    def at(self, step) -> "HeadSampling":
+        """The head sampler at ``step``: the same at every step."""
+        return self
+
     def settings(self) -> dict:
         return {"sampler": self.sampler, "steps": self.steps, "temperature": self.temperature}
 

@@ -1,7 +1,8 @@
 """The one sampling loop: start all-masked at t=1, move to t=0 over T steps.
 
 At step i the loop goes from t = (T - i) / T to s = (T - i - 1) / T (exact fractions, so
-an interval edge such as 0.3 at T = 10 is hit exactly). It runs the model once on a batch
+an interval edge such as 0.3 at T = 10 is hit exactly; a fill rule may lay its own grid,
+as Discrete Interpolants' released loop does, ``FillRule.step``). It runs the model once on a batch
 holding the strong input and the weak input of every active batched guidance (CFG), then
 whatever the dependent guidances compute from that pass (blur, SAG, self-guidance); the
 model combines the branches and draws a candidate per position; the fill rule decides which
@@ -13,7 +14,6 @@ positions hold a token after the step. The model is anything that keeps the cont
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
@@ -117,8 +117,7 @@ class Sampler:
         return preds[0], [weak[g] for g, _ in active], [s for _, s in active], rows
 
     def step(self, i: int) -> Step:
-        t, s = Fraction(self.steps - i, self.steps), Fraction(self.steps - i - 1, self.steps)
-        return Step(i, self.steps, float(t), float(s), self.schedule)
+        return self.fill.step(i, self.steps, self.schedule, self.model.num_tokens)
 
     @torch.no_grad()
     def __call__(
@@ -159,7 +158,8 @@ class Sampler:
             region = model.masked(x)
         else:
             x = model.blank(b, device)
-        for i in tqdm(range(self.steps), desc="sample", disable=not progress, leave=False):
+        run: dict = {}
+        for i in tqdm(range(self.fill.passes(self.steps)), desc="sample", disable=not progress, leave=False):
             step = self.step(i)
             masked = model.masked(x)
             if not masked.any():
@@ -167,8 +167,11 @@ class Sampler:
                 continue
             strong, weaks, scales, used = self.predict(x, labels, step)
             rows += used
-            candidates, confidence = model.draw(strong, weaks, scales, self.draw, generator, step.last, self.fill.temperature(step))
-            x = self.fill(model, Proposal(x, masked, candidates, confidence, labels, region), step, generator)
+            draw = self.draw.at(step)
+            candidates, confidence = model.draw(strong, weaks, scales, draw, generator, self.fill.draws_last(step), self.fill.temperature(step))
+            best = getattr(model, "most_likely", None)
+            mode = (lambda: best(strong, weaks, scales, draw)) if best is not None else None
+            x = self.fill(model, Proposal(x, masked, candidates, confidence, labels, region, mode, run), step, generator)
             fill_rows += self.fill.rows_used(step, b)
             history.append(model.masked(x).sum(1).tolist())
             if on_step is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from ..errors import MaskgenError
+from .counts import COUNTS
 from .guidance import (
     BlurGuidance,
     ClassifierFreeGuidance,
@@ -38,6 +39,11 @@ def _finite(what: str, value: float, minimum: float | None = None) -> None:
         raise MaskgenError(f"{what} must be a finite number, got {value!r}")
     if minimum is not None and value < minimum:
         raise MaskgenError(f"{what} must be >= {minimum:g}, got {value!r}")
+
+
+def _choice(what: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise MaskgenError(f"unknown {what} {value!r}; choose from {', '.join(choices)}")
 
 
 def _fields(cls) -> list[str]:
@@ -101,14 +107,16 @@ class ConfidenceSpec(PieceSpec):
     kind: ClassVar[str] = "confidence"
     choice_temperature: float = 4.5
     annealing: str = "linear"
+    counts: str = "maskgit"  # reveal counts per step (counts.py)
 
     def __post_init__(self) -> None:
         _finite("choice temperature", self.choice_temperature, 0.0)
+        _choice("reveal counts", self.counts, COUNTS)
 
     def build(self, source: ComponentSource):
         from .fill import ConfidenceFill
 
-        return ConfidenceFill(self.choice_temperature, self.annealing)
+        return ConfidenceFill(self.choice_temperature, self.annealing, self.counts)
 
 
 @FILLS.register
@@ -130,11 +138,18 @@ class HaltonSpec(PieceSpec):
     """The Halton order (Besnier et al. 2025): a fixed low-discrepancy reveal order."""
 
     kind: ClassVar[str] = "halton"
+    counts: str = "maskgit"  # reveal counts per step (counts.py); "halton": its code's own
+    roll: bool = False  # a random cyclic shift of the order per image (its code's randomize)
+
+    def __post_init__(self) -> None:
+        _choice("reveal counts", self.counts, COUNTS)
+        if not isinstance(self.roll, bool):
+            raise MaskgenError(f"halton roll must be true or false, got {self.roll!r}")
 
     def build(self, source: ComponentSource):
         from .fill import HaltonFill
 
-        return HaltonFill()
+        return HaltonFill(self.counts, self.roll)
 
 
 @FILLS.register
@@ -143,11 +158,15 @@ class FlowSpec(PieceSpec):
     """Discrete Interpolants' Euler step (Hu & Ommer 2025, Alg. 1)."""
 
     kind: ClassVar[str] = "flow"
+    loop: str = "paper"  # "code": the authors' released loop (T - 1 passes, fill.py)
+
+    def __post_init__(self) -> None:
+        _choice("flow loop", self.loop, ("paper", "code"))
 
     def build(self, source: ComponentSource):
         from .fill import FlowEulerFill
 
-        return FlowEulerFill()
+        return FlowEulerFill(self.loop)
 
 
 @FILLS.register

@@ -29,6 +29,7 @@ from typing import Any
 
 from ..errors import MaskgenError
 from ..schedules import get_schedule
+from .counts import check_counts
 from .draw import TokenDraw
 from .head_sampler import HeadSampling
 from .pieces import (  # noqa: F401 - the piece specs are part of this module's interface
@@ -83,6 +84,10 @@ class SamplerSpec:
             raise MaskgenError("the critic fill rule sets the token temperature (a t + b, --critic-temperature); leave the draw temperature at 1")
         if sum(g.kind == "cfg" for g in self.guidance) > 1:
             raise MaskgenError("classifier-free guidance given twice")
+        if hasattr(self.fill, "counts"):
+            check_counts(self.fill.counts, self.schedule, self.steps)
+        if getattr(self.fill, "loop", "paper") == "code" and self.steps < 2:
+            raise MaskgenError("the flow rule's code loop runs T - 1 passes; give at least 2 steps")
 
     def build(self, source: ComponentSource):
         """The ``Sampler`` this spec describes, on ``source``'s denoiser; guidances with
@@ -128,40 +133,58 @@ class SamplerSpec:
         return cls.from_dict(read_spec_file(path).get("sampler", read_spec_file(path)))
 
     @classmethod
+    def preset(cls, name: str) -> "SamplerSpec":
+        """The sampler of an authors' codebase, shipped as ``presets/NAME.yaml`` (docs/presets.md)."""
+        return cls.from_dict(read_spec_file(preset_path(name)))
+
+    @classmethod
     def from_options(cls, **options: Any) -> "SamplerSpec":
         """A spec from ``maskgen sample``'s flat option names; options left out (or None)
-        take the spec's defaults, an option the chosen piece does not have is refused."""
+        take the spec's defaults, or with ``preset`` the preset's settings, which the other
+        options override field by field (a different ``sampler`` replaces the preset's fill
+        rule; ``cfg`` its CFG scale; ``guidance none`` drops its other guidances). An option
+        the chosen piece does not have is refused."""
         o = {k: v for k, v in options.items() if v is not None}
         unknown = sorted(set(o) - set(FLAT_OPTIONS))
         if unknown:
             raise MaskgenError(f"unknown sampler option(s) {', '.join(unknown)}")
-        rule = o.pop("sampler", o.pop("fill", None)) or _fill_default().kind
+        base = cls.preset(o.pop("preset")) if "preset" in o else cls()
+        rule = o.pop("sampler", o.pop("fill", None)) or base.fill.kind
         fill_cls = FILLS.lookup(rule)
         fill_opts = _owned(o, FILL_OPTIONS, rule, fill_cls, "fill rule")
-        draw = TokenDraw(**{k: o.pop(k) for k in _fields(TokenDraw) if k in o})
+        fill = dataclasses.replace(base.fill, **fill_opts) if rule == base.fill.kind else fill_cls(**fill_opts)
+        draw = dataclasses.replace(base.draw, **{k: o.pop(k) for k in _fields(TokenDraw) if k in o})
         head_opts = {k: o.pop(f"head_{k}") for k in _fields(HeadSampling) if f"head_{k}" in o}
-        head = HeadSampling(**head_opts) if head_opts else None
-        guidance: list[GuidanceSpec] = []
+        head = base.head
+        if head_opts:
+            keep = {} if head is None or head_opts.get("sampler", head.sampler) != head.sampler else {"steps": head.steps, "temperature": head.temperature}
+            head = HeadSampling(**{**keep, **head_opts})
+        guidance: list[GuidanceSpec] = list(base.guidance)
         cfg = {k: o.pop(f"cfg_{k}") for k in ("ramp", "interval") if f"cfg_{k}" in o}
-        if "cfg" in o:
-            guidance.append(CFGSpec(scale=o.pop("cfg"), **cfg))
+        old_cfg = next((g for g in guidance if g.kind == "cfg"), None)
+        if "cfg" in o or (cfg and old_cfg is not None):
+            scale = o.pop("cfg", old_cfg.scale if old_cfg is not None else None)
+            new_cfg = dataclasses.replace(old_cfg, scale=scale, **cfg) if old_cfg is not None else CFGSpec(scale=scale, **cfg)
+            guidance = [new_cfg if g is old_cfg else g for g in guidance] if old_cfg is not None else guidance + [new_cfg]
         elif cfg:
             raise MaskgenError(f"--cfg-{next(iter(cfg))} given without --cfg")
-        name = o.pop("guidance", "none")
+        name = o.pop("guidance", None)
         common = {k: o.pop(k) for k in ("scale", "ramp", "interval") if k in o}
-        if name != "none":
+        if name == "none":
+            guidance = [g for g in guidance if g.kind == "cfg"]
+        if name not in (None, "none"):
             gcls = GUIDANCES.lookup(name)
             extra = _owned(o, GUIDANCE_OPTIONS, name, gcls, "guidance")
-            guidance.append(gcls(**common, **extra))
+            guidance = guidance + [gcls(**common, **extra)]
         elif common:
             raise MaskgenError(f"--{next(iter(common))} applies to --guidance, which is none")
         leftover = sorted(k for k in o if k not in ("steps", "schedule"))
         if leftover:
             owner = {**{k: f"the {r} fill rule" for r, ks in FILL_OPTIONS.items() for k in ks}, **{k: f"the {g} guidance" for g, ks in GUIDANCE_OPTIONS.items() for k in ks}}
             k = leftover[0]
-            raise MaskgenError(f"--{k.replace('_', '-')} applies to {owner.get(k, 'nothing chosen')}, not to this sampler (fill rule {rule}, guidance {name})")
-        run = {k: o[k] for k in ("steps", "schedule") if k in o}  # the rest: the spec's own defaults
-        return cls(**run, fill=fill_cls(**fill_opts), draw=draw, guidance=guidance, head=head)
+            raise MaskgenError(f"--{k.replace('_', '-')} applies to {owner.get(k, 'nothing chosen')}, not to this sampler (fill rule {rule}, guidance {name or 'none'})")
+        run = {k: o.get(k, getattr(base, k)) for k in ("steps", "schedule")}
+        return cls(**run, fill=fill, draw=draw, guidance=guidance, head=head)
 
     def replace(self, **changes: Any) -> "SamplerSpec":
         return dataclasses.replace(self, **changes)
@@ -169,15 +192,15 @@ class SamplerSpec:
 
 # flat option name -> spec field, per piece
 FILL_OPTIONS = {
-    "confidence": {"choice_temperature": "choice_temperature", "annealing": "annealing"},
+    "confidence": {"choice_temperature": "choice_temperature", "annealing": "annealing", "counts": "counts"},
     "ancestral": {},
-    "halton": {},
-    "flow": {},
+    "halton": {"counts": "counts", "halton_roll": "roll"},
+    "flow": {"flow_loop": "loop"},
     "critic": {"critic": "critic", "critic_noise": "noise", "critic_temperature": "temperature"},
 }
 GUIDANCE_OPTIONS = {"cfg": {}, "blur": {"blur_sigma": "sigma"}, "sag": {"sag_threshold": "threshold"}, "self": {"sg_module": "module"}}
 FLAT_OPTIONS = (
-    ["sampler", "fill", "steps", "schedule", "cfg", "cfg_ramp", "cfg_interval", "guidance", "scale", "ramp", "interval"]
+    ["preset", "sampler", "fill", "steps", "schedule", "cfg", "cfg_ramp", "cfg_interval", "guidance", "scale", "ramp", "interval"]
     + _fields(TokenDraw)
     + [f"head_{k}" for k in _fields(HeadSampling)]
     + [k for ks in FILL_OPTIONS.values() for k in ks]
@@ -190,6 +213,20 @@ def _owned(options: dict[str, Any], table: dict[str, dict[str, str]], name: str,
     if name not in table:
         raise MaskgenError(f"unknown {what} {name!r}")
     return {field_name: options.pop(flat) for flat, field_name in table[name].items() if flat in options}
+
+
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+
+def preset_names() -> list[str]:
+    """The shipped presets, one per authors' codebase (``presets/NAME.yaml``)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def preset_path(name: str) -> Path:
+    if name not in preset_names():
+        raise MaskgenError(f"unknown sampler preset {name!r}; choose from {', '.join(preset_names())}")
+    return PRESET_DIR / f"{name}.yaml"
 
 
 def read_spec_file(path: str | Path) -> dict[str, Any]:
