@@ -33,7 +33,7 @@ class Proposal:
     confidence: Tensor  # [B, N] its log-probability under the draw distribution
     labels: Tensor  # [B]
     region: Tensor | None = None  # [B, N] bool: the positions sampling may change (None: all)
-    most_likely: Callable[[], Tensor] | None = None  # the mode of the draw's distribution per position
+    most_likely: Callable[[], Tensor] | None = None  # the draw's mode per position, if it argmaxes the last step
     run: dict = field(default_factory=dict)  # what a rule draws once per run (Halton's roll), kept across steps
 
     @property

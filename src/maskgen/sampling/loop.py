@@ -169,7 +169,7 @@ class Sampler:
             rows += used
             draw = self.draw.at(step)
             candidates, confidence = model.draw(strong, weaks, scales, draw, generator, self.fill.draws_last(step), self.fill.temperature(step))
-            best = getattr(model, "most_likely", None)
+            best = getattr(model, "most_likely", None) if getattr(draw, "argmax_last", False) else None
             mode = (lambda: best(strong, weaks, scales, draw)) if best is not None else None
             x = self.fill(model, Proposal(x, masked, candidates, confidence, labels, region, mode, run), step, generator)
             fill_rows += self.fill.rows_used(step, b)
