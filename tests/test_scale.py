@@ -53,8 +53,13 @@ def test_recipes_are_the_published_sizes_and_start_with_their_command():
     assert (maskgit["width"], maskgit["depth"], maskgit["heads"], maskgit["label_smoothing"], maskgit["batch_size"]) == (768, 24, 16, 0.1, 256)
     assert maskgit["schedule"] == "cosine" and maskgit["masking"] == "count" and maskgit["accumulate"] > 1
     assert (emigm["arch"], emigm["width"], emigm["depth"], emigm["heads"], emigm["buffer_size"]) == ("mae", 768, 12, 12, 64)
-    assert (emigm["head_width"], emigm["head_depth"], emigm["head_draws"], emigm["t_min"], emigm["batch_size"]) == (1024, 6, 4, 0.2, 256)
-    assert emigm["schedule"] == "exp" and emigm["masking"] == "bernoulli" and emigm["batch_time"] and emigm["uncond"] == "mask"
+    assert (emigm["head_width"], emigm["head_depth"], emigm["head_draws"], emigm["batch_size"]) == (1024, 6, 4, 256)
+    # its objective is eMIGM's code's: the emigm training preset, under the recipe
+    from maskgen.cli import parse_args
+
+    objective = parse_args(["train", "--config", str(EMIGM), "--tokenizer", "t", "--out", "o"])
+    assert emigm["preset"] == "emigm" and objective.t_min == 0.2 and objective.schedule == "emigm-exp"
+    assert objective.masking == "batch-bernoulli" and objective.batch_time and objective.weighting == "batch-masked-mean" and objective.uncond == "mask"
     assert emigm["norm_eps"] == 1e-6  # MAR's and eMIGM's LayerNorm eps
     for path in (MASKGIT, EMIGM):
         first = path.read_text().splitlines()[0]
