@@ -170,7 +170,9 @@ def test_the_page_is_offered_the_settings_each_sampler_takes(app):
     assert fields["critic"] == ["cfg", "self_guidance"]  # Token-Critic sets the token temperature itself
     # eMIGM's continuous tokens: no confidence rule, critic or self-guidance module, no token temperature
     emigm = ModelInfo.of(MaskGen.load(reference_dir() / "emigm"))
-    assert emigm.samplers == {"halton": ["cfg"], "flow": ["cfg"], "ancestral": ["cfg"]}
+    assert emigm.samplers == {"halton": ["cfg"], "flow": ["cfg"], "ancestral": ["cfg"], "preset:emigm": ["cfg"], "preset:mar": ["cfg"]}
+    # the discrete model is offered the discrete presets (mar and emigm set a diffusion head)
+    assert [k for k in fields if k.startswith("preset:")] == ["preset:di", "preset:halton", "preset:maskgit", "preset:valeoai-v1"]
 
 
 def test_api_refuses_an_upload_that_is_no_image(app):

@@ -64,8 +64,9 @@ def evaluate(args: argparse.Namespace) -> None:
         images, labels, record = loaded
         settings = record.get("settings", {})
         sampler, nfe = record.get("sampler", settings.get("sampler", settings)), record.get("nfe", settings.get("nfe"))
+        record = {k: record[k] for k in ("preset", "masked_per_step") if k in record}
     else:
-        from .pipeline import MaskGen
+        from .pipeline import MaskGen, masked_per_step_record
 
         run = run_settings(args, 1000)
         args.model = args.model or str(reference_dir())
@@ -74,10 +75,11 @@ def evaluate(args: argparse.Namespace) -> None:
         labels_t = parse_classes(run["classes"], run["num"], model.generator.config.num_classes)
         imgs, result = model.generate(labels_t, sampler_obj, seed=run["seed"], batch_size=run["batch_size"], rejection=build_rejection(args, device))
         images, labels, sampler, nfe = imgs.numpy(), labels_t.numpy(), result.settings["sampler"], result.nfe
+        record = {"preset": args.preset, "masked_per_step": masked_per_step_record(result)}
     metrics = evaluate_images(images, labels, ref, net, device=device, kid_subsets=args.kid_subsets, is_mode=args.is_mode)
     from .checkpoint import save_json
 
-    save_json(out, {"metrics": metrics, "sampler": sampler, "nfe": nfe, "samples": args.samples or args.model, "ref": args.ref})
+    save_json(out, {"metrics": metrics, "sampler": sampler, "nfe": nfe, **record, "samples": args.samples or args.model, "ref": args.ref})
     shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if not k.endswith("sha256")}
     print(json.dumps(shown, indent=1))
     print(f"results written to {out.resolve()}")

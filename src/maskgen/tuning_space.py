@@ -20,7 +20,7 @@ import torch
 
 from .errors import MaskgenError
 from .sampling.draw import ImageNoise, TokenDraw
-from .sampling.spec import AncestralSpec, CFGSpec, ConfidenceSpec, CriticSpec, FlowSpec, HaltonSpec, SamplerSpec, SelfSpec
+from .sampling.spec import AncestralSpec, CFGSpec, ConfidenceSpec, CriticSpec, FlowSpec, HaltonSpec, SamplerSpec, SelfSpec, preset_names
 
 GUIDANCE_CHOICES = ("none", "cfg", "self", "cfg+self")
 SCHEDULES = ("cosine", "arccos", "linear", "root", "exp")
@@ -62,10 +62,14 @@ class NFEMeter:
 
     def fit(self, spec: SamplerSpec, budget: int) -> SamplerSpec | None:
         """``spec`` with the most steps whose NFE is at most ``budget`` (None: not even one step fits).
-        A step costs at least 1, so the walk starts at ``budget`` steps and goes down one at a
+        A step costs at least 1 (a pass fewer in all for DI's code loop), so the walk starts at
+        ``budget`` + 1 steps and goes down one at a
         time: a guidance interval makes the cost uneven in the steps, and a jump could skip a fit."""
-        for steps in range(budget, 0, -1):
-            candidate = spec.replace(steps=steps)
+        for steps in range(budget + 1, 0, -1):  # budget + 1: DI's code loop runs T - 1 passes
+            try:
+                candidate = spec.replace(steps=steps)
+            except MaskgenError:
+                return None  # fewer steps than the spec's pieces need (DI's code loop, v1's counts)
             if self(candidate) <= budget:
                 return candidate
         return None
@@ -167,15 +171,18 @@ class Trial:
 
 
 def paper_trials(model, meter: NFEMeter, budget: int) -> list[Trial]:
-    """``PAPER_SAMPLERS`` that build on ``model``, each with the most steps ``budget`` pays for."""
+    """``PAPER_SAMPLERS`` and the authors' codebases' presets (docs/presets.md) that build on
+    ``model``, each with the most steps ``budget`` pays for."""
     out = []
-    for name, options in PAPER_SAMPLERS.items():
+    candidates = [(f"paper:{name}", lambda o=options: SamplerSpec.from_options(**o, steps=1)) for name, options in PAPER_SAMPLERS.items()]
+    candidates += [(f"preset:{name}", lambda n=name: SamplerSpec.preset(n)) for name in preset_names()]
+    for key, make in candidates:
         try:
-            fitted = meter.fit(SamplerSpec.from_options(**options, steps=1), budget)
+            fitted = meter.fit(make(), budget)
         except MaskgenError:
             continue  # this model lacks the piece (no critic, no self-guidance module, continuous tokens)
         if fitted is not None:
-            out.append(Trial(budget, f"paper:{name}", fitted, meter(fitted)))
+            out.append(Trial(budget, key, fitted, meter(fitted)))
     return out
 
 

@@ -23,12 +23,13 @@ from torch import Tensor
 from ..checkpoint import load_json
 from ..errors import MaskgenError
 from ..sampling.pieces import ConfidenceSpec
-from ..sampling.spec import SamplerSpec
+from ..sampling.spec import SamplerSpec, preset_names
 from ..validate import integer, number
 
 MAX_STEPS = 256  # an interactive run; the loop itself has no limit
 MAX_PIXELS = 4096 * 4096  # an upload larger than this is refused before decoding
 FILL_RULES = ("confidence", "halton", "flow", "ancestral", "critic")
+PRESET = "preset:"  # a sampler menu entry naming a preset
 SAMPLER_FIELDS = ("class", "sampler", "steps", "seed", "choice_temperature", "temperature", "cfg", "self_guidance")
 # a page field -> sampler options that use it with a non-default value: a fill rule offers
 # the field when the model builds that sampler (the spec refuses an option a piece lacks)
@@ -57,6 +58,10 @@ class ModelInfo:
         names = load_json(folder / "generator.json").get("class_names") if folder and (folder / "generator.json").is_file() else None
         names = [str(n) for n in names] if isinstance(names, list) and len(names) == g.num_classes else [str(c) for c in range(g.num_classes)]
         samplers = {rule: [f for f, o in PROBES.items() if _runs(mg, sampler=rule, **o)] for rule in FILL_RULES if _runs(mg, sampler=rule)}
+        # the authors' codebases' samplers (docs/presets.md) that build on this model, as "preset:NAME"
+        for name in preset_names():
+            if _runs(mg, preset=name):
+                samplers[f"{PRESET}{name}"] = [f for f, o in PROBES.items() if _runs(mg, preset=name, **o)]
         if not samplers:
             raise MaskgenError(f"the app can run none of the fill rules {', '.join(FILL_RULES)} on this model")
         grid = tuple(mg.denoiser().grid)
@@ -115,7 +120,8 @@ def sample_request(body: Any, info: ModelInfo, extra: tuple[str, ...] = ()) -> S
     if steps > MAX_STEPS:
         raise MaskgenError(f"steps must be at most {MAX_STEPS} in the app, got {steps}")
     seed = integer("seed", _given(body, "seed") if _given(body, "seed") is not None else 0, 0)
-    options: dict[str, Any] = {"sampler": rule, "steps": steps}
+    options: dict[str, Any] = {"preset": rule[len(PRESET):]} if rule.startswith(PRESET) else {"sampler": rule}
+    options["steps"] = steps
     values = {key: _given(body, key) for key in PROBES}
     for key in ("choice_temperature", "temperature"):
         if values[key] is not None:

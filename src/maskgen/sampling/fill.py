@@ -119,7 +119,7 @@ class FillRule:
         return {"fill": self.name}
 
 
-GUMBEL_ANNEALING = ("linear", "linear-inclusive", "compound", "warmup", "random", "none")
+GUMBEL_ANNEALING = ("linear", "linear-inclusive", "compound", "warmup", "random", "random-order", "none")
 
 
 def reveal_highest(model, p: Proposal, step: Step, priority: Tensor, counts: str = "maskgit") -> Tensor:
@@ -143,6 +143,8 @@ class ConfidenceFill(FillRule):
     ``compound`` prod_{j<=i} (1 - (j+1)/T), the cumulative decay in 000's code (its tuned
     temperatures assume it); ``warmup`` the linear rule ramped up over the first quarter
     of the steps; ``random`` ignores confidence and reveals a uniformly random subset;
+    ``random-order`` likewise, in one random order per image drawn at the first step (MAR,
+    Li et al. 2024: the same distribution as ``random``, MAR's draws);
     ``none`` uses the confidence alone. Decoded positions are never re-masked.
 
     As in the official MaskGIT decoder, at least one token stays masked until the last step
@@ -165,7 +167,7 @@ class ConfidenceFill(FillRule):
     def discrete_only(self) -> bool:
         # "random" never reads the confidence: with the cosine schedule it is MAR's
         # random-order rule, so it also runs a continuous-token generator (which has none)
-        return self.annealing != "random"
+        return self.annealing not in ("random", "random-order")
 
     def check(self, model) -> None:
         from .denoiser import DiscreteDenoiser
@@ -189,11 +191,15 @@ class ConfidenceFill(FillRule):
         return self.choice_temperature * a
 
     def __call__(self, model, p, step, generator):
+        shape, device = tuple(p.masked.shape), p.masked.device
+        if self.annealing == "random-order" and "order" not in p.run:
+            p.run["order"] = uniform(shape, generator, device)  # MAR: later in the order, revealed first
         if step.last:
             return model.place(p.x, p.masked, p.candidates)
-        shape, device = tuple(p.masked.shape), p.masked.device
         if self.annealing == "random":
             confidence = uniform(shape, generator, device)
+        elif self.annealing == "random-order":
+            confidence = p.run["order"]
         else:
             confidence = p.confidence
             scale = self.noise_scale(step)

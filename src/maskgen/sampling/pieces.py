@@ -112,6 +112,8 @@ class ConfidenceSpec(PieceSpec):
     def __post_init__(self) -> None:
         _finite("choice temperature", self.choice_temperature, 0.0)
         _choice("reveal counts", self.counts, COUNTS)
+        if self.annealing in ("random", "random-order", "none") and self.choice_temperature != ConfidenceSpec.choice_temperature:
+            raise MaskgenError(f"the choice temperature has no effect with annealing {self.annealing} (it scales no Gumbel noise); leave it out")
 
     def build(self, source: ComponentSource):
         from .fill import ConfidenceFill
