@@ -196,3 +196,40 @@ def test_di_code_loop_without_argmax_last_keeps_the_drawn_tokens():
     result, seen, states, recorded, meta = run_preset("di", spec)
     assert torch.equal(seen[-2], states[-2]) and not torch.equal(seen[-1], states[-1])
     assert not (seen[-1] == 16).any()
+
+
+def test_a_head_option_beside_a_preset_keeps_its_head_sampler():
+    spec = SamplerSpec.from_options(preset="mar", head_temperature=0.9)
+    assert (spec.head.sampler, spec.head.steps, spec.head.temperature) == ("ddpm", 100, 0.9)
+    assert SamplerSpec.from_options(preset="mar", head_sampler="dpm-solver").head.steps == 8  # another sampler: its own default
+
+
+def _changed(spec: SamplerSpec, part: str, **changes) -> SamplerSpec:
+    import dataclasses
+
+    return spec.replace(**{part: dataclasses.replace(getattr(spec, part), **changes)})
+
+
+V1 = SamplerSpec.preset("valeoai-v1")
+V1 = _changed(V1, "draw", temperature=1 / 1.3)
+HALTON = SamplerSpec.preset("halton").replace(steps=10)
+DI = SamplerSpec.preset("di").replace(steps=6)
+MASKGIT = SamplerSpec.preset("maskgit").replace(steps=6)
+
+
+@pytest.mark.parametrize(
+    "name, spec",
+    [
+        ("valeoai-v1", _changed(V1, "fill", counts="maskgit")),
+        ("valeoai-v1", _changed(V1, "fill", annealing="linear")),
+        ("halton", _changed(HALTON, "fill", counts="maskgit")),
+        ("halton", _changed(HALTON, "draw", temperature_end=None)),
+        ("di", _changed(DI, "fill", loop="paper")),
+        ("maskgit", _changed(MASKGIT, "fill", annealing="linear-inclusive")),
+    ],
+)
+def test_the_fixtures_tell_a_changed_piece_apart(name, spec):
+    # each preset piece is needed: with maskgen's default in its place the draws diverge
+    with pytest.raises(AssertionError):
+        _, seen, states, recorded, _ = run_preset(name, spec)
+        assert_draw_for_draw(seen, states, recorded)

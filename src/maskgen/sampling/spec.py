@@ -157,7 +157,8 @@ class SamplerSpec:
         head_opts = {k: o.pop(f"head_{k}") for k in _fields(HeadSampling) if f"head_{k}" in o}
         head = base.head
         if head_opts:
-            keep = {} if head is None or head_opts.get("sampler", head.sampler) != head.sampler else {"steps": head.steps, "temperature": head.temperature}
+            same = head is not None and head_opts.get("sampler", head.sampler) == head.sampler
+            keep = {"sampler": head.sampler, "steps": head.steps, "temperature": head.temperature} if same else {}
             head = HeadSampling(**{**keep, **head_opts})
         guidance: list[GuidanceSpec] = list(base.guidance)
         cfg = {k: o.pop(f"cfg_{k}") for k in ("ramp", "interval") if f"cfg_{k}" in o}
