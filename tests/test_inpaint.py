@@ -118,6 +118,8 @@ def test_cli_writes_grid_samples_and_settings(tmp_path, items):
     record = json.loads((out / "inpaint.json").read_text())
     assert record["seed"] == 5 and record["class"] == 2 and record["nfe"] == 4 and record["region_tokens"] == 6
     assert record["sampler"]["steps"] == 4 and record["sampler"]["fill"]["kind"] == "confidence"
+    # masked after each step over the region M = 6, cosine: floor(6 cos(pi/2 (i+1)/4)) = 5, 4, 2, then 0
+    assert record["masked_per_step"] == [5, 4, 2, 0]
     given = load_image(image, 32, 1)[0].numpy()  # the input as the data loader brings it to the model's size
     for i in range(3):
         sample = np.asarray(Image.open(out / f"sample-{i:02d}.png"))

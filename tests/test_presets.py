@@ -233,3 +233,19 @@ def test_the_fixtures_tell_a_changed_piece_apart(name, spec):
     with pytest.raises(AssertionError):
         _, seen, states, recorded, _ = run_preset(name, spec)
         assert_draw_for_draw(seen, states, recorded)
+
+
+def test_samples_json_records_the_preset_and_the_masked_counts(tmp_path):
+    from maskgen.cli import main
+
+    out = tmp_path / "h"
+    assert main(["sample", "--preset", "halton", "--steps", "4", "--num", "3", "--out", str(out)]) == 0
+    record = json.loads((out / "samples.json").read_text())
+    # Halton's counts at N = 64 (8 x 8), T = 4, by hand: 64 - max(i+1, int(64 (1 - acos((i+1)/4)/(pi/2))))
+    by_hand = [64 - max(i + 1, int(64 * (1 - math.acos((i + 1) / 4) / (math.pi / 2)))) for i in range(4)]
+    assert by_hand == [54, 43, 30, 0]
+    assert record["preset"] == "halton" and record["masked_per_step"] == by_hand and record["nfe"] == 8
+    assert record["sampler"]["fill"] == {"kind": "halton", "counts": "halton", "roll": True}
+    again = tmp_path / "again"
+    assert main(["sample", "--spec", str(out / "samples.json"), "--out", str(again)]) == 0
+    assert json.loads((again / "samples.json").read_text())["masked_per_step"] == by_hand

@@ -28,6 +28,7 @@ from .images import save_grid
 from .models.joint import JointTransformer
 from .sampling.draw import ImageNoise
 from .sampling.joint import JointDenoiser
+from .pipeline import masked_per_step_record
 from .sampling.loop import SampleResult, Sampler
 from .sampling.spec import SamplerSpec
 from .tokenizers import load_tokenizer
@@ -108,19 +109,21 @@ class JointGen:
         given = self.given_state(num, images, maps)
         if given is None and any(g.name == "cfg" for g in sampler.guidance):
             raise MaskgenError("CFG on a joint model guides by a given modality; with nothing given there is no condition: add --given or drop --cfg")
-        tokens, nfe = [], 0.0
+        tokens, nfe, history = [], 0.0, []
         for start in tqdm(range(0, num, batch_size), desc="sampling", disable=not progress):
             n = min(batch_size, num - start)
             noise = ImageNoise(seed, [(start + i,) for i in range(n)], self.device)
             labels = torch.zeros(n, dtype=torch.long, device=self.device)
             res = sampler(labels, noise, given=None if given is None else given[start : start + n])
             tokens.append(res.tokens.cpu())
+            history.append(res.masked_per_step)
             nfe += res.nfe * n
         tokens_all = torch.cat(tokens)
         pictures, label_maps = self.decode(tokens_all)
         settings = {**sampler.settings(), "nfe": nfe / num, "seed": seed, "batch_size": batch_size,
                     "given": "image" if images is not None else "segmentation" if maps is not None else None}
-        return pictures, label_maps, SampleResult(tokens_all, torch.zeros(num, dtype=torch.long), nfe / num, settings)
+        per_step = [sum((h[i] for h in history), []) for i in range(min(len(h) for h in history))]
+        return pictures, label_maps, SampleResult(tokens_all, torch.zeros(num, dtype=torch.long), nfe / num, settings, per_step)
 
     @torch.no_grad()
     def decode(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
@@ -161,5 +164,5 @@ def save_joint_samples(out: str | Path, model: JointGen, images: Tensor, maps: T
     np.savez(tmp, images=images.numpy().astype(np.uint8), maps=maps.numpy().astype(np.uint8), tokens=result.tokens.numpy(), labels=result.labels.numpy())
     tmp.replace(paths["npz"])
     paths["json"] = out / "samples.json"
-    save_json(paths["json"], {"num": len(images), "nfe": result.nfe, "settings": result.settings, **(extra or {})})
+    save_json(paths["json"], {"num": len(images), "nfe": result.nfe, "settings": result.settings, "masked_per_step": masked_per_step_record(result), **(extra or {})})
     return paths

@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> None:
     from PIL import Image
 
     from ..checkpoint import _atomic_write, save_json
+    from ..pipeline import masked_per_step_record
     from ..data.images import load_image
     from ..errors import MaskgenError
     from ..images import make_grid
@@ -114,7 +115,8 @@ def run(args: argparse.Namespace) -> None:
     save_json(out / "inpaint.json", {
         "model": model_dir, "image": str(args.image), "mask": str(args.mask), "num": args.num,
         "class": None if args.class_id is None else label, "unconditional": args.class_id is None,
-        "seed": seed, "batch_size": batch_size, "sampler": spec.to_dict(), "nfe": result.nfe,
+        "seed": seed, "batch_size": batch_size, "preset": args.preset, "sampler": spec.to_dict(), "nfe": result.nfe,
+        "masked_per_step": masked_per_step_record(result),
         "region_pixels": int(region.sum()), "region_tokens": result.settings["region_tokens"][0], "settings": result.settings,
     })
     what = "unconditional" if args.class_id is None else f"class {label}"
