@@ -338,7 +338,7 @@ def check_gaussian(samples, sigma=SIGMA):
 def test_head_sampling_defaults_and_one_line_errors():
     assert HeadSampling() == HeadSampling("dpm-solver", 8, 1.0)
     assert HeadSampling("ddpm").steps == 100
-    assert HeadSampling("ddpm", 50, 0.8).settings() == {"sampler": "ddpm", "steps": 50, "temperature": 0.8}
+    assert HeadSampling("ddpm", 50, 0.8).settings() == {"sampler": "ddpm", "steps": 50, "temperature": 0.8, "chain": "clipped"}
     bad = [
         (dict(sampler="ddim"), "unknown head sampler"),
         (dict(sampler=3), "sampler must be a string"),

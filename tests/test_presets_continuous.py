@@ -24,7 +24,6 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-import maskgen.sampling.head_sampler as head_sampler
 from maskgen.convert.mar import convert_mar
 from maskgen.sampling import SamplerSpec
 from maskgen.sampling.continuous import ContinuousDenoiser
@@ -97,16 +96,24 @@ def assert_draw_for_draw(seen, states, masks, recorded, rtol: float):
     assert recorded.used == len(recorded.draws), f"{len(recorded.draws) - recorded.used} of the original draws unused"
 
 
-def mar_spec() -> SamplerSpec:
+def mar_spec(chain: str = "full") -> SamplerSpec:
     # the fixture ran MAR's README settings (cfg 2.9 linear, temperature 1) at 4 iterations, 10 DDPM steps
     spec = SamplerSpec.preset("mar")
-    return spec.replace(steps=4, head=HeadSampling(sampler="ddpm", steps=10, temperature=spec.head.temperature))
+    return spec.replace(steps=4, head=HeadSampling(sampler="ddpm", steps=10, temperature=spec.head.temperature, chain=chain))
+
+
+def test_mar_preset_reproduces_its_released_sampler():
+    # as released, MAR's DDPM runs 999 -> 0 (space_timesteps(1000, "10")): the preset's chain "full"
+    result, seen, states, masks, recorded, meta = run("mar", "mar", mar_spec())
+    assert json.loads(meta["chain"]) == space_timesteps(1000, 10) and json.loads(meta["chain"])[-1] == 999
+    assert_draw_for_draw(seen, states, masks, recorded, rtol=1e-5)
+    assert result.nfe == float(meta["nfe"]) == 8 and result.settings["nfe_head"] == 80
 
 
 def test_mar_preset_reproduces_its_sampler_on_the_clipped_chain():
     # MAR's sample_tokens with its head's chain respaced over steps 0..995 (its own SpacedDiffusion),
     # where maskgen's DDPM starts: every other piece is MAR's as released
-    result, seen, states, masks, recorded, meta = run("mar", "mar_chain996", mar_spec())
+    result, seen, states, masks, recorded, meta = run("mar", "mar_chain996", mar_spec("clipped"))
     assert json.loads(meta["chain"]) == space_timesteps(996, 10)
     assert_draw_for_draw(seen, states, masks, recorded, rtol=1e-5)
     assert result.nfe == float(meta["nfe"]) == 8  # cond + uncond every step
@@ -114,20 +121,11 @@ def test_mar_preset_reproduces_its_sampler_on_the_clipped_chain():
     assert [int(m.sum(1)[0]) for m in masks] == [14, 11, 6, 0]
 
 
-def test_mar_released_chain_differs_only_in_where_it_starts(monkeypatch):
-    # as released, MAR's DDPM runs 999 -> 0 (space_timesteps(1000, "10")); maskgen's starts at 995
-    spec = mar_spec()
-    result, seen, states, masks, recorded, meta = run("mar", "mar", spec)
-    assert json.loads(meta["chain"]) == space_timesteps(1000, 10) and json.loads(meta["chain"])[-1] == 999
-    assert all(torch.equal(s.isnan().any(-1), m.bool()) for s, m in zip(seen, masks))  # the same positions
-    assert not torch.allclose(seen[0].nan_to_num(0.0), states[0], atol=1.0)  # other latents
-    # respacing over all 1000 steps is the one change that reproduces it
-    respace = head_sampler.respace
-    monkeypatch.setattr(head_sampler, "respace", lambda noise, count, usable=None: respace(noise, count))
-    result, seen, states, masks, recorded, meta = run("mar", "mar", spec)
-    assert_draw_for_draw(seen, states, masks, recorded, rtol=1e-5)
-    assert result.nfe == 8 and result.settings["nfe_head"] == 80
-
+def test_mar_released_chain_differs_only_in_where_it_starts():
+    # maskgen's default chain starts at 995: the same positions, other latents
+    result, seen, states, masks, recorded, meta = run("mar", "mar", mar_spec("clipped"))
+    assert all(torch.equal(s.isnan().any(-1), m.bool()) for s, m in zip(seen, masks))
+    assert not torch.allclose(seen[0].nan_to_num(0.0), states[0], atol=1.0)
 
 def test_emigm_preset_reproduces_its_sampler_where_its_conventions_do_not_bite():
     # eMIGM's evaluate_256.sh settings (exp, cfg 4 on (0.1, 0.3], DPM-Solver 8 steps) at 4 iterations;

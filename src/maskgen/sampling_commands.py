@@ -243,6 +243,7 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--head-sampler", default=None, help="continuous tokens: dpm-solver (DPM-Solver++, eMIGM's default) or ddpm (MAR)")
     g.add_argument("--head-steps", type=int, default=None, help="continuous tokens: head sampler steps (default 8 for dpm-solver, 100 for ddpm)")
     g.add_argument("--head-temperature", type=float, default=None, help="continuous tokens: DDPM noise temperature tau (default 1)")
+    g.add_argument("--head-chain", default=None, help="continuous tokens, ddpm: clipped (from step 995, default) or full (from 999, MAR's code)")
     g.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale s")
     g.add_argument("--cfg-ramp", default=None, help="constant, linear (by time), or revealed (by revealed fraction, MAR)")
     g.add_argument("--cfg-interval", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="guide only when LO < s <= HI")

@@ -78,6 +78,7 @@ class HeadSampling:
     sampler: str = "dpm-solver"
     steps: int | None = None
     temperature: float = 1.0
+    chain: str = "clipped"  # ddpm: respace the first 996 steps (from 995), or "full": all 1000, from 999 as MAR's code
 
     def __post_init__(self) -> None:
         o = "HeadSampling"
@@ -90,13 +91,20 @@ class HeadSampling:
         object.__setattr__(self, "temperature", temperature)
         if self.sampler == "dpm-solver" and temperature != 1.0:
             raise MaskgenError(f"temperature {temperature:g} has no effect with the deterministic dpm-solver head sampler; use ddpm or 1")
+        if self.chain not in CHAINS:
+            raise MaskgenError(f"unknown ddpm chain {self.chain!r}; choose from {', '.join(CHAINS)}")
+        if self.sampler == "dpm-solver" and self.chain != "clipped":
+            raise MaskgenError("the ddpm chain option applies to the ddpm head sampler; dpm-solver clips lambda itself")
 
     def at(self, step) -> "HeadSampling":
         """The head sampler at ``step``: the same at every step."""
         return self
 
     def settings(self) -> dict:
-        return {"sampler": self.sampler, "steps": self.steps, "temperature": self.temperature}
+        return {"sampler": self.sampler, "steps": self.steps, "temperature": self.temperature, "chain": self.chain}
+
+
+CHAINS = ("clipped", "full")
 
 
 @torch.no_grad()
@@ -115,7 +123,7 @@ def sample_tokens(
     m, d = shape
     x = normal((m, d), generator, device).to(dtype=dtype)
     if how.sampler == "ddpm":
-        return ddpm_sample(eps_fn, x, noise, how.steps, how.temperature, generator), how.steps
+        return ddpm_sample(eps_fn, x, noise, how.steps, how.temperature, generator, full_chain=how.chain == "full"), how.steps
     return dpm_solver_sample(eps_fn, x, noise, how.steps), how.steps
 
 
@@ -147,7 +155,7 @@ def respace(noise: GaussianChain, count: int, usable: int | None = None) -> tupl
 
 
 @torch.no_grad()
-def ddpm_sample(eps_fn: EpsFn, x: Tensor, noise: GaussianChain, steps: int, temperature: float, generator: Noise) -> Tensor:
+def ddpm_sample(eps_fn: EpsFn, x: Tensor, noise: GaussianChain, steps: int, temperature: float, generator: Noise, full_chain: bool = False) -> Tensor:
     """Ancestral sampling x_T -> x_0 on the respaced chain with the head's learned variance.
 
     The chain starts at the last step with lambda >= -5.1 (step 995 of the cosine chain), the
@@ -155,8 +163,9 @@ def ddpm_sample(eps_fn: EpsFn, x: Tensor, noise: GaussianChain, steps: int, temp
     abar is 2.4e-9, and the first respaced update multiplies the head's eps error by about
     350 (1 / sqrt(abar_999) times the posterior's x0 coefficient): the small Fashion-MNIST
     head's latents blew up from there, which MAR's far larger, longer-trained heads avoid by
-    keeping that error tiny."""
-    chain, kept = respace(noise, steps, ClippedContinuousTime(noise).steps)
+    keeping that error tiny. ``full_chain`` respaces all the steps, from 999, as MAR's code
+    (the ``mar`` preset)."""
+    chain, kept = respace(noise, steps, None if full_chain else ClippedContinuousTime(noise).steps)
     m, d = x.shape
     for i in reversed(range(steps)):
         out = eps_fn(x, torch.full((m,), float(kept[i]), device=x.device, dtype=x.dtype)).to(x.dtype)

@@ -158,7 +158,7 @@ class SamplerSpec:
         head = base.head
         if head_opts:
             same = head is not None and head_opts.get("sampler", head.sampler) == head.sampler
-            keep = {"sampler": head.sampler, "steps": head.steps, "temperature": head.temperature} if same else {}
+            keep = dataclasses.asdict(head) if same else {}
             head = HeadSampling(**{**keep, **head_opts})
         guidance: list[GuidanceSpec] = list(base.guidance)
         cfg = {k: o.pop(f"cfg_{k}") for k in ("ramp", "interval") if f"cfg_{k}" in o}
