@@ -122,6 +122,16 @@ CASES = [
     (["train-classifier", "--out", "afile"], NOT_A_FOLDER),
     (["export", "--model", "MODEL", "--out", "afile"], NOT_A_FOLDER),
     (["demo", "--out", "afile"], NOT_A_FOLDER),
+    # rule: an output holding something else is refused without --overwrite; the package never
+    (["finetune-sg", "--model", SHIPPED, "--stop-at", "1"], "is inside the installed maskgen package"),
+    (["train-critic", "--model", SHIPPED, "--stop-at", "1"], "is inside the installed maskgen package"),
+    (["sample", "--model", "MODEL", "--out", SHIPPED + "/samples", "--overwrite"], "is inside the installed maskgen package"),
+    (["sample", "--model", "MODEL", "--out", "MODEL"], "already holds"),
+    (["eval", "--model", "MODEL", "--out", "MODEL/generator.json"], "already exists; give another --out, or --overwrite"),
+    (["export", "--model", "MODEL", "--out", "IN"], "already holds"),
+    (["train", "--tokenizer", "TOK", "--out", "IN"], "already holds"),
+    (["finetune-sg", "--model", "MODEL", "--out", "IN"], "already holds"),
+    (["demo", "--out", "IN"], "already holds"),
     (["ref-stats", "--out", "IN/folder.npz"], "is an existing folder, not a file"),
     (["eval", "--samples", "IN/samples.npz", "--out", "IN"], "is an existing folder, not a file"),
     # options of one verb
@@ -200,7 +210,7 @@ def test_bad_input_is_one_line_and_writes_nothing(argv, phrase, model_dir, input
     (work / "afile").write_text("a regular file\n")
     monkeypatch.chdir(work)
     names = {"MODEL": str(model_dir), "TOK": str(model_dir.parent / "tok"), "IN": str(inputs)}
-    argv = [names.get(a, a.replace("IN/", f"{inputs}/", 1) if a.startswith("IN/") else a) for a in argv]
+    argv = [names.get(a, a.replace("IN/", f"{inputs}/", 1) if a.startswith("IN/") else a.replace("MODEL/", f"{model_dir}/", 1) if a.startswith("MODEL/") else a) for a in argv]
     before = snapshot(work, model_dir.parent, inputs)
     code = main(argv)
     err = capsys.readouterr().err

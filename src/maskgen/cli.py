@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .convert.formats import add_import_options
-from .cli_checks import DEFAULT_SUBFOLDER, FOLDER_OUT, OneLineParser, output_folder, preflight, recipe_value
+from .cli_checks import DEFAULT_SUBFOLDER, FILE_OUT, FOLDER_OUT, OneLineParser, output_folder, preflight, recipe_value
 from .folder_lock import folder_lock
 from .sampling_commands import add_sampler_options
 from .tokenizer_commands import add_encode_options, add_train_tokenizer_options
@@ -211,6 +211,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
     for name, module in verb_modules().items():
         module.add_options(verb(name, module.HELP))
+    for name, p in verbs.items():  # every verb that writes can be told to write over what its output holds
+        if (name in FOLDER_OUT | FILE_OUT | set(DEFAULT_SUBFOLDER)) and "--overwrite" not in p._option_string_actions:
+            p.add_argument("--overwrite", action="store_true", help="write over what --out already holds (refused otherwise)")
     return parser, verbs
 
 

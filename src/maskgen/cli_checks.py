@@ -158,6 +158,56 @@ def refuse_changed_resume(args: argparse.Namespace, out: str | None) -> None:
         raise MaskgenError(f"--resume would change the run in {out}: {'; '.join(changed)}; resume with its settings, or start afresh with --overwrite")
 
 
+PACKAGE = Path(__file__).resolve().parent
+FILE_OUT = {"eval", "ref-stats"}  # verbs whose --out is a file
+KEEPS_ITS_OWN = {"encode": "a partial or finished cache of this command (it continues or checks it)", "tune": "its trial log (a rerun continues it)"}
+IGNORED_ENTRIES = {".maskgen.lock"}
+
+
+def output_path(args: argparse.Namespace) -> Path | None:
+    """What the verb writes: its output folder, or for eval and ref-stats the file."""
+    if args.verb in FILE_OUT:
+        if args.verb == "eval":
+            from .sampling_commands import eval_output
+
+            return Path(eval_output(args))
+        from .metrics.stats import stats_path
+
+        return Path(stats_path(args.out)) if args.out else None
+    if args.verb in FOLDER_OUT or args.verb in DEFAULT_SUBFOLDER:
+        out = output_folder(args)
+        return Path(out) if out else None
+    return None
+
+
+def refuse_foreign_output(args: argparse.Namespace) -> None:
+    """Rule: an output that holds something else is refused in one line, before any work,
+    unless ``--overwrite`` asks for it; the installed package is never written into. "Something
+    else" is anything in the folder (or the file itself) except a training run this verb
+    continues or replaces (``refuse_silent_overwrite``), and what encode and tune continue."""
+    out = output_path(args)
+    if out is None:
+        return
+    resolved = out.resolve()
+    if resolved == PACKAGE or PACKAGE in resolved.parents:
+        raise MaskgenError(f"{out} is inside the installed maskgen package ({PACKAGE}), which maskgen never writes into; give --out a folder of yours, e.g. runs/{args.verb}")
+    if getattr(args, "overwrite", False) or args.verb in KEEPS_ITS_OWN:
+        return
+    if args.verb in FILE_OUT:
+        if out.exists():
+            raise MaskgenError(f"{out} already exists; give another --out, or --overwrite to replace it")
+        return
+    if not out.is_dir():
+        return
+    entries = sorted(e.name for e in out.iterdir() if e.name not in IGNORED_ENTRIES)
+    if not entries:
+        return
+    if hasattr(args, "resume") and _recorded_run(str(out)) is not None:
+        return  # a training run: --resume continues it, and without it refuse_silent_overwrite refuses
+    shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+    raise MaskgenError(f"{out} already holds {shown}; give an empty or new --out, or --overwrite to write over it")
+
+
 def preflight(args: argparse.Namespace) -> None:
     """Refuse, before any work, a device this machine lacks, an output that cannot be
     written and the verb options no config dataclass checks."""
@@ -182,6 +232,7 @@ def preflight(args: argparse.Namespace) -> None:
         from .sampling_commands import eval_output
 
         writable_file(eval_output(args))
+    refuse_foreign_output(args)
     if hasattr(args, "resume"):
         refuse_silent_overwrite(output_folder(args), args.resume, args.overwrite)
         refuse_changed_resume(args, output_folder(args))
