@@ -35,6 +35,7 @@ INPUTS = {
     "kind-bad.yaml": "kind: vqgan\n",
     "kl-weight-vq.yaml": "kl_weight: 1.0e-3\n",
     "corrupt.npz": b"PK\x03\x04 not really a zip",
+    "binary.yaml": bytes(range(128, 256)),
     "empty-file.npz": b"",
 }
 
@@ -132,6 +133,11 @@ CASES = [
     (["train", "--tokenizer", "TOK", "--out", "IN"], "already holds"),
     (["finetune-sg", "--model", "MODEL", "--out", "IN"], "already holds"),
     (["demo", "--out", "IN"], "already holds"),
+    # rule: every file maskgen reads is validated by type, every failure is one line
+    (["sample", "--model", "MODEL", "--spec", "IN/binary.yaml", "--out", "out"], "is not a text file"),
+    (["sample", "--config", "IN/binary.yaml", "--out", "out"], "is not a text file"),
+    (["sample", "--model", "MODEL", "--classes", "10", "--num", "2", "--out", "out"], "--classes 10 is out of range: the model has classes 0..9"),
+    (["demo", "--samplers", "", "--out", "out"], "names an empty sampler"),
     (["ref-stats", "--out", "IN/folder.npz"], "is an existing folder, not a file"),
     (["eval", "--samples", "IN/samples.npz", "--out", "IN"], "is an existing folder, not a file"),
     # options of one verb

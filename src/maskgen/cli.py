@@ -224,9 +224,11 @@ def load_recipe(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
     if not p.is_file():
         raise MaskgenError(f"recipe file does not exist: {p}")
     try:
-        recipe = yaml.safe_load(p.read_text()) or {}
+        recipe = yaml.safe_load(p.read_bytes().decode("utf-8")) or {}
     except yaml.YAMLError as e:
         raise MaskgenError(f"malformed YAML recipe {p}: {str(e).splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise MaskgenError(f"recipe {p} is not a text file (YAML)") from None
     if not isinstance(recipe, dict):
         raise MaskgenError(f"recipe {p} must be a mapping of option: value")
     actions = {a.dest: a for a in parser._actions}

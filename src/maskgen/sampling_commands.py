@@ -148,6 +148,9 @@ def parse_classes(text: str | None, num: int, num_classes: int) -> torch.Tensor:
     if text is None:
         return torch.arange(num) % num_classes
     ids = integers("--classes", text)
+    bad = [i for i in ids if not 0 <= i < num_classes]
+    if bad:
+        raise MaskgenError(f"--classes {bad[0]} is out of range: the model has classes 0..{num_classes - 1}")
     return torch.tensor(ids)[torch.arange(num) % len(ids)]
 
 
@@ -238,6 +241,9 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--annealing", default=None, help="confidence rule: Gumbel annealing linear (default), linear-inclusive (valeoai v1), compound, warmup, random, none")
     g.add_argument("--counts", default=None, help="confidence and halton rules: reveal counts per step, maskgit (default), valeoai-v1, halton")
     g.add_argument("--halton-roll", action=argparse.BooleanOptionalAction, default=None, help="halton rule: roll the order by a random shift per image")
+    g.add_argument("--ancestral-equal-counts", action=argparse.BooleanOptionalAction, default=None, help="ancestral rule: every image reveals image 0's count, at its lowest uniforms (eMIGM code)")
+    g.add_argument("--ancestral-reveal-one", action=argparse.BooleanOptionalAction, default=None, help="ancestral rule: a step revealing nothing batch-wide reveals one random position per image (eMIGM code)")
+    g.add_argument("--ancestral-time-grid", default=None, help="ancestral rule: exact t = (T - i)/T (default) or linspace (eMIGM code: linspace(1, 1e-5, T + 1))")
     g.add_argument("--flow-loop", default=None, help="flow rule: paper (Alg. 1, T passes; default) or code (the authors' loop, T - 1 passes)")
     g.add_argument("--temperature-end", type=float, default=None, help="token draw: temperature at the last step, 1/temperature ramped linearly (Halton code)")
     g.add_argument("--head-sampler", default=None, help="continuous tokens: dpm-solver (DPM-Solver++, eMIGM's default) or ddpm (MAR)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import MaskgenError
+
 HELP = "Every sampler on the shipped reference models: a table and a grid each (--train: train from scratch)."
 REQUIRED: tuple[str, ...] = ()
 WRITES_FOLDER = True
@@ -26,5 +28,7 @@ def run(args: argparse.Namespace) -> None:
     if args.train:
         run_demo(args.out, tokenizer_steps=args.tokenizer_steps, steps=args.steps, seed=args.seed)
     else:
-        samplers = [s.strip() for s in args.samplers.split(",")] if args.samplers else None
+        samplers = [s.strip() for s in args.samplers.split(",")] if args.samplers is not None else None
+        if samplers is not None and not all(samplers):
+            raise MaskgenError(f"--samplers {args.samplers!r} names an empty sampler; give a comma-separated subset of the demo's samplers")
         run_reference_demo(args.out, num=args.num, seed=args.seed, samplers=samplers, model_dir=args.model)

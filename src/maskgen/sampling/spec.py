@@ -194,7 +194,7 @@ class SamplerSpec:
 # flat option name -> spec field, per piece
 FILL_OPTIONS = {
     "confidence": {"choice_temperature": "choice_temperature", "annealing": "annealing", "counts": "counts"},
-    "ancestral": {},
+    "ancestral": {"ancestral_equal_counts": "equal_counts", "ancestral_reveal_one": "reveal_one", "ancestral_time_grid": "time_grid"},
     "halton": {"counts": "counts", "halton_roll": "roll"},
     "flow": {"flow_loop": "loop"},
     "critic": {"critic": "critic", "critic_noise": "noise", "critic_temperature": "temperature"},
@@ -234,7 +234,10 @@ def read_spec_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise MaskgenError(f"spec file does not exist: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise MaskgenError(f"spec file {path} is not a text file (JSON or YAML)") from None
     try:
         if path.suffix in (".yaml", ".yml"):
             import yaml
