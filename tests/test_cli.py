@@ -60,7 +60,7 @@ def test_yaml_recipe_sets_options_and_command_line_wins(model_dir, tmp_path):
     recipe.write_text("model: %s\nnum: 4\nsteps: 2\nsampler: ancestral\nclasses: '7'\nout: %s\n" % (model_dir, tmp_path / "r"))
     assert main(["sample", "--config", str(recipe), "--steps", "3"]) == 0
     meta = json.loads((tmp_path / "r/samples.json").read_text())
-    assert meta["num"] == 4 and meta["sampler"]["fill"] == {"kind": "ancestral"} and meta["sampler"]["steps"] == 3
+    assert meta["num"] == 4 and meta["sampler"]["fill"] == {"kind": "ancestral", "equal_counts": False, "reveal_one": False, "time_grid": "exact"} and meta["sampler"]["steps"] == 3
     assert np.load(tmp_path / "r/samples.npz")["labels"].tolist() == [7, 7, 7, 7]
 
 

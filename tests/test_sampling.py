@@ -55,6 +55,60 @@ def test_ancestral_reveal_probability():
     assert survive == pytest.approx(step.gamma_s / step.gamma_t, abs=0.015)
 
 
+def ancestral_batch(rule, step, masked):
+    """Run an ancestral rule on a discrete batch whose ``masked`` [B, N] positions are masked."""
+    b, n, k = *masked.shape, 8
+    model = DiscreteDenoiser(tiny_generator(codebook_size=k))
+    x = torch.where(masked, k, 0)
+    return rule(model, Proposal(x, masked, torch.zeros(b, n, dtype=torch.long), torch.zeros(b, n), torch.zeros(b, dtype=torch.long)), step, gen()) == k
+
+
+def test_ancestral_equal_counts_reveal_image_0s_count_at_the_lowest_uniforms():
+    # eMIGM's code: row 0's Bernoulli count k, every image its k masked positions of lowest uniform
+    masked = torch.ones(4, 50, dtype=torch.bool)
+    masked[1:, :10] = False  # other images have fewer masked positions
+    step = Step(0, 4, 1.0, 0.75, get_schedule("cosine"))
+    u = torch.rand((4, 50), generator=gen())
+    prob = (step.gamma_t - step.gamma_s) / step.gamma_t
+    k = int((u[0] < prob).sum())
+    after = ancestral_batch(AncestralFill(equal_counts=True), step, masked)
+    revealed = masked & ~after
+    assert revealed.sum(1).tolist() == [k] * 4 and k > 0
+    lowest = u.masked_fill(~masked, 2.0).argsort(1)[:, :k]
+    assert all(set(lowest[i].tolist()) == set(revealed[i].nonzero().squeeze(1).tolist()) for i in range(4))
+    independent = ancestral_batch(AncestralFill(), step, masked)
+    assert len(set((masked & ~independent).sum(1).tolist())) > 1  # the default: each image its own count
+
+
+def test_ancestral_reveal_one_when_no_image_reveals():
+    # eMIGM's code: nothing revealed batch-wide -> one random masked position per image, the
+    # floor(u M)-th in ascending order, u one more uniform per image after the reveal uniforms
+    masked = torch.ones(3, 12, dtype=torch.bool)
+    masked[1, ::2] = False
+    masked[2, :11] = False  # a single masked position
+    step = Step(0, 100, 1.0, 0.99999, get_schedule("linear"))  # probability 1e-5: nothing revealed
+    g = gen()
+    torch.rand((3, 12), generator=g)
+    pick = (torch.rand(3, generator=g) * masked.sum(1)).floor().long()
+    revealed = masked & ~ancestral_batch(AncestralFill(reveal_one=True), step, masked)
+    assert revealed.sum(1).tolist() == [1, 1, 1]
+    assert [int(masked[i].nonzero()[pick[i]]) for i in range(3)] == [int(revealed[i].nonzero()) for i in range(3)]
+    assert not (masked & ~ancestral_batch(AncestralFill(), step, masked)).any()  # the default reveals nothing
+    assert not (masked & ~ancestral_batch(AncestralFill(reveal_one=True, equal_counts=True), step, masked)).sum(1).eq(0).any()
+
+
+def test_ancestral_linspace_time_grid_is_emigms():
+    # eMIGM's code: t_i = torch.linspace(1.0, 1e-5, T + 1) (float32); at T = 10 the CFG interval (0.1, 0.3]
+    # holds s = 0.200008 and 0.100009 (steps 7, 8), where t = (T - i)/T gives s = 0.3 and 0.2 (steps 6, 7)
+    grid = torch.linspace(1.0, 1e-5, 11)
+    steps = [AncestralFill(time_grid="linspace").step(i, 10, get_schedule("exp")) for i in range(10)]
+    assert [(st.t, st.s) for st in steps] == [(float(grid[i]), float(grid[i + 1])) for i in range(10)]
+    assert steps[-1].last and steps[-1].s == pytest.approx(1e-5)
+    cfg = GuidanceScale(3.0, interval=(0.1, 0.3))
+    assert [i for i, st in enumerate(steps) if cfg.at(st)] == [7, 8]
+    assert [i for i in range(10) if cfg.at(AncestralFill().step(i, 10, get_schedule("exp")))] == [6, 7]
+
+
 def test_flow_euler_reveal_probability():
     # 003 Alg. 1: reveal probability h * kappa'/(1 - kappa) = (t - s) gamma'(t) / gamma(t)
     n, k = 20000, 8
@@ -232,6 +286,9 @@ def test_token_draw_filters():
         (lambda m: build_sampler(m, temperature=float("nan")), "temperature must be a finite number"),
         (lambda m: build_sampler(m, choice_temperature=float("inf")), "choice temperature must be a finite number"),
         (lambda m: build_sampler(m, sampler="critic", critic_noise=-1.0), "critic selection noise must be >= 0"),
+        (lambda m: build_sampler(m, sampler="ancestral", ancestral_time_grid="cosine"), "unknown ancestral time grid 'cosine'"),
+        (lambda m: SamplerSpec.from_dict({"fill": {"kind": "ancestral", "reveal_one": "yes"}}), "ancestral reveal_one must be true or false"),
+        (lambda m: build_sampler(m, ancestral_equal_counts=True), "ancestral-equal-counts applies to the ancestral fill rule"),
     ],
 )
 def test_bad_sampler_input(generator, make, match):

@@ -124,14 +124,29 @@ class ConfidenceSpec(PieceSpec):
 @FILLS.register
 @dataclass
 class AncestralSpec(PieceSpec):
-    """eMIGM's ancestral rule (You et al. 2025, Eq. 6): random positions."""
+    """eMIGM's ancestral rule (You et al. 2025, Eq. 6): random positions. Three conventions
+    of eMIGM (You et al. 2025) code's ``sample_tokens``, off by default (the paper's rule):
+    ``equal_counts``: every image reveals as many as image 0's Bernoulli draws give, at its
+    lowest uniforms; ``reveal_one``: a step where no image reveals a token reveals one random
+    masked position per image (one more uniform per image); ``time_grid``: "exact"
+    t = (T - i)/T, or "linspace": the code's float32 linspace(1, 1e-5, T + 1), on which the
+    guidance interval is tested too (fill.py)."""
 
     kind: ClassVar[str] = "ancestral"
+    equal_counts: bool = False
+    reveal_one: bool = False
+    time_grid: str = "exact"
+
+    def __post_init__(self) -> None:
+        for name in ("equal_counts", "reveal_one"):
+            if not isinstance(getattr(self, name), bool):
+                raise MaskgenError(f"ancestral {name} must be true or false, got {getattr(self, name)!r}")
+        _choice("ancestral time grid", self.time_grid, ("exact", "linspace"))
 
     def build(self, source: ComponentSource):
         from .fill import AncestralFill
 
-        return AncestralFill()
+        return AncestralFill(self.equal_counts, self.reveal_one, self.time_grid)
 
 
 @FILLS.register
