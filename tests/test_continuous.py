@@ -225,7 +225,7 @@ def test_loop_end_to_end(arch, fill):
     r = build(m, steps=4, fill=fill, head=DDPM)(LABELS, gen())
     assert r.tokens.shape == (4, 9, 4) and not r.tokens.isnan().any()
     assert r.masked_per_step[-1] == [0, 0, 0, 0]
-    assert r.nfe == 4 and r.settings["sampler"]["head"] == {"sampler": "ddpm", "steps": 3, "temperature": 1.0}
+    assert r.nfe == 4 and r.settings["sampler"]["head"] == {"sampler": "ddpm", "steps": 3, "temperature": 1.0, "chain": "clipped"}
 
 
 def test_mar_random_order_rule_follows_the_cosine_schedule():
