@@ -211,3 +211,33 @@ def test_the_search_on_a_continuous_model_offers_only_what_it_can_build():
     for t in trials:
         assert 1 <= t.nfe <= 4
         emigm.sampler(t.spec)  # builds
+
+
+def test_a_tune_folder_answers_one_question(ref_model, tmp_path, capsys):
+    from maskgen.errors import MaskgenError
+
+    def score(spec, num, seed):
+        return {"fd": float(spec.steps), "nfe": float(spec.steps), "sec_per_image": 0.0}
+
+    kw = dict(budgets=[2], trials=1, rescore_num=4, seeds=[1], seed=0, top=1, progress=False)
+    tune(ref_model, score, tmp_path, num=4, **kw)
+    # another sample count (or model, reference, seeds) in the same folder is refused, not mixed in
+    with pytest.raises(MaskgenError, match=r"holds a tune of another question \(num 4 -> 5\)"):
+        tune(ref_model, score, tmp_path, num=5, **kw)
+    with pytest.raises(MaskgenError, match="model_sha256"):
+        tune(ref_model, score, tmp_path, num=4, question={"model_sha256": "another"}, **{k: v for k, v in kw.items()})
+    # a torn line is reported, and its score redone
+    log = tmp_path / "trials.jsonl"
+    log.write_text(log.read_text() + '{"key": "torn')
+    capsys.readouterr()
+    tune(ref_model, score, tmp_path, num=4, **kw)
+    assert "1 torn line(s)" in capsys.readouterr().err
+
+
+def test_repeated_seeds_are_refused():
+    from maskgen.errors import MaskgenError
+    from maskgen.tuning import parse_seeds
+
+    with pytest.raises(MaskgenError, match="repeats seed 1"):
+        parse_seeds("1,2,1")
+    assert parse_seeds("3,1") == [3, 1]

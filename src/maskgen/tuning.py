@@ -36,6 +36,7 @@ import json
 import os
 import random
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +79,11 @@ def parse_budgets(text: str) -> list[int]:
 
 
 def parse_seeds(text: str) -> list[int]:
-    return integers("--seeds", text)
+    seeds = integers("--seeds", text)
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise MaskgenError(f"--seeds {text!r} repeats seed {repeated[0]}: a repeated seed rescores the same samples and shrinks the noise")
+    return seeds
 
 
 class TrialLog:
@@ -87,12 +92,17 @@ class TrialLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.records: dict[str, dict[str, Any]] = {}
+        self.torn = 0  # lines torn by a crash: their scores are redone
         if path.is_file():
             for line in path.read_text().splitlines():
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError:
-                    continue  # a line torn by a crash: that score is redone
+                    self.torn += 1
+                    continue
+                if not isinstance(record, dict) or "key" not in record:
+                    self.torn += 1
+                    continue
                 self.records[record["key"]] = record
 
     @staticmethod
@@ -119,6 +129,24 @@ class TrialLog:
 
 
 Scorer = Callable[[SamplerSpec, int, int], dict[str, float]]
+
+
+def check_question(out: Path, question: dict[str, Any]) -> None:
+    """A tune folder answers one question: the model (its generator's sha256), the reference
+    statistics, the sample counts and seeds, recorded in ``tune.json`` by the first run; a
+    rerun that asks another one is refused (its trials would be scored for the wrong model)."""
+    from .checkpoint import load_json, save_json
+
+    path = out / "tune.json"
+    if not path.is_file():
+        if (out / "trials.jsonl").is_file():
+            raise MaskgenError(f"{out} holds a trial log but no tune.json saying what it scored; give another --out")
+        save_json(path, question)
+        return
+    before = load_json(path)
+    changed = [f"{k} {before.get(k)!r} -> {v!r}" for k, v in question.items() if before.get(k) != v]
+    if changed:
+        raise MaskgenError(f"{out} holds a tune of another question ({'; '.join(changed)}); give another --out")
 
 
 def fd_scorer(model, ref: str | Path, batch_size: int = 250, device: str | torch.device = "cpu") -> Scorer:
@@ -169,6 +197,7 @@ def tune(
     top: int = 3,
     progress: bool = True,
     refine: int = 0,
+    question: dict[str, Any] | None = None,
 ) -> list[BudgetResult]:
     """Random search at every budget (plus the papers' samplers), ``refine`` local steps from
     the best (``refine_trials``), then the best ``top`` rescored; resumable from ``out``."""
@@ -181,7 +210,10 @@ def tune(
         raise MaskgenError(f"--refine must be >= 0, got {refine}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    check_question(out, {"model_sha256": model.generator.sha256, "num": num, "rescore_num": rescore_num, "seeds": list(seeds), **(question or {})})
     log = TrialLog(out / "trials.jsonl")
+    if log.torn:
+        print(f"{log.path}: {log.torn} torn line(s) (a crash mid-write): those scores are redone", file=sys.stderr)
     space, meter = SearchSpace.for_model(model), NFEMeter(model)
     proposed = {b: paper_trials(model, meter, b) + propose_trials(space, meter, b, trials, seed) for b in budgets}
     jobs = [(t, log.key("trial", t.spec, num, seed, t.budget, t.index)) for b in budgets for t in proposed[b]]

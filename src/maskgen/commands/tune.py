@@ -28,6 +28,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from pathlib import Path
 
+    from ..checkpoint import file_sha256
     from ..errors import MaskgenError
     from ..pipeline import MaskGen, reference_dir
     from ..training.devices import resolve_device
@@ -42,7 +43,8 @@ def run(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     model = MaskGen.load(model_dir, device=device)
     score = fd_scorer(model, ref, args.batch_size, device)
-    results = tune(model, score, args.out, budgets, args.trials, args.num, args.rescore_num, seeds, args.seed, args.top, refine=args.refine)
+    question = {"ref": str(Path(ref).resolve()), "ref_sha256": file_sha256(ref)}
+    results = tune(model, score, args.out, budgets, args.trials, args.num, args.rescore_num, seeds, args.seed, args.top, refine=args.refine, question=question)
     settings = {"model": model_dir, "ref": ref, "trials": args.trials, "refine": args.refine, "num": args.num, "seed": args.seed,
                 "top": args.top, "rescore_num": args.rescore_num, "seeds": seeds}
     specs = write_specs(results, args.out, model_dir, settings)
