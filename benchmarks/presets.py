@@ -3,8 +3,8 @@
 Every sampling preset (docs/presets.md) is scored against its *paper twin*: the same spec with
 each code-only piece put back to maskgen's paper-faithful default (reveal counts ``maskgit``,
 Gumbel annealing ``linear``, no temperature ramp, no Halton roll, the flow rule's paper loop,
-MAR's ``random-order`` as ``random``, eMIGM's equal counts, reveal-one and linspace grid
-off), at the same NFE budget, on the same labels and seed. Both are fitted to each budget by ``NFEMeter`` (the most steps whose measured NFE fits), so a pair
+MAR's ``random-order`` as ``random`` and its DDPM chain from step 995, eMIGM's equal counts,
+reveal-one and linspace grid off), at the same NFE budget, on the same labels and seed. Both are fitted to each budget by ``NFEMeter`` (the most steps whose measured NFE fits), so a pair
 can differ in steps where the code spends a pass differently (DI's code loop makes T - 1
 passes; v1's CFG ramp is 0 at the first step). A preset with no code-only piece (``maskgit``:
 the official decoder is maskgen's default) has no twin and is left out, said so on the page.
@@ -58,6 +58,8 @@ def paper_twin(spec: SamplerSpec) -> SamplerSpec | None:
     twin = spec.replace(fill=dataclasses.replace(fill, **changes)) if changes else spec
     if draw.temperature_end is not None:
         twin = twin.replace(draw=dataclasses.replace(draw, temperature_end=None))
+    if spec.head is not None and spec.head.chain != "clipped":  # MAR's DDPM chain from step 999
+        twin = twin.replace(head=dataclasses.replace(spec.head, chain="clipped"))
     return None if twin.to_dict() == spec.to_dict() else twin
 
 
