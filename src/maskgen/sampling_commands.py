@@ -150,7 +150,7 @@ def parse_classes(text: str | None, num: int, num_classes: int) -> torch.Tensor:
     ids = integers("--classes", text)
     bad = [i for i in ids if not 0 <= i < num_classes]
     if bad:
-        raise MaskgenError(f"--classes {bad[0]} is out of range: the model has classes 0..{num_classes - 1}")
+        raise MaskgenError(f"--classes: class id {bad[0]} out of range: the model has classes 0..{num_classes - 1}")
     return torch.tensor(ids)[torch.arange(num) % len(ids)]
 
 

@@ -53,9 +53,6 @@ from .pieces import (  # noqa: F401 - the piece specs are part of this module's 
 )
 
 
-COUNTED = ("confidence", "halton", "critic")  # fill rules whose steps each reveal at least one token
-
-
 def _fill_default() -> PieceSpec:
     return ConfidenceSpec()
 
@@ -99,9 +96,6 @@ class SamplerSpec:
 
         denoiser = source.denoiser()
         spec = self.for_model(denoiser)
-        if spec.fill.kind in COUNTED and spec.steps > denoiser.num_tokens:
-            # each step of these rules reveals at least one token: the steps past N would be passes that decide nothing
-            raise MaskgenError(f"{spec.steps} steps for {denoiser.num_tokens} tokens: the {spec.fill.kind} rule reveals at least one token per step; give --steps <= {denoiser.num_tokens}")
         guidances = [g.build(source) for g in spec.guidance if g.scale != 0.0]
         draw = spec.head if spec.head is not None else spec.draw
         return Sampler(denoiser, spec.fill.build(source), draw, spec.steps, spec.schedule, guidances, spec=spec)
