@@ -13,9 +13,9 @@ Verdict rule, fixed before the numbers: maskgen passes when its mean FD-clf over
 at most MAR's code's mean plus twice the seed standard deviation (sampling noise: each model's
 sd over the seeds, pooled), i.e. within 2 sd of MAR's code, or better.
 
-    python benchmarks/parity.py import --generator /work/ext/mar_parity/run/checkpoint-last.pth \\
+    python benchmarks/parity.py import --generator MAR_RUN/checkpoint-last.pth \\
         --tokenizer src/maskgen/reference/emigm --out runs/parity/mar-code
-    python benchmarks/parity.py import --raw-weights --generator /work/ext/mar_parity/run/checkpoint-last.pth \\
+    python benchmarks/parity.py import --raw-weights --generator MAR_RUN/checkpoint-last.pth \\
         --tokenizer src/maskgen/reference/emigm --out runs/parity/mar-code-raw
     python benchmarks/parity.py raw --model runs/parity/maskgen \\
         --checkpoint runs/parity/maskgen/checkpoints/step-00001500 --out runs/parity/maskgen-raw

@@ -72,6 +72,7 @@ def test_spec_with_two_guidances_replays_from_its_dict(mg):
     [
         (dict(cfg=1.0, guidance="cfg", scale=1.0), "classifier-free guidance given twice"),
         (dict(sampler="critic", temperature=2.0), "critic fill rule sets the token temperature"),
+        (dict(sampler="critic", temperature_end=0.5), "critic fill rule sets the token temperature"),
     ],
 )
 def test_combinations_that_cannot_work_are_refused_in_one_line(mg, options, match):

@@ -143,7 +143,9 @@ def test_di_paper_loop_differs_from_the_code_loop():
     paper = spec.replace(fill=spec.fill.__class__(loop="paper"))
     net, labels, noise, states, meta = load_fixture("di")
     result = paper.build(Source(StubNetwork(net)))(labels, torch.Generator().manual_seed(0))
-    assert result.nfe == 6
+    code = spec.build(Source(StubNetwork(net)))(labels, torch.Generator().manual_seed(0))
+    assert result.nfe == 6 and code.nfe == 5  # T passes against T - 1
+    assert len(result.masked_per_step) == 6 and len(code.masked_per_step) == 5
 
 
 def test_valeoai_v1_counts_are_its_allocation():
@@ -249,3 +251,58 @@ def test_samples_json_records_the_preset_and_the_masked_counts(tmp_path):
     again = tmp_path / "again"
     assert main(["sample", "--spec", str(out / "samples.json"), "--out", str(again)]) == 0
     assert json.loads((again / "samples.json").read_text())["masked_per_step"] == by_hand
+
+
+def _exact_halton(side: int) -> list[int]:
+    """The 2-D Halton order by its definition, in exact fractions: rows base 2, columns base 3."""
+    from fractions import Fraction
+
+    def vdc(i: int, base: int) -> Fraction:
+        value, scale = Fraction(0), Fraction(1, base)
+        while i:
+            i, digit = divmod(i, base)
+            value, scale = value + digit * scale, scale / base
+        return value
+
+    order, seen, i = [], set(), 1
+    while len(order) < side * side:
+        cell = math.floor(vdc(i, 2) * side) * side + math.floor(vdc(i, 3) * side)
+        if cell not in seen:
+            seen.add(cell)
+            order.append(cell)
+        i += 1
+    return order
+
+
+@pytest.mark.parametrize("side", [8, 9, 16, 18, 24])
+def test_halton_order_is_the_exact_sequence(side):
+    # 9 and 18: a float sum of digit terms lands an ulp below k/9 and floors onto the previous
+    # cell; the Halton code (and its exact definition) does not
+    from maskgen.sampling.fill import halton_order
+
+    assert halton_order((side, side)).tolist() == _exact_halton(side)
+
+
+def test_halton_code_counts_differ_from_maskgits_floor_at_n256_t32():
+    # by hand: MaskGIT keeps floor(N arccos(r)/(pi/2)) masked, Halton's code reveals
+    # max(i+1, int(N (1 - arccos(r)/(pi/2)))), r = (i+1)/T; at N 256, T 32 they differ by one
+    # token at every step but the last (floor against int of the complement)
+    from maskgen.sampling.counts import masked_after
+    from maskgen.sampling.fill import FillRule
+
+    n, steps, schedule = 256, 32, get_schedule("arccos")
+    size = torch.tensor([n])
+    floor_rule, halton_rule, masked = [], [], n
+    for i in range(steps - 1):
+        a = math.acos((i + 1) / steps) / (math.pi / 2)
+        masked = max(1, min(masked - 1, math.floor(n * a)))
+        floor_rule.append(masked)
+        halton_rule.append(n - max(i + 1, int(n * (1 - a))))
+    ours_floor, ours_halton, remaining = [], [], size
+    for i in range(steps - 1):
+        step = FillRule().step(i, steps, schedule, n)
+        ours_floor.append(int(masked_after("maskgit", step, size, remaining)))
+        ours_halton.append(int(masked_after("halton", step, size, remaining)))
+        remaining = torch.tensor([ours_floor[-1]])
+    assert ours_floor == floor_rule and ours_halton == halton_rule
+    assert sum(a != b for a, b in zip(floor_rule, halton_rule)) == 31

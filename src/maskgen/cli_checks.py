@@ -124,6 +124,31 @@ def _plain(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str).replace("(", "[").replace(")", "]")
 
 
+# generator options the model config records that the trainer's own record does not hold
+LAYOUT_RESUME = ("norm_eps", "uncond", "attn_dropout", "proj_dropout", "mlp_dropout")
+LAYOUT_DEFAULTS = {"norm_eps": 1e-5, "attn_dropout": 0.0, "proj_dropout": 0.0, "mlp_dropout": 0.0}
+
+
+def _changed_layout(args: argparse.Namespace, out: str) -> list[str]:
+    """The ``LAYOUT_RESUME`` options given now that differ from the model config of the run's
+    newest checkpoint (an option left out takes its default, as a fresh run would)."""
+    from .checkpoint import load_json
+    from .training.checkpoints import StepCheckpoints
+
+    latest = StepCheckpoints(out).latest()
+    config_file = latest / "generator.json" if latest is not None else None
+    if config_file is None or not config_file.is_file():
+        return []
+    before = load_json(config_file).get("config", {})
+    changed = []
+    for key in LAYOUT_RESUME:
+        now = getattr(args, key, None)
+        now = LAYOUT_DEFAULTS.get(key) if now is None else now
+        if key in before and now is not None and _plain(before[key]) != _plain(now):
+            changed.append(f"{key} {before[key]} -> {now}")
+    return changed
+
+
 def refuse_changed_resume(args: argparse.Namespace, out: str | None) -> None:
     """``--resume`` continues the run recorded in ``out``: a setting that differs from it (batch
     size, lr, schedule, masking, a different tokenizer ...) is an error, not a silent change."""
@@ -147,6 +172,8 @@ def refuse_changed_resume(args: argparse.Namespace, out: str | None) -> None:
             before = record.get(part, {}).get(key, value)
             if key not in RESUME_IGNORES and _plain(before) != _plain(value):
                 changed.append(f"{key} {before} -> {value}")
+    if args.verb == "train":
+        changed += _changed_layout(args, out)
     if args.verb == "train-tokenizer" and record.get("kind", "vq") != args.kind:
         changed.append(f"kind {record.get('kind', 'vq')} -> {args.kind}")
     tokenizer = getattr(args, "tokenizer", None)

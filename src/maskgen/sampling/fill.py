@@ -326,13 +326,14 @@ class FlowEulerFill(FillRule):
 
 
 def radical_inverse(i: int, base: int) -> float:
-    """The i-th point of the van der Corput sequence in ``base`` (i = 1: 1/base)."""
-    value, scale = 0.0, 1.0 / base
+    """The i-th point of the van der Corput sequence in ``base`` (i = 1: 1/base), as the
+    exact fraction n / base^k rounded once to a float (a sum of rounded digit terms can land an
+    ulp below k/g and floor onto the cell before, as on 9x9 and 18x18 grids)."""
+    numerator, denominator = 0, 1
     while i:
         i, digit = divmod(i, base)
-        value += digit * scale
-        scale /= base
-    return value
+        numerator, denominator = numerator * base + digit, denominator * base
+    return numerator / denominator
 
 
 def halton_order(grid: tuple[int, int]) -> Tensor:

@@ -79,7 +79,7 @@ class SamplerSpec:
         if isinstance(self.head, dict):
             self.head = _from_dict(HeadSampling, self.head, "the head sampler")
         self.guidance = [GUIDANCES.from_dict(g) if isinstance(g, dict) else g for g in self.guidance]
-        if self.fill.kind == "critic" and self.draw.temperature != 1.0:
+        if self.fill.kind == "critic" and (self.draw.temperature != 1.0 or self.draw.temperature_end is not None):
             # the critic rule anneals the token temperature itself; two temperatures would compound
             raise MaskgenError("the critic fill rule sets the token temperature (a t + b, --critic-temperature); leave the draw temperature at 1")
         if sum(g.kind == "cfg" for g in self.guidance) > 1:
