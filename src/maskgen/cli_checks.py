@@ -126,7 +126,6 @@ def _plain(value: Any) -> str:
 
 # generator options the model config records that the trainer's own record does not hold
 LAYOUT_RESUME = ("norm_eps", "uncond", "attn_dropout", "proj_dropout", "mlp_dropout")
-LAYOUT_DEFAULTS = {"norm_eps": 1e-5, "attn_dropout": 0.0, "proj_dropout": 0.0, "mlp_dropout": 0.0}
 
 
 def _changed_layout(args: argparse.Namespace, out: str) -> list[str]:
@@ -139,11 +138,19 @@ def _changed_layout(args: argparse.Namespace, out: str) -> list[str]:
     config_file = latest / "generator.json" if latest is not None else None
     if config_file is None or not config_file.is_file():
         return []
-    before = load_json(config_file).get("config", {})
+    import dataclasses
+
+    from .models.continuous import ContinuousConfig
+    from .models.transformer import GeneratorConfig
+
+    record = load_json(config_file)
+    before = record.get("config", {})
+    config_class = ContinuousConfig if record.get("kind") == "continuous_generator" else GeneratorConfig
+    defaults = {f.name: f.default for f in dataclasses.fields(config_class)}  # what a fresh run would take
     changed = []
     for key in LAYOUT_RESUME:
         now = getattr(args, key, None)
-        now = LAYOUT_DEFAULTS.get(key) if now is None else now
+        now = defaults.get(key) if now is None else now
         if key in before and now is not None and _plain(before[key]) != _plain(now):
             changed.append(f"{key} {before[key]} -> {now}")
     return changed
