@@ -22,11 +22,11 @@ from .commands import verb_modules
 from .errors import MaskgenError
 from .validate import integer, writable_dir, writable_file
 
-# verbs whose --out is a folder; finetune-sg and train-critic default to a sub-folder of --model
+# verbs whose --out is a folder; finetune-sg, train-critic and distill default to a sub-folder of --model
 FOLDER_OUT = {"train-tokenizer", "encode", "train", "import", "sample", "refine", "train-classifier", "export", "demo"} | {
     name for name, module in verb_modules().items() if module.WRITES_FOLDER
 }
-DEFAULT_SUBFOLDER = {"finetune-sg": "self-guidance", "train-critic": "critic"}
+DEFAULT_SUBFOLDER = {"finetune-sg": "self-guidance", "train-critic": "critic", "distill": "one-step"}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -115,6 +115,7 @@ OBJECTIVES = {
     "train": ("training.masking", "MaskedObjectiveConfig"),
     "finetune-sg": ("training.self_guidance", "SelfGuidanceObjectiveConfig"),
     "train-critic": ("training.critic", "CriticObjectiveConfig"),
+    "distill": ("training.distill", "DistillConfig"),
 }
 
 

@@ -30,18 +30,25 @@ def add_train_options(g: argparse._ArgumentGroup) -> None:
 
 
 def preset_options(args: argparse.Namespace, recipe: dict[str, Any], parser: argparse.ArgumentParser) -> dict[str, Any]:
-    """The preset's options for ``train`` (named on the command line or in the recipe), checked
-    as a recipe's are, with ``preset`` itself set; {} for other verbs or without a preset."""
-    if args.verb != "train":
+    """The preset's options for ``train`` or ``distill`` (Di[M]O's code: ``training/distill_presets``;
+    named on the command line or in the recipe), checked as a recipe's are, with ``preset``
+    itself set; {} for other verbs or without a preset."""
+    if args.verb not in ("train", "distill"):
         return {}
     name = args.preset if args.preset is not None else recipe.get("preset")
     if name is None:
         return {}
-    if name not in training_presets():
-        raise MaskgenError(f"unknown training preset {name!r}; choose from {', '.join(training_presets())}")
+    if args.verb == "distill":
+        from .training.distill_run import PRESETS as folder, distill_presets as names
+
+        what = "distillation"
+    else:
+        folder, names, what = PRESETS, training_presets, "training"
+    if name not in names():
+        raise MaskgenError(f"unknown {what} preset {name!r}; choose from {', '.join(names())}")
     from .cli import load_recipe
 
-    options = load_recipe(str(PRESETS / f"{name}.yaml"), parser)
+    options = load_recipe(str(folder / f"{name}.yaml"), parser)
     if "preset" in options:
-        raise MaskgenError(f"training preset {name} names a preset itself")
+        raise MaskgenError(f"{what} preset {name} names a preset itself")
     return {**options, "preset": name}

@@ -296,7 +296,7 @@ class MaskedTransformer(nn.Module, Checkpointable):
             # 002: the unconditional input is the mask embedding in the class slot.
             mask_row = self.tok_emb.weight[c.mask_id].expand_as(cls)
             cls = torch.where((labels == c.num_classes)[:, None], mask_row, cls)
-        parts = [cls[:, None], self.tok_emb(tokens)]
+        parts = [cls[:, None], self.token_embeddings(tokens)]
         x = torch.cat(parts if c.class_position == "first" else parts[::-1], dim=1) + self.pos_emb
         if c.timestep_input:
             if t is None:
@@ -308,6 +308,11 @@ class MaskedTransformer(nn.Module, Checkpointable):
             emb = self.time_mlp(timestep_embedding(t.flatten(), c.width)).view(*t.shape, -1)
             x = x + (emb if per_token else emb[:, None])
         return self.stem(self.input_mlp, x) if c.stems else x
+
+    def token_embeddings(self, tokens: Tensor) -> Tensor:
+        """The embeddings [B, N, D] of the token ids, before positions are added (a one-step
+        student perturbs them with Gaussian noise: ``models/one_step.py``)."""
+        return self.tok_emb(tokens)
 
     def stem(self, mlp: nn.Sequential, x: Tensor) -> Tensor:
         """A stem, with ``stem_dropout`` before each of its Linear layers in train mode."""

@@ -23,6 +23,7 @@ class StepContext:
     rng: torch.Generator
     rows: slice
     global_batch: int
+    phase: str | None = None  # which phase of an objective trained in phases (``Trainer``), else None
 
     def draw(self, fn, *shape_tail, **kw) -> torch.Tensor:
         """Call a torch random function ``fn(global_batch, *shape_tail, generator=rng)`` and keep this rank's rows."""

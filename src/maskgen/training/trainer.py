@@ -145,6 +145,12 @@ class Trainer:
     the model's own format; each save is a step folder (``training/checkpoints.py``) holding
     that and ``train_state.{safetensors,json}`` with what resuming needs: raw weights, EMA
     weights, AdamW state and the step. The model is published to ``out`` after each save.
+
+    An objective with ``phases`` (names) and ``parameters(model, phase)`` is trained in phases:
+    one AdamW per phase over that phase's parameters, and at every step each phase in turn
+    computes its loss (``ctx.phase`` names it; its noise is its own stream of (seed, step)),
+    clips and steps its own optimiser (Di[M]O's alternating student and auxiliary updates,
+    ``training/distill.py``). Every other objective is one unnamed phase, as before.
     """
 
     def __init__(
@@ -171,15 +177,16 @@ class Trainer:
         self.ema_model = copy.deepcopy(self.model).eval() if config.ema > 0 else None
         if self.ema_model is not None:
             self.ema_model.requires_grad_(False)
-        params = trainable(self.model) if trainable else [p for p in self.model.parameters() if p.requires_grad]
-        self.params = params
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=config.lr,
-            betas=config.betas,
-        )
+        self.phases: tuple[str | None, ...] = tuple(getattr(objective, "phases", ())) or (None,)
+        if len(self.phases) > 1 and self.world > 1:
+            raise MaskgenError("an objective trained in phases (distillation) runs in one process; launch it without torchrun")
+        self.phase_params = {
+            phase: objective.parameters(self.model, phase) if phase is not None  # type: ignore[attr-defined]
+            else trainable(self.model) if trainable else [p for p in self.model.parameters() if p.requires_grad]
+            for phase in self.phases
+        }
+        self.optimizers = {phase: self._adamw(params) for phase, params in self.phase_params.items()}
+        self.params, self.optimizer = self.phase_params[self.phases[0]], self.optimizers[self.phases[0]]
         self.objective = objective
         local = config.batch_size // self.world
         self.rows = slice(self.rank * local, (self.rank + 1) * local)
@@ -199,14 +206,30 @@ class Trainer:
         if config.compile:  # checkpoints keep reading self.model, so no "_orig_mod." keys
             self.wrapped = torch.compile(self.wrapped)
 
+    def _adamw(self, params: list[nn.Parameter]) -> torch.optim.AdamW:
+        c = self.config
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        return torch.optim.AdamW(
+            [{"params": decay, "weight_decay": c.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=c.lr,
+            betas=c.betas,
+        )
+
+    @staticmethod
+    def _optim_prefix(phase: str | None) -> str:
+        """``optim.`` (one unnamed phase: the layout every earlier checkpoint has) or ``optim.PHASE.``."""
+        return "optim." if phase is None else f"optim.{phase}."
+
     # -- state ---------------------------------------------------------------------------
     def state_tensors(self) -> dict[str, Tensor]:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         if self.ema_model is not None:
             tensors.update({f"ema.{k}": v for k, v in self.ema_model.state_dict().items()})
-        for i, state in self.optimizer.state_dict()["state"].items():
-            for k, v in state.items():
-                tensors[f"optim.{i}.{k}"] = torch.as_tensor(v)
+        for phase, optimizer in self.optimizers.items():
+            for i, state in optimizer.state_dict()["state"].items():
+                for k, v in state.items():
+                    tensors[f"{self._optim_prefix(phase)}{i}.{k}"] = torch.as_tensor(v)
         return tensors
 
     def save(self) -> None:
@@ -244,14 +267,16 @@ class Trainer:
             ema_state = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
             check_state_dict(self.ema_model.state_dict(), ema_state, "the EMA model")
             self.ema_model.load_state_dict(ema_state)
-        opt = self.optimizer.state_dict()
-        state: dict[int, dict[str, Tensor]] = {}
-        for k, v in tensors.items():
-            if k.startswith("optim."):
-                _, i, name = k.split(".", 2)
-                state.setdefault(int(i), {})[name] = v.to(self.device) if name != "step" else v
-        opt["state"] = state
-        self.optimizer.load_state_dict(opt)
+        for phase, optimizer in self.optimizers.items():
+            prefix = self._optim_prefix(phase)
+            opt = optimizer.state_dict()
+            state: dict[int, dict[str, Tensor]] = {}
+            for k, v in tensors.items():
+                if k.startswith(prefix) and k[len(prefix) :].split(".", 1)[0].isdigit():
+                    i, name = k[len(prefix) :].split(".", 1)
+                    state.setdefault(int(i), {})[name] = v.to(self.device) if name != "step" else v
+            opt["state"] = state
+            optimizer.load_state_dict(opt)
         self.step = int(meta["step"])
         self.history = list(meta.get("history", []))
         return True
@@ -283,14 +308,19 @@ class Trainer:
             part = tuple(x[j * m : (j + 1) * m] if isinstance(x, Tensor) else x for x in batch)
             yield slice(self.rows.start + j * m, self.rows.start + (j + 1) * m), part
 
-    def accumulate_gradients(self, step: int, batch, autocast: bool) -> dict[str, float]:
+    def accumulate_gradients(self, step: int, batch, autocast: bool, phase: str | None = None) -> dict[str, float]:
         """Backpropagate each micro-batch's loss / ``accumulate`` (summed: the whole batch's mean),
-        DDP syncing on the last one only; return the metrics averaged over micro-batches."""
+        DDP syncing on the last one only; return the metrics averaged over micro-batches.
+        ``phase``: which of the objective's phases (its noise: stream 0 for the first, 100 + j
+        for phase j, apart from the batch streams)."""
         c = self.config
         metrics: dict[str, float] = {}
-        self.optimizer.zero_grad(set_to_none=True)
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        j_phase = self.phases.index(phase)
+        stream = 0 if j_phase == 0 else 100 + j_phase
         for j, (rows, part) in enumerate(self.micro_batches(batch)):
-            ctx = StepContext(step=step, rng=step_generator(c.seed, step), rows=rows, global_batch=c.batch_size)
+            ctx = StepContext(step=step, rng=step_generator(c.seed, step, stream), rows=rows, global_batch=c.batch_size, phase=phase)
             last = j == c.accumulate - 1
             with self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext():
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
@@ -319,12 +349,16 @@ class Trainer:
             self.step = step
             batch = self._to_device(batch)
             lr = learning_rate(step, c)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            metrics = self.accumulate_gradients(step, batch, autocast)
-            if c.grad_clip > 0:
-                metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip))
-            self.optimizer.step()
+            metrics: dict[str, float] = {}
+            for phase in self.phases:
+                optimizer = self.optimizers[phase]
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                metrics.update(self.accumulate_gradients(step, batch, autocast, phase))
+                if c.grad_clip > 0:
+                    key = "grad_norm" if phase is None else f"grad_norm_{phase}"
+                    metrics[key] = float(torch.nn.utils.clip_grad_norm_(self.phase_params[phase], c.grad_clip))
+                optimizer.step()
             self.step = step + 1
             self.update_ema()
             items += c.batch_size
