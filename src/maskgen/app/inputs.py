@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
 
 from ..checkpoint import load_json
@@ -109,7 +109,8 @@ def sample_request(body: Any, info: ModelInfo, extra: tuple[str, ...] = ()) -> S
         raise MaskgenError("the request body must be a JSON object")
     unknown = sorted(set(body) - set(SAMPLER_FIELDS) - set(extra))
     if unknown:
-        raise MaskgenError(f"unknown field(s) {', '.join(unknown)}; the app takes {', '.join(SAMPLER_FIELDS + extra)}")
+        names = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise MaskgenError(f"unknown field(s) {names}; the app takes {', '.join(SAMPLER_FIELDS + extra)}")
     label = integer("class", _given(body, "class"), 0)
     if label >= len(info.class_names):
         raise MaskgenError(f"class {label} is out of range: this model has classes 0..{len(info.class_names) - 1}")
@@ -142,7 +143,7 @@ def sample_request(body: Any, info: ModelInfo, extra: tuple[str, ...] = ()) -> S
 
 
 def _decode_upload(text: Any, what: str) -> Image.Image:
-    """A base64 string or ``data:`` URL -> a loaded Pillow image."""
+    """A base64 string or ``data:`` URL -> a loaded Pillow image (its first frame)."""
     if not isinstance(text, str) or not text:
         raise MaskgenError(f"the {what} must be a base64 PNG (or a data: URL), got {type(text).__name__}")
     try:
@@ -154,16 +155,42 @@ def _decode_upload(text: Any, what: str) -> Image.Image:
         if image.width * image.height > MAX_PIXELS:
             raise MaskgenError(f"the {what} is {image.width}x{image.height}: at most {MAX_PIXELS} pixels")
         image.load()
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+    except MaskgenError:
+        raise
+    except Exception:  # noqa: BLE001 - a broken file raises anything from a Pillow plugin (SyntaxError, struct.error ...)
         raise MaskgenError(f"the {what} is not an image file Pillow can read (PNG, JPEG, GIF, BMP, WebP)") from None
     return image
 
 
+def convert(image: Image.Image, mode: str, what: str = "image") -> Image.Image:
+    """``image`` in Pillow mode ``mode`` (L, RGB or RGBA), from any mode it may be in, or one
+    line saying why not. 16-bit grey (I;16*) is scaled to 8 bits; 32-bit integer (I) and
+    float (F) pixels have no fixed range, so they are taken as they are when all lie in
+    0..255 and refused otherwise. LAB, CMYK, YCbCr, HSV, premultiplied alpha (La, RGBa) and
+    palettes go through RGBA, RGB or LA where Pillow has no direct conversion."""
+    if image.mode.startswith("I;16"):
+        image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).round().astype(np.uint8))
+    elif image.mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 255:
+            raise MaskgenError(f"the {what} has {'32-bit integer' if image.mode == 'I' else 'floating-point'} pixels outside 0..255 (Pillow mode {image.mode}); save it as 8-bit")
+        image = Image.fromarray(values.round().astype(np.uint8))
+    for route in ((mode,), ("RGBA", mode), ("RGB", mode), ("LA", mode)):
+        try:
+            out = image
+            for step in route:
+                out = out if out.mode == step else out.convert(step)
+            return out
+        except (ValueError, OSError):
+            continue
+    raise MaskgenError(f"the {what} is in Pillow mode {image.mode}, which the app cannot turn into {mode}; save it as RGB or greyscale")
+
+
 def read_image(text: Any, shape: tuple[int, int, int]) -> Tensor:
     """An uploaded image as the model's input: uint8 [1, C, H, W], converted to the model's
-    channels (grey or RGB) and resized to its size when it differs."""
+    channels (grey or RGB) from any image mode (``convert``) and resized to its size when it differs."""
     c, h, w = shape
-    image = _decode_upload(text, "image").convert("L" if c == 1 else "RGB")
+    image = convert(_decode_upload(text, "image"), "L" if c == 1 else "RGB")
     if image.size != (w, h):
         image = image.resize((w, h), Image.BICUBIC)
     array = np.asarray(image, dtype=np.uint8).reshape(h, w, c)
@@ -173,7 +200,7 @@ def read_image(text: Any, shape: tuple[int, int, int]) -> Tensor:
 def read_mask(text: Any, size: tuple[int, int]) -> Tensor:
     """A painted mask (white, or opaque over transparency, where to sample) as bool [H, W]
     at the model's size: a model pixel is sampled when any mask pixel over it is painted."""
-    image = _decode_upload(text, "mask").convert("RGBA")
+    image = convert(_decode_upload(text, "mask"), "RGBA", "mask")
     black = Image.new("RGBA", image.size, (0, 0, 0, 255))
     painted = np.asarray(Image.alpha_composite(black, image).convert("L")) >= 128
     h, w = size

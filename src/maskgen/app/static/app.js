@@ -66,11 +66,14 @@ function watch(job, steps) {
     $("nfe").textContent = `NFE ${r.nfe}`; $("status").textContent = "done";
     Object.assign(window.maskgen, { result: r, busy: false });
   });
-  source.addEventListener("failed", (e) => {
-    source.close();
-    showError(JSON.parse(e.data).error);
-    $("status").textContent = "failed"; window.maskgen.busy = false;
-  });
+  // "cancelled": the server stops a run nobody watches; a page sees it only on a reconnect
+  for (const outcome of ["failed", "cancelled"]) {
+    source.addEventListener(outcome, (e) => {
+      source.close();
+      showError(JSON.parse(e.data).error);
+      $("status").textContent = outcome; window.maskgen.busy = false;
+    });
+  }
 }
 
 // -- painting: strokes on the transparent #mask canvas over the uploaded #photo ------------
