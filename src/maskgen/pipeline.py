@@ -13,7 +13,8 @@ generator (``ContinuousGenerator``, eMIGM/MAR) with a tokenizer whose ``decode``
 latents [B, N, d] (a KL autoencoder); each file's ``kind`` says which. Optionally it has a
 ``self-guidance/`` folder with the TOAST module fine-tuned on that generator
 (``maskgen finetune-sg``), which a ``SelfSpec`` uses unless given another folder, and
-a ``critic/`` folder with a Token-Critic (``maskgen train-critic``) for a ``CriticSpec``.
+a ``critic/`` folder with a Token-Critic (``maskgen train-critic``) for a ``CriticSpec``, and
+a ``one-step/`` folder with a Di[M]O student (``maskgen distill``) for a ``OneStepSpec``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .models.continuous import ContinuousGenerator
 from .models.toast import ToastModule
 from .models.transformer import MaskedTransformer
 from .models.critic import TokenCritic
+from .models.one_step import OneStepStudent
 from .sampling.draw import ImageNoise
 from .sampling.loop import SampleResult, Sampler, as_denoiser
 from .sampling.spec import SamplerSpec
@@ -89,7 +91,7 @@ class MaskGen:
         self.generator = generator
         self.tokenizer = tokenizer
         self.folder = Path(folder) if folder is not None else None
-        self._components: dict[Path, ToastModule | TokenCritic] = {}
+        self._components: dict[Path, ToastModule | TokenCritic | OneStepStudent] = {}
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> "MaskGen":
@@ -122,6 +124,10 @@ class MaskGen:
     def self_guidance_module(self, folder: str | Path | None = None) -> ToastModule:
         """The TOAST module in ``folder`` (default ``<model>/self-guidance``), checked against this generator."""
         return self._component(folder, "self-guidance", "finetune-sg", lambda f: ToastModule.load(f, self.generator).eval())
+
+    def one_step_student(self, folder: str | Path | None = None) -> OneStepStudent:
+        """The Di[M]O one-step student in ``folder`` (default ``<model>/one-step``), checked against this generator."""
+        return self._component(folder, "one-step", "distill", lambda f: OneStepStudent.load(f, self.generator).eval())
 
     def critic(self, folder: str | Path | None = None) -> TokenCritic:
         """The Token-Critic in ``folder`` (default ``<model>/critic``)."""
@@ -212,7 +218,7 @@ class MaskGen:
             tokens.append(res.tokens.cpu()[keep])
             history.append([[row[int(i)] for i in keep] for row in res.masked_per_step])
             images.append(imgs[keep])
-            for key in ("nfe", "nfe_generator", "nfe_critic", "nfe_head"):
+            for key in ("nfe", "nfe_generator", "nfe_critic", "nfe_head", "nfe_student"):
                 if key in res.settings:
                     nfe[key] = nfe.get(key, 0.0) + res.settings[key] * len(chunk)
         nfe = {key: v / len(labels) for key, v in nfe.items()}

@@ -178,6 +178,8 @@ def sample(args: argparse.Namespace) -> None:
 def _nfe_text(result) -> str:
     s = result.settings
     head = f"; diffusion head passes {s['nfe_head']:g} per image" if s.get("nfe_head") else ""
+    if s.get("nfe_student"):
+        return f"NFE {result.nfe:g} = one-step student {s['nfe_student']:g} + generator {s['nfe_generator']:g}"
     if s.get("nfe_critic"):
         return f"NFE {result.nfe:g} = generator {s['nfe_generator']:g} + critic {s['nfe_critic']:g}{head}"
     return f"NFE {result.nfe:g}{head}"
@@ -230,8 +232,8 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sampler (defaults: maskgen.sampling.spec.SamplerSpec)")
     g.add_argument("--spec", default=None, help="a sampler spec (JSON/YAML) or a samples.json to replay; excludes the options below")
     g.add_argument("--preset", default=None, help="an authors' codebase's sampler: " + ", ".join(preset_names()) + " (docs/presets.md); the options below override it")
-    g.add_argument("--sampler", default=None, help="fill rule: confidence (MaskGIT, default), ancestral (eMIGM), halton (Halton order), flow (Discrete Interpolants), critic (Token-Critic)")
-    g.add_argument("--steps", type=int, default=None, help="T (default 8; refine: 9)")
+    g.add_argument("--sampler", default=None, help="fill rule: confidence (MaskGIT, default), ancestral (eMIGM), halton (Halton order), flow (Discrete Interpolants), critic (Token-Critic), one-step (a Di[M]O student from maskgen distill)")
+    g.add_argument("--steps", type=int, default=None, help="T (default 8; refine: 9; one-step: 1, more steps refine with the generator)")
     g.add_argument("--schedule", default=None, help="mask schedule (default cosine)")
     g.add_argument("--temperature", type=float, default=None, help="softmax temperature of the token draw (default 1)")
     g.add_argument("--top-k", type=int, default=None)
@@ -263,6 +265,8 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--critic", default=None, help="critic rule: Token-Critic folder (default: MODEL/critic)")
     g.add_argument("--critic-noise", type=float, default=None, help="critic rule: selection noise K, K u t added to the scores (default 1)")
     g.add_argument("--critic-temperature", type=float, nargs=2, default=None, metavar=("A", "B"), help="critic rule: token temperature a t + b (default 0 1)")
+    g.add_argument("--student", default=None, help="one-step rule: the Di[M]O student's folder (default: MODEL/one-step)")
+    g.add_argument("--student-r-init", type=float, default=None, help="one-step rule: [MASK] share of the student's input (default: the one it was distilled with)")
     g.add_argument("--acceptance", type=float, default=1.0, help="classifier rejection: keep 1 of round(1/RATE) candidates")
     g.add_argument("--rejection-classifier", default=None, help="classifier:DIR or torchscript:FILE (class logits)")
     g.add_argument("--seed", type=int, default=None, help="sampling seed (default 0)")

@@ -76,7 +76,8 @@ class Step:
 
 class FillRule:
     """Tokens after a step. A rule that runs a network of its own (the Token-Critic) says
-    how many rows it ran in ``rows_used``, and may start from finished tokens (``start_from``)."""
+    how many rows it ran in ``rows_used``, and may start from finished tokens (``start_from``)
+    or predict a step itself instead of the generator (``predict``)."""
 
     name = "fill"
     discrete_only = False
@@ -105,6 +106,12 @@ class FillRule:
 
     def rows_used(self, step: Step, batch: int) -> int:
         return 0
+
+    def predict(self, model, x: Tensor, labels: Tensor, step: Step, generator: Noise) -> tuple[Tensor, int] | None:
+        """Logits [B, N, K] the rule makes itself at ``step`` in place of the generator's pass
+        (a one-step student: ``sampling/one_step.py``), and the network rows that took; None:
+        the generator (and its guidances) predict, as at every step of every other rule."""
+        return None
 
     def check(self, model) -> None:
         from .denoiser import DiscreteDenoiser

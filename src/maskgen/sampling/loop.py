@@ -6,7 +6,8 @@ as Discrete Interpolants' released loop does, ``FillRule.step``). It runs the mo
 holding the strong input and the weak input of every active batched guidance (CFG), then
 whatever the dependent guidances compute from that pass (blur, SAG, self-guidance); the
 model combines the branches and draws a candidate per position; the fill rule decides which
-positions hold a token after the step. The model is anything that keeps the contract in
+positions hold a token after the step (a rule may make a step's prediction itself: Di[M]O's
+one-step student stands in for the first pass, ``one_step.py``). The model is anything that keeps the contract in
 ``denoiser.py``; every method of the papers is a piece plugged in here, never a new loop
 (following the official MaskGIT decoder, whose sampler takes a ``tokens_to_logits``).
 """
@@ -146,7 +147,7 @@ class Sampler:
             raise MaskgenError(f"{len(generator)} noise streams for {b} images: give one per image")
         if init is not None and given is not None:
             raise MaskgenError("give tokens to refine (init) or a partial state to complete (given), not both")
-        rows, fill_rows, history = 0, 0, []
+        rows, fill_rows, own_rows, history = 0, 0, 0, []
         model.reset_counts(b)
         region = None
         if init is not None:
@@ -165,8 +166,13 @@ class Sampler:
             if not masked.any():
                 history.append([0] * b)
                 continue
-            strong, weaks, scales, used = self.predict(x, labels, step)
-            rows += used
+            own = self.fill.predict(model, x, labels, step, generator)
+            if own is None:
+                strong, weaks, scales, used = self.predict(x, labels, step)
+                rows += used
+            else:  # the rule's own network (a one-step student) predicts this step, unguided
+                (strong, used), weaks, scales = own, [], []
+                own_rows += used
             draw = self.draw.at(step)
             candidates, confidence = model.draw(strong, weaks, scales, draw, generator, self.fill.draws_last(step), self.fill.temperature(step))
             best = getattr(model, "most_likely", None) if getattr(draw, "argmax_last", False) else None
@@ -176,7 +182,9 @@ class Sampler:
             history.append(model.masked(x).sum(1).tolist())
             if on_step is not None:
                 on_step(i, x)
-        nfe = {"nfe": (rows + fill_rows) / b, "nfe_generator": rows / b, "nfe_critic": fill_rows / b, **model.counts()}
+        nfe = {"nfe": (rows + fill_rows + own_rows) / b, "nfe_generator": rows / b, "nfe_critic": fill_rows / b, **model.counts()}
+        if own_rows:
+            nfe["nfe_student"] = own_rows / b
         return SampleResult(x, labels, nfe["nfe"], {**self.settings(), **nfe}, history)
 
     def _batch_state(self, x: Tensor, batch: int, what: str) -> Tensor:

@@ -30,6 +30,7 @@ class ComponentSource(Protocol):
     def denoiser(self): ...
     def critic(self, folder: str | Path | None = None): ...
     def self_guidance_module(self, folder: str | Path | None = None): ...
+    def one_step_student(self, folder: str | Path | None = None): ...
 
 
 def _finite(what: str, value: float, minimum: float | None = None) -> None:
@@ -87,6 +88,7 @@ class Registry(dict):
 
 class PieceSpec:
     kind: ClassVar[str] = ""
+    default_steps: ClassVar[int | None] = None  # steps a sampler of this fill rule takes when none are given
 
     def to_dict(self) -> dict[str, Any]:
         out = {"kind": self.kind}
@@ -208,6 +210,33 @@ class CriticSpec(PieceSpec):
         from .critic import CriticFill
 
         return CriticFill(source.critic(self.critic), self.noise, self.temperature)
+
+
+@FILLS.register
+@dataclass
+class OneStepSpec(PieceSpec):
+    """Di[M]O's one-step student (Zhu et al. 2025) in place of the generator's first pass (NFE 1
+    at one step); any further step is the confidence rule on the generator (``sampling/one_step.py``)."""
+
+    kind: ClassVar[str] = "one-step"
+    default_steps: ClassVar[int | None] = 1
+    student: str | None = None  # folder; default <model>/one-step
+    r_init: float | None = None  # the [MASK] share of the student's input; None: the one it was distilled with
+    choice_temperature: float = 4.5  # the confidence rule's, for the steps after the student's
+    annealing: str = "linear"
+    counts: str = "maskgit"
+
+    def __post_init__(self) -> None:
+        if self.r_init is not None:
+            _finite("one-step r_init", self.r_init, 0.0)
+            if self.r_init > 1.0:
+                raise MaskgenError(f"one-step r_init must be <= 1, got {self.r_init!r}")
+        ConfidenceSpec(self.choice_temperature, self.annealing, self.counts)  # the same checks
+
+    def build(self, source: ComponentSource):
+        from .one_step import OneStepFill
+
+        return OneStepFill(source.one_step_student(self.student), self.r_init, self.choice_temperature, self.annealing, self.counts)
 
 
 # -- guidance ------------------------------------------------------------------------------

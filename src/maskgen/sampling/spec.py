@@ -44,6 +44,7 @@ from .pieces import (  # noqa: F401 - the piece specs are part of this module's 
     FlowSpec,
     GuidanceSpec,
     HaltonSpec,
+    OneStepSpec,
     PieceSpec,
     Registry,
     SAGSpec,
@@ -181,9 +182,13 @@ class SamplerSpec:
             raise MaskgenError(f"--{next(iter(common))} applies to --guidance, which is none")
         leftover = sorted(k for k in o if k not in ("steps", "schedule"))
         if leftover:
-            owner = {**{k: f"the {r} fill rule" for r, ks in FILL_OPTIONS.items() for k in ks}, **{k: f"the {g} guidance" for g, ks in GUIDANCE_OPTIONS.items() for k in ks}}
+            owner = {k: f"the {g} guidance" for g, ks in GUIDANCE_OPTIONS.items() for k in ks}
+            for r, ks in reversed(FILL_OPTIONS.items()):  # an option several rules share: named after the first
+                owner.update({k: f"the {r} fill rule" for k in ks})
             k = leftover[0]
             raise MaskgenError(f"--{k.replace('_', '-')} applies to {owner.get(k, 'nothing chosen')}, not to this sampler (fill rule {rule}, guidance {name or 'none'})")
+        if "steps" not in o and rule != base.fill.kind and fill_cls.default_steps is not None:
+            o["steps"] = fill_cls.default_steps  # a rule's own default (the one-step student: 1)
         run = {k: o.get(k, getattr(base, k)) for k in ("steps", "schedule")}
         return cls(**run, fill=fill, draw=draw, guidance=guidance, head=head)
 
@@ -198,6 +203,7 @@ FILL_OPTIONS = {
     "halton": {"counts": "counts", "halton_roll": "roll"},
     "flow": {"flow_loop": "loop"},
     "critic": {"critic": "critic", "critic_noise": "noise", "critic_temperature": "temperature"},
+    "one-step": {"student": "student", "student_r_init": "r_init", "choice_temperature": "choice_temperature", "annealing": "annealing", "counts": "counts"},
 }
 GUIDANCE_OPTIONS = {"cfg": {}, "blur": {"blur_sigma": "sigma"}, "sag": {"sag_threshold": "threshold"}, "self": {"sg_module": "module"}}
 FLAT_OPTIONS = (
