@@ -99,6 +99,28 @@ def test_head_rejects_bad_sizes():
         DiffusionHead(4, 4, 8, 1.5)
 
 
+@pytest.mark.parametrize("copies", [1, 2, 3])
+@pytest.mark.parametrize("same_t", [True, False])
+def test_head_at_fixed_conditions_is_its_forward_on_repeated_x(copies, same_t):
+    """What samplers call (``head.at(z, copies)(x, t)``: the condition embedded once, one time
+    embedding for a shared t, the modulations in one product) is the module's forward on x and
+    t repeated once per copy, with trained (non-zero) modulation weights."""
+    torch.manual_seed(0)
+    head = DiffusionHead(token_dim=6, cond_dim=10, width=16, depth=3)
+    for p in head.parameters():
+        nn.init.normal_(p, std=0.3)
+    m = 7
+    z, x = torch.randn(copies * m, 10), torch.randn(m, 6)
+    t = torch.full((m,), 412.0) if same_t else torch.rand(m) * 999
+    with torch.no_grad():
+        expected = head(x.repeat(copies, 1), t.repeat(copies), z)
+        prepared = head.at(z, copies)
+        got = [prepared(x, t) for _ in range(2)]  # called again at the next head step: nothing consumed
+    for g in got:
+        assert g.shape == (copies * m, 12)
+        torch.testing.assert_close(g, expected, rtol=1e-5, atol=1e-5)
+
+
 # -- the loss ----------------------------------------------------------------------------
 
 

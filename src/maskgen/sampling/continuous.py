@@ -122,11 +122,12 @@ class ContinuousDenoiser:
     def guided_eps(self, strong: Tensor, weaks: list[Tensor], scales: list[float]):
         """eps_fn(x [M, d], t [M]) -> head output [M, 2d] for conditions z [M, D]: one head
         pass over the strong and weak z on the same x, guidance on the eps half."""
-        head, k = self.network.head, 1 + len(weaks)
-        z = torch.cat([strong, *weaks])
+        k, net, z = 1 + len(weaks), self.network.head, torch.cat([strong, *weaks])
+        # DiffusionHead.at computes once what no head step changes; any other head module runs as is
+        head = net.at(z, copies=k) if hasattr(net, "at") else (lambda x, t: net(x.repeat(k, 1), t.repeat(k), z))
 
         def eps_fn(x: Tensor, t: Tensor) -> Tensor:
-            out = head(x.repeat(k, 1), t.repeat(k), z).float()
+            out = head(x, t).float()
             if k == 1:
                 return out
             d = x.shape[1]
