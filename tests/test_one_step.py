@@ -155,3 +155,20 @@ def test_sampling_refusals_are_one_line(reference_student, tmp_path, capsys):
     assert mg.one_step_student(reference_student).teacher_sha256 == mg.generator.sha256
     assert main(["distill", "--model", str(reference_dir() / "emigm"), "--out", str(tmp_path / "d")]) == 2
     assert "continuous-token generator" in capsys.readouterr().err
+
+
+def test_tune_tries_the_student_at_nfe_1_and_2(reference_student, tmp_path):
+    import shutil
+
+    from maskgen.tuning import NFEMeter, SearchSpace, paper_trials
+
+    for name in ("generator", "tokenizer"):
+        for suffix in (".json", ".safetensors"):
+            shutil.copy(reference_dir() / f"{name}{suffix}", tmp_path)
+    shutil.copytree(reference_student, tmp_path / "one-step", ignore=shutil.ignore_patterns("checkpoints"))
+    mg = MaskGen.load(tmp_path)
+    assert "one-step" in SearchSpace.for_model(mg).fills
+    meter = NFEMeter(mg)
+    for budget in (1, 2):
+        (dimo,) = [t for t in paper_trials(mg, meter, budget) if t.index == "paper:dimo"]
+        assert (dimo.spec.steps, dimo.nfe) == (budget, budget)

@@ -4,7 +4,8 @@ fixed candidates, and each spec's NFE measured by sampling.
 
 Fill rules: MaskGIT's confidence (Chang et al. 2022), eMIGM's ancestral rule (You et al. 2025
 Eq. 6), the Halton order (Besnier et al. 2025), Discrete Interpolants' Euler step with argmax
-last (Hu & Ommer 2025 Alg. 1) and Token-Critic (Lezama et al. 2022 Alg. 2); guidance: none,
+last (Hu & Ommer 2025 Alg. 1), Token-Critic (Lezama et al. 2022 Alg. 2) and a Di[M]O one-step
+student (Zhu et al. 2025: NFE 1, or 1 + teacher refinement steps) where the model has one; guidance: none,
 classifier-free guidance with eMIGM's interval, self-guidance (Hur et al. 2024 Eq. 6) or both.
 """
 
@@ -20,17 +21,18 @@ import torch
 
 from .errors import MaskgenError
 from .sampling.draw import ImageNoise, TokenDraw
-from .sampling.spec import AncestralSpec, CFGSpec, ConfidenceSpec, CriticSpec, FlowSpec, HaltonSpec, SamplerSpec, SelfSpec, preset_names
+from .sampling.spec import AncestralSpec, CFGSpec, ConfidenceSpec, CriticSpec, FlowSpec, HaltonSpec, OneStepSpec, SamplerSpec, SelfSpec, preset_names
 
 GUIDANCE_CHOICES = ("none", "cfg", "self", "cfg+self")
 SCHEDULES = ("cosine", "arccos", "linear", "root", "exp")
-FILL_CHOICES = ("confidence", "halton", "ancestral", "flow", "critic")
+FILL_CHOICES = ("confidence", "halton", "ancestral", "flow", "critic", "one-step")
 # The papers' own samplers (flat ``maskgen sample`` options, steps fitted per budget) join the
 # search as fixed candidates, so the winner is never a random draw that a paper's default beats
 # on the search's samples: MaskGIT (Chang et al. 2022), eMIGM's ancestral rule with its exp
 # schedule and CFG interval (You et al. 2025, Sec. 5.3), Discrete Interpolants' flow with argmax
 # last (Hu & Ommer 2025), the Halton order (Besnier et al. 2025), self-guidance at temperature
-# 25 (Hur et al. 2024) and Token-Critic (Lezama et al. 2022). Those a model cannot build are left out.
+# 25 (Hur et al. 2024), Token-Critic (Lezama et al. 2022) and Di[M]O's one-step student (Zhu et al.
+# 2025; at NFE 1 alone, at NFE 2 with one teacher step). Those a model cannot build are left out.
 PAPER_SAMPLERS: dict[str, dict[str, Any]] = {
     "maskgit": dict(fill="confidence", choice_temperature=4.5),
     "ancestral-exp": dict(fill="ancestral", schedule="exp"),
@@ -39,6 +41,7 @@ PAPER_SAMPLERS: dict[str, dict[str, Any]] = {
     "halton": dict(fill="halton"),
     "self-guidance": dict(fill="confidence", annealing="compound", choice_temperature=25.0, guidance="self", scale=1.0),
     "token-critic": dict(fill="critic"),
+    "dimo": dict(fill="one-step"),
 }
 MAX_ATTEMPTS = 50  # proposals drawn before a budget is declared too small for every choice
 
@@ -92,7 +95,7 @@ class SearchSpace:
                 return False
             return True
 
-        fill_specs = {"confidence": ConfidenceSpec(), "halton": HaltonSpec(), "ancestral": AncestralSpec(), "flow": FlowSpec(), "critic": CriticSpec()}
+        fill_specs = {"confidence": ConfidenceSpec(), "halton": HaltonSpec(), "ancestral": AncestralSpec(), "flow": FlowSpec(), "critic": CriticSpec(), "one-step": OneStepSpec()}
         fills = [k for k in FILL_CHOICES if builds(SamplerSpec(steps=1, fill=fill_specs[k]))]
         if not fills:
             raise MaskgenError("no fill rule builds on this model")
@@ -106,8 +109,9 @@ class SearchSpace:
     def propose(self, rng: random.Random) -> SamplerSpec:
         """One random spec (steps left at 1; ``NFEMeter.fit`` sets them for a budget)."""
         rule = rng.choice(self.fills)
-        if rule == "confidence":
-            fill = ConfidenceSpec(choice_temperature=round(math.exp(rng.uniform(0.0, math.log(50.0))), 3), annealing=rng.choice(("linear", "compound")))
+        if rule in ("confidence", "one-step"):  # the one-step rule's further steps are the confidence rule's
+            kind = ConfidenceSpec if rule == "confidence" else OneStepSpec
+            fill = kind(choice_temperature=round(math.exp(rng.uniform(0.0, math.log(50.0))), 3), annealing=rng.choice(("linear", "compound")))
         elif rule == "critic":
             fill = CriticSpec(noise=round(rng.uniform(0.25, 2.0), 3))
         else:
@@ -130,7 +134,7 @@ class SearchSpace:
         stay, every number moves by a small step within its search range, and the schedule,
         argmax-last and a CFG interval's presence each flip now and then (refinement)."""
         f = spec.fill
-        if f.kind == "confidence":
+        if f.kind in ("confidence", "one-step"):
             t = _clip(f.choice_temperature * math.exp(rng.gauss(0.0, 0.3)), 1.0, 50.0)
             annealing = f.annealing if rng.random() > 0.15 else ("linear" if f.annealing == "compound" else "compound")
             f = replace(f, choice_temperature=t, annealing=annealing)
