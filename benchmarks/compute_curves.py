@@ -78,6 +78,206 @@ def train(a: argparse.Namespace) -> None:
         print(f"kept {dest}", flush=True)
 
 
+def snapshots(out: Path, run: str) -> list[tuple[int, Path]]:
+    folder = out / f"{run}-snapshots"
+    found = sorted(folder.glob("step-*")) if folder.is_dir() else []
+    return [(int(p.name.split("-")[1]), p) for p in found if (p / "generator.safetensors").is_file()]
+
+
+def step_flops(folder: Path, data: str, batches: int = 8) -> float:
+    """Training FLOPs of one optimiser step of the model in ``folder``: 3 x the matrix-product
+    FLOPs (``flops.FlopCounter``) of its own objective's forward on real batches of 64, averaged
+    over ``batches`` steps (the continuous model's encoder and head cost depend on the mask drawn)."""
+    import torch
+
+    from flops import FlopCounter
+    from maskgen.pipeline import MaskGen
+    from maskgen.training.context import StepContext
+    from maskgen.training.continuous import MaskedLatentObjective
+    from maskgen.training.masking import MaskedObjectiveConfig, MaskedTokenObjective
+    from maskgen.training.trainer import step_generator
+    from maskgen.workflows import token_dataset
+
+    model = MaskGen.load(folder)
+    net, record = model.generator, json.loads((folder / "generator.json").read_text())
+    objective = MaskedObjectiveConfig(**record["objective"])
+    c = net.config
+    if model.continuous:
+        loss = MaskedLatentObjective(objective, c.num_classes, c.timestep_input)
+    else:
+        loss = MaskedTokenObjective(objective, c.mask_id, c.num_classes, c.timestep_input)
+    dataset = token_dataset(data, model.tokenizer, progress=False)
+    counter = FlopCounter()
+    net.train()
+    # oneDNN off: its fused kernels bypass the module hooks the counter reads (flops.py)
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False), counter.counting(net):
+        for step in range(batches):
+            idx = torch.arange(step * 64, (step + 1) * 64)
+            loss(net, dataset.batch(idx), StepContext(step, step_generator(0, step), slice(0, 64), 64))
+    return 3.0 * counter.flops / batches
+
+
+def evaluate(a: argparse.Namespace) -> None:
+    from parity import run_rows
+
+    out = Path(a.out)
+    seeds = [int(s) for s in a.seeds.split(",")]
+    jobs = []
+    for run in RUNS:
+        snaps = snapshots(out, run)
+        for i, (step, folder) in enumerate(snaps):
+            for seed in (seeds if i == len(snaps) - 1 else seeds[:1]):  # the seed noise at the last snapshot
+                args = ["--model", str(folder), *MAIN[run], "--num", str(a.num), "--seed", str(seed)]
+                sha = json.loads((folder / "generator.json").read_text())["sha256"]
+                key = hashlib.sha1(json.dumps({"sha256": sha, "args": args[2:]}).encode()).hexdigest()[:16]
+                jobs.append({"label": run, "model": str(folder), "sampler": " ".join(MAIN[run]), "seed": seed, "args": args,
+                             "sha256": sha, "key": key, "step": step})
+    rows_dir = out / "eval-rows"
+    run_rows(jobs, rows_dir, a.jobs, str(Path(sys.executable).with_name("maskgen")))
+    rows = []
+    for j in jobs:
+        row = json.loads((rows_dir / f"{j['key']}.json").read_text())
+        rows.append({**row, "step": j["step"]})
+    flops_file = out / "step-flops.json"
+    flops = json.loads(flops_file.read_text()) if flops_file.is_file() else {}
+    for run in RUNS:
+        if run not in flops and snapshots(out, run):
+            flops[run] = step_flops(snapshots(out, run)[-1][1], RUNS[run]["args"][-1])
+            flops_file.write_text(json.dumps(flops, indent=1))
+    floors = reconstruction_floors(a, out)
+    page = render(a, rows, flops, floors, seeds)
+    Path(a.doc).write_text(page)
+    print(f"wrote {a.doc}", file=sys.stderr)
+
+
+def reconstruction_floors(a: argparse.Namespace, out: Path) -> dict[str, float]:
+    """FD-clf of each tokenizer's reconstructions of ``--num`` training images (as many of each
+    class, the first ones): the floor a generator over its tokens can reach."""
+    cache = out / f"floors-{a.num}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    import torch
+
+    from maskgen.data import open_dataset
+    from maskgen.evaluate import evaluate_images, load_network, reference_network
+    from maskgen.metrics import load_stats
+    from maskgen.tokenizers import load_tokenizer
+
+    ref = load_stats(a.ref)
+    net = load_network(reference_network(a.ref), "cpu")
+    floors = {}
+    for run, spec in RUNS.items():
+        tok = load_tokenizer(spec["args"][1])
+        data = open_dataset("fashion-mnist", image_size=tok.config.image_size, channels=tok.config.channels)
+        labels = torch.as_tensor([data[i][1] for i in range(len(data))])
+        per_class = [torch.nonzero(labels == c).flatten() for c in range(int(labels.max()) + 1)]
+        order = torch.stack([idx[: a.num // len(per_class)] for idx in per_class], 1).flatten()
+        images = torch.stack([data[int(i)][0] for i in order])
+        with torch.no_grad():
+            recon = torch.cat([tok.decode(tok.encode(images[i : i + 250])) for i in range(0, len(images), 250)])
+        m = evaluate_images(recon.numpy(), labels[order].numpy(), ref, net, progress=False, kid_subsets=10)
+        floors[run] = m["fd_clf"]
+    cache.write_text(json.dumps(floors))
+    return floors
+
+
+def render(a, rows: list[dict], flops: dict[str, float], floors: dict[str, float], seeds: list[int]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = ["# Continuous against discrete tokens along training", "",
+             "Generated by `benchmarks/compute_curves.py` (do not edit by hand):", "", "```bash",
+             "\n".join(f"python benchmarks/compute_curves.py train --run {r} --steps 750,1500,3000,4500,6000" for r in RUNS),
+             f"python benchmarks/compute_curves.py eval --num {a.num} --seeds {a.seeds} --doc {a.doc}", "```", "",
+             __doc__.split("\n\n")[1].replace("\n", " "), "",
+             f"Each row is `maskgen eval` on {a.num} samples (labels 0..9 in turn), seed {seeds[0]} (the last snapshot of each "
+             f"run also at seeds {', '.join(map(str, seeds[1:]))}: the sampling noise), FD-clf in the shipped classifier's features "
+             "against its Fashion-MNIST training-set statistics. Samplers: the continuous model with eMIGM's preset at 16 steps "
+             "(`--preset emigm --steps 16`: ancestral, exp, CFG 4 on (0.1, 0.3], DPM-Solver++ 8), the discrete with MaskGIT's "
+             "(`--sampler maskgit --steps 16`). Training FLOPs per step: 3 x the forward matrix-product FLOPs of a batch of 64 "
+             "through each model's own training objective (averaged over 8 batches; backward counted as twice the forward).", ""]
+    lines += ["| run | step | training PFLOPs | FD-clf | class acc | precision | recall | seed |", "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["label"], r["step"], r["seed"])):
+        pf = r["step"] * flops.get(r["label"], float("nan")) / 1e15
+        lines.append(f"| {r['label']} | {r['step']} | {pf:.3f} | {r['fd']:.2f} | {r['class_accuracy']:.3f} | "
+                     f"{r['precision']:.3f} | {r['recall']:.3f} | {r['seed']} |")
+    lines += ["", "| run | GFLOPs per training step | reconstruction floor FD-clf | last snapshot FD-clf (mean ± sd over seeds) |", "|---|---|---|---|"]
+    summary = {}
+    for run in RUNS:
+        mine = [r for r in rows if r["label"] == run]
+        if not mine:
+            continue
+        last = max(r["step"] for r in mine)
+        fds = [r["fd"] for r in mine if r["step"] == last]
+        sd = statistics.stdev(fds) if len(fds) > 1 else float("nan")
+        summary[run] = (last, statistics.mean(fds), sd)
+        lines.append(f"| {run} | {flops.get(run, float('nan')) / 1e9:.1f} | {floors.get(run, float('nan')):.2f} | "
+                     f"{statistics.mean(fds):.2f} ± {sd:.2f} (step {last}) |")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for run, color in zip(RUNS, ("tab:blue", "tab:orange")):
+        mine = sorted((r for r in rows if r["label"] == run and r["seed"] == seeds[0]), key=lambda r: r["step"])
+        if not mine:
+            continue
+        steps = [r["step"] for r in mine]
+        fd = [r["fd"] for r in mine]
+        axes[0].plot(steps, fd, "o-", color=color, label=run)
+        axes[1].plot([s * flops[run] / 1e15 for s in steps], fd, "o-", color=color, label=run)
+        for ax in axes:
+            ax.axhline(floors[run], ls="--", color=color, lw=1)
+    axes[0].set_xlabel("training steps (batch 64)")
+    axes[1].set_xlabel("training PFLOPs")
+    for ax in axes:
+        ax.set_ylabel("FD-clf (16 steps)")
+        ax.set_yscale("log")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle("Fashion-MNIST: continuous (eMIGM MAE) vs discrete (MaskGIT); dashed: tokenizer reconstructions")
+    fig.tight_layout()
+    png = Path(a.doc).with_suffix("").name + "-fd-vs-training.png"
+    (Path(a.doc).parent / "images").mkdir(exist_ok=True)
+    fig.savefig(Path(a.doc).parent / "images" / png, dpi=110)
+    lines += ["", f"![FD-clf against training steps and FLOPs](images/{png})", ""]
+    lines += verdict(summary, rows, flops, seeds)
+    return "\n".join(lines) + "\n"
+
+
+def verdict(summary: dict, rows: list[dict], flops: dict[str, float], seeds: list[int]) -> list[str]:
+    """Rule, fixed before the numbers: at equal steps (every step both runs reached) and at equal
+    training FLOPs (the continuous model's last snapshot against the discrete snapshot of the
+    nearest cumulative FLOPs), the better run is the one whose FD-clf is lower by more than twice
+    the larger of the two last-snapshot seed sds; otherwise the two are level within the noise.
+    A curve is "still falling" when its last snapshot beats the one before by more than that."""
+    if len(summary) < 2:
+        return []
+    sd = max(s[2] for s in summary.values())
+    fd = {(r["label"], r["step"]): r["fd"] for r in rows if r["seed"] == seeds[0]}
+    out = ["## Verdict", "", verdict.__doc__.split("\n\n")[0].replace("\n    ", " ").strip(), ""]
+
+    def compare(c: float, d: float) -> str:
+        if abs(c - d) <= 2 * sd:
+            return f"level within the noise ({c:.2f} vs {d:.2f}, 2 sd = {2 * sd:.2f})"
+        return f"{'continuous' if c < d else 'discrete'} better ({c:.2f} vs {d:.2f}, 2 sd = {2 * sd:.2f})"
+
+    common = sorted({s for (r, s) in fd if r == "continuous"} & {s for (r, s) in fd if r == "discrete"})
+    for step in common:
+        out.append(f"- Equal steps, {step}: {compare(fd['continuous', step], fd['discrete', step])}.")
+    c_last = summary["continuous"][0]
+    c_flops = c_last * flops["continuous"]
+    d_steps = sorted(s for (r, s) in fd if r == "discrete")
+    d_near = min(d_steps, key=lambda s: abs(s * flops["discrete"] - c_flops))
+    out.append(f"- Equal training FLOPs: continuous at step {c_last} ({c_flops / 1e15:.3f} PFLOPs) against discrete at step "
+               f"{d_near} ({d_near * flops['discrete'] / 1e15:.3f} PFLOPs): {compare(fd['continuous', c_last], fd['discrete', d_near])}.")
+    for run in RUNS:
+        steps = sorted(s for (r, s) in fd if r == run)
+        if len(steps) >= 2:
+            drop = fd[run, steps[-2]] - fd[run, steps[-1]]
+            out.append(f"- {run}: {'still falling' if drop > 2 * sd else 'flat within the noise'} at its last snapshot "
+                       f"({fd[run, steps[-2]]:.2f} at {steps[-2]} -> {fd[run, steps[-1]]:.2f} at {steps[-1]}).")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -87,6 +287,14 @@ def main() -> None:
     t.add_argument("--out", default="runs/curves")
     t.add_argument("--threads", type=int, default=1)
     t.set_defaults(fn=train)
+    e = sub.add_parser("eval")
+    e.add_argument("--out", default="runs/curves")
+    e.add_argument("--num", type=int, default=500)
+    e.add_argument("--seeds", default="0,1,2")
+    e.add_argument("--jobs", type=int, default=1, help="maskgen eval processes at once (one thread each)")
+    e.add_argument("--ref", default="src/maskgen/reference/classifier/ref-stats.npz")
+    e.add_argument("--doc", default="docs/results-compute.md")
+    e.set_defaults(fn=evaluate)
     a = ap.parse_args()
     a.fn(a)
 
