@@ -157,18 +157,40 @@ def test_sampling_refusals_are_one_line(reference_student, tmp_path, capsys):
     assert "continuous-token generator" in capsys.readouterr().err
 
 
-def test_tune_tries_the_student_at_nfe_1_and_2(reference_student, tmp_path):
+def model_with_student(folder, student):
+    """The reference generator and tokenizer with ``student`` in ``folder/one-step``."""
     import shutil
-
-    from maskgen.tuning import NFEMeter, SearchSpace, paper_trials
 
     for name in ("generator", "tokenizer"):
         for suffix in (".json", ".safetensors"):
-            shutil.copy(reference_dir() / f"{name}{suffix}", tmp_path)
-    shutil.copytree(reference_student, tmp_path / "one-step", ignore=shutil.ignore_patterns("checkpoints"))
-    mg = MaskGen.load(tmp_path)
+            shutil.copy(reference_dir() / f"{name}{suffix}", folder)
+    if student is not None:
+        shutil.copytree(student, folder / "one-step", ignore=shutil.ignore_patterns("checkpoints"))
+    return folder
+
+
+def test_tune_tries_the_student_at_nfe_1_and_2(reference_student, tmp_path):
+    from maskgen.tuning import NFEMeter, SearchSpace, paper_trials
+
+    mg = MaskGen.load(model_with_student(tmp_path, reference_student))
     assert "one-step" in SearchSpace.for_model(mg).fills
     meter = NFEMeter(mg)
     for budget in (1, 2):
         (dimo,) = [t for t in paper_trials(mg, meter, budget) if t.index == "paper:dimo"]
         assert (dimo.spec.steps, dimo.nfe) == (budget, budget)
+
+
+def test_export_restamps_the_student_and_demo_needs_one(reference_student, tmp_path):
+    from maskgen.demo import run_reference_demo
+
+    (tmp_path / "src").mkdir()
+    src = model_with_student(tmp_path / "src", reference_student)
+    # fp32: the shipped generator is bf16 already, so only another dtype changes its hash
+    assert main(["export", "--model", str(src), "--out", str(tmp_path / "out"), "--dtype", "fp32"]) == 0
+    mg = MaskGen.load(tmp_path / "out")
+    student = mg.one_step_student()
+    assert student.teacher_sha256 == mg.generator.sha256 != MaskGen.load(src).generator.sha256
+    assert json.loads((tmp_path / "out" / "one-step" / "one-step.json").read_text())["dtype"] == "float32"
+    (tmp_path / "bare").mkdir()
+    with pytest.raises(MaskgenError, match="demo sampler one-step needs"):
+        run_reference_demo(tmp_path / "demo", num=10, samplers=["one-step"], model_dir=model_with_student(tmp_path / "bare", None))

@@ -47,7 +47,12 @@ DEMO_SAMPLERS: dict[str, dict] = {
     # its 256px preset: exp schedule, 16 steps, DPM-Solver++ 8 head steps, CFG 4 (s = 3 here:
     # weak + (1 + s)(strong - weak)) on (0.1, 0.3]
     "emigm": dict(model="emigm", fill="ancestral", steps=16, schedule="exp", cfg=3.0, cfg_interval=(0.1, 0.3), head_sampler="dpm-solver", head_steps=8),
+    # Di[M]O (Zhu et al. 2025): the one-step student distilled from the generator (maskgen distill), NFE 1
+    "one-step": dict(fill="one-step"),
 }
+# samplers that need a component folder next to the generator: left out of the default list
+# where the folder has none, refused by name
+NEEDS = {"one-step": "one-step"}
 
 
 def run_reference_demo(out: str | Path, num: int = 1000, seed: int = 0, samplers: list[str] | None = None, model_dir: str | Path | None = None, batch_size: int = 250) -> list[dict]:
@@ -58,11 +63,14 @@ def run_reference_demo(out: str | Path, num: int = 1000, seed: int = 0, samplers
 
     # every check before the first sampler runs: a bad name must not end a half-written demo
     integer("--num", num, 1)
-    names = samplers or list(DEMO_SAMPLERS)
-    unknown = [n for n in names if n not in DEMO_SAMPLERS]
+    unknown = [n for n in samplers or () if n not in DEMO_SAMPLERS]
     if unknown:
         raise MaskgenError(f"unknown demo sampler {unknown[0]!r}; choose from {', '.join(DEMO_SAMPLERS)}")
     folder = Path(model_dir) if model_dir else reference_dir()
+    names = samplers or [n for n in DEMO_SAMPLERS if n not in NEEDS or (folder / NEEDS[n]).is_dir()]
+    missing = [n for n in names if n in NEEDS and not (folder / NEEDS[n]).is_dir()]
+    if missing:
+        raise MaskgenError(f"demo sampler {missing[0]} needs {folder / NEEDS[missing[0]]}: make it with `maskgen distill --model {folder} --out {folder / NEEDS[missing[0]]}`")
     stats_path = folder / "classifier" / "ref-stats.npz"
     # the table shows FD, score and accuracy only: drop the reference features so the
     # evaluation skips precision/recall and KID (a sizeable share of the 5-minute budget)

@@ -1,9 +1,10 @@
 """Export a model folder and what was trained on it as one compact, self-contained folder.
 
-The generator, its tokenizer, the self-guidance modules, the Token-Critic and the dataset
-classifier are copied with their floating-point tensors cast (bf16 by default: half the
+The generator, its tokenizer, the self-guidance modules, the Token-Critic, a Di[M]O one-step
+student and the dataset classifier are copied with their floating-point tensors cast (bf16 by default: half the
 size; modules load them back into float32). A cast changes the generator file's sha256,
-so the records of the pieces trained on it (``base_sha256``, ``generator_sha256``) are
+so the records of the pieces trained on it (``base_sha256``, ``generator_sha256``,
+``teacher_sha256``) are
 re-stamped with the new hash, and the classifier's reference statistics are recomputed
 with the exported classifier, whose features moved with its weights.
 """
@@ -23,6 +24,7 @@ COMPONENTS = (
     ("self-guidance", "self-guidance", "base_sha256"),
     ("self-guidance-lmask", "self-guidance", "base_sha256"),
     ("critic", "critic", "generator_sha256"),
+    ("one-step", "one-step", "teacher_sha256"),
 )
 
 
@@ -39,7 +41,7 @@ def convert_checkpoint(src: Path, name: str, dst: Path, dtype: torch.dtype, **re
 
 
 def export_models(model_dir: str | Path, out: str | Path, dtype: str = "bf16", classifier: str | Path | None = None, ref_data: str | None = None, progress: bool = True) -> list[str]:
-    """Export ``model_dir`` (+ its ``self-guidance*/`` and ``critic/``) and ``classifier`` to ``out``;
+    """Export ``model_dir`` (+ its ``self-guidance*/``, ``critic/`` and ``one-step/``) and ``classifier`` to ``out``;
     with ``ref_data``, write the classifier's reference statistics of it as ``out/classifier/ref-stats.npz``."""
     if ref_data is not None and classifier is None:
         raise MaskgenError("--ref-data computes the classifier's reference statistics: it needs --classifier DIR")
