@@ -6,8 +6,12 @@ chunks (``maskgen train --stop-at S``, then ``--resume``), with a copy of the ex
 
 - ``continuous``: ``configs/emigm-continuous-v2-fmnist.yaml`` (eMIGM's MAE, 3 + 3 blocks of width
   128, a 128 x 2 diffusion head) on the KL tokenizer's latents;
+- ``single``: the same recipe with one transformer of 6 blocks over every position (``--arch single
+  --depth 6``, eMIGM's Fig. 2c ablation), to step 3000 of the same 6000-step schedule;
 - ``discrete``: ``configs/maskgit-fmnist.yaml`` (6 blocks of width 128, the shipped reference
-  generator's recipe and seed: its last snapshot is that generator retrained) on the VQ tokens.
+  generator's recipe and seed, so its run is that generator's own training) on the VQ tokens, to step
+  3000 of its 6000-step schedule; its step 6000 is the shipped reference generator itself
+  (``SHIPPED``: the same recipe and seed, trained on the fp32 tokenizer's codes, shipped in bf16).
 
 ``eval`` scores every snapshot with ``maskgen eval`` (one subprocess per row, cached by the
 snapshot's sha256 and the arguments) and counts each model's training FLOPs per step (3 x the
@@ -15,7 +19,8 @@ forward FLOPs of a training batch: forward plus a backward of twice its cost), s
 FD-clf against steps and against training FLOPs, with both tokenizers' reconstruction floors.
 
     python benchmarks/compute_curves.py train --run continuous --steps 750,1500,3000,4500,6000
-    python benchmarks/compute_curves.py train --run discrete --steps 750,1500,3000,4500,6000
+    python benchmarks/compute_curves.py train --run single --steps 750,1500,3000
+    python benchmarks/compute_curves.py train --run discrete --steps 750,1500,3000
     python benchmarks/compute_curves.py eval --num 500 --seeds 0,1,2 --doc docs/results-compute.md
 """
 
@@ -39,14 +44,22 @@ RUNS = {
         "args": ["--tokenizer", "src/maskgen/reference/emigm", "--data", "tokens:runs/fmnist-latents"],
         "files": ("generator.json", "generator.safetensors", "tokenizer.json", "tokenizer.safetensors"),
     },
+    "single": {  # eMIGM's one-transformer ablation (002 Fig. 2c) of the same recipe: 6 blocks over every position
+        "config": "configs/emigm-continuous-v2-fmnist.yaml",
+        "args": ["--tokenizer", "src/maskgen/reference/emigm", "--data", "tokens:runs/fmnist-latents", "--arch", "single", "--depth", "6"],
+        "files": ("generator.json", "generator.safetensors", "tokenizer.json", "tokenizer.safetensors"),
+    },
     "discrete": {
         "config": "configs/maskgit-fmnist.yaml",
         "args": ["--tokenizer", "src/maskgen/reference", "--data", "tokens:runs/fmnist-tokens"],
         "files": ("generator.json", "generator.safetensors", "tokenizer.json", "tokenizer.safetensors"),
     },
 }
+SHIPPED = {"discrete": (6000, "src/maskgen/reference")}
+TRAINED = {"continuous": "750,1500,3000,4500,6000", "single": "750,1500,3000", "discrete": "750,1500,3000"}
 MAIN = {  # the sampler each curve is read at: each family's paper sampler at 16 steps
     "continuous": ["--preset", "emigm", "--steps", "16"],
+    "single": ["--preset", "emigm", "--steps", "16"],
     "discrete": ["--sampler", "maskgit", "--steps", "16"],
 }
 
@@ -81,7 +94,10 @@ def train(a: argparse.Namespace) -> None:
 def snapshots(out: Path, run: str) -> list[tuple[int, Path]]:
     folder = out / f"{run}-snapshots"
     found = sorted(folder.glob("step-*")) if folder.is_dir() else []
-    return [(int(p.name.split("-")[1]), p) for p in found if (p / "generator.safetensors").is_file()]
+    kept = [(int(p.name.split("-")[1]), p) for p in found if (p / "generator.safetensors").is_file()]
+    if run in SHIPPED and kept:
+        kept.append((SHIPPED[run][0], ROOT / SHIPPED[run][1]))
+    return kept
 
 
 def step_flops(folder: Path, data: str, batches: int = 8) -> float:
@@ -142,7 +158,8 @@ def evaluate(a: argparse.Namespace) -> None:
     flops = json.loads(flops_file.read_text()) if flops_file.is_file() else {}
     for run in RUNS:
         if run not in flops and snapshots(out, run):
-            flops[run] = step_flops(snapshots(out, run)[-1][1], RUNS[run]["args"][-1])
+            args = RUNS[run]["args"]
+            flops[run] = step_flops(snapshots(out, run)[0][1], args[args.index("--data") + 1])
             flops_file.write_text(json.dumps(flops, indent=1))
     floors = reconstruction_floors(a, out)
     page = render(a, rows, flops, floors, seeds)
@@ -167,6 +184,10 @@ def reconstruction_floors(a: argparse.Namespace, out: Path) -> dict[str, float]:
     net = load_network(reference_network(a.ref), "cpu")
     floors = {}
     for run, spec in RUNS.items():
+        same = [r for r in floors if RUNS[r]["args"][1] == spec["args"][1]]
+        if same:
+            floors[run] = floors[same[0]]
+            continue
         tok = load_tokenizer(spec["args"][1])
         data = open_dataset("fashion-mnist", image_size=tok.config.image_size, channels=tok.config.channels)
         labels = torch.as_tensor([data[i][1] for i in range(len(data))])
@@ -189,7 +210,7 @@ def render(a, rows: list[dict], flops: dict[str, float], floors: dict[str, float
 
     lines = ["# Continuous against discrete tokens along training", "",
              "Generated by `benchmarks/compute_curves.py` (do not edit by hand):", "", "```bash",
-             "\n".join(f"python benchmarks/compute_curves.py train --run {r} --steps 750,1500,3000,4500,6000" for r in RUNS),
+             "\n".join(f"python benchmarks/compute_curves.py train --run {r} --steps {TRAINED[r]}" for r in RUNS),
              f"python benchmarks/compute_curves.py eval --num {a.num} --seeds {a.seeds} --doc {a.doc}", "```", "",
              __doc__.split("\n\n")[1].replace("\n", " "), "",
              f"Each row is `maskgen eval` on {a.num} samples (labels 0..9 in turn), seed {seeds[0]} (the last snapshot of each "
@@ -216,7 +237,7 @@ def render(a, rows: list[dict], flops: dict[str, float], floors: dict[str, float
         lines.append(f"| {run} | {flops.get(run, float('nan')) / 1e9:.1f} | {floors.get(run, float('nan')):.2f} | "
                      f"{statistics.mean(fds):.2f} ± {sd:.2f} (step {last}) |")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for run, color in zip(RUNS, ("tab:blue", "tab:orange")):
+    for run, color in zip(RUNS, ("tab:blue", "tab:green", "tab:orange")):
         mine = sorted((r for r in rows if r["label"] == run and r["seed"] == seeds[0]), key=lambda r: r["step"])
         if not mine:
             continue
@@ -269,6 +290,11 @@ def verdict(summary: dict, rows: list[dict], flops: dict[str, float], seeds: lis
     d_near = min(d_steps, key=lambda s: abs(s * flops["discrete"] - c_flops))
     out.append(f"- Equal training FLOPs: continuous at step {c_last} ({c_flops / 1e15:.3f} PFLOPs) against discrete at step "
                f"{d_near} ({d_near * flops['discrete'] / 1e15:.3f} PFLOPs): {compare(fd['continuous', c_last], fd['discrete', d_near])}.")
+    mae_single = sorted({s for (r, s) in fd if r == "continuous"} & {s for (r, s) in fd if r == "single"})
+    for step in mae_single:
+        c, g = fd["continuous", step], fd["single", step]
+        word = "level within the noise" if abs(c - g) <= 2 * sd else ("MAE better" if c < g else "single better")
+        out.append(f"- MAE against one transformer (002 Fig. 2c), equal steps {step}: {word} ({c:.2f} vs {g:.2f}, 2 sd = {2 * sd:.2f}).")
     for run in RUNS:
         steps = sorted(s for (r, s) in fd if r == run)
         if len(steps) >= 2:
