@@ -38,7 +38,35 @@ def test_the_lock_is_exclusive_and_cleans_an_unused_folder(tmp_path):
     assert not (tmp_path / "a").exists()  # nothing was written: no folder left behind
     with folder_lock(tmp_path / "b"):
         (tmp_path / "b" / "x.txt").write_text("kept")
-    assert (tmp_path / "b" / "x.txt").exists() and (tmp_path / "b" / LOCK_NAME).exists()
+    # what the run wrote stays; its lock file does not (a finished folder holds only the run's files)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["x.txt"]
+
+
+def test_a_finished_verb_leaves_no_lock_file(model_dir, tmp_path):
+    out = tmp_path / "s"
+    assert main(["sample", "--model", str(model_dir), "--num", "2", "--steps", "2", "--out", str(out)]) == 0
+    assert (out / "samples.json").is_file() and not (out / LOCK_NAME).exists()
+    assert not (model_dir / LOCK_NAME).exists()
+
+
+def test_a_run_that_opened_a_removed_lock_file_locks_the_new_one(tmp_path):
+    """The holder removes its lock file on the way out; a run that opened that file just before
+    must not lock the unlinked inode while a third run locks the new file."""
+    import fcntl
+    import os
+
+    folder = tmp_path / "r"
+    folder.mkdir()
+    stale = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT)  # opened, then removed by its holder
+    os.unlink(folder / LOCK_NAME)
+    fcntl.flock(stale, fcntl.LOCK_EX)  # the old inode is locked by someone: irrelevant to the name
+    try:
+        with folder_lock(folder):
+            with pytest.raises(MaskgenError, match="is writing to"):
+                with folder_lock(folder):
+                    pass
+    finally:
+        os.close(stale)
 
 
 def test_other_torchrun_ranks_share_the_folder(tmp_path, monkeypatch):

@@ -5,7 +5,9 @@ weights). Every verb that writes a folder holds an exclusive ``flock`` on
 ``<out>/.maskgen.lock`` while it runs; a second run on the same folder is refused in one
 line naming the process that holds it. The operating system drops the lock when the holder
 exits, so a killed run never leaves a stale lock behind; the temporary files a killed save
-left are deleted when the next run takes the lock. Under ``torchrun`` only rank 0
+left are deleted when the next run takes the lock. A run that ends removes the lock file
+(while it still holds the lock), so finished folders hold only what the run wrote; a run
+that took the lock on a file another run removed meanwhile takes it again on the new file. Under ``torchrun`` only rank 0
 locks: the other ranks of the same run share its folder by design.
 """
 
@@ -45,22 +47,34 @@ def folder_lock(folder: str | Path | None, scratch: bool = False) -> Iterator[No
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    locked = False
+    fd = _take(path, folder)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            locked = True
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise MaskgenError(f"another maskgen process (pid {holder}) is writing to {folder}; wait for it to finish or choose another --out") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         remove_stale_temporaries(folder)
         yield
     finally:
-        if (created or (scratch and locked)) and [p.name for p in folder.iterdir()] == [LOCK_NAME]:
-            # a run that failed before writing anything leaves no folder behind
-            path.unlink()
-            folder.rmdir()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # under the lock: a run that opens the old file now finds it unlinked (_take)
+        if (created or scratch) and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # a run that failed before writing anything leaves no folder behind
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def _take(path: Path, folder: Path) -> int:
+    """An open descriptor holding the exclusive lock on ``path``, which is still the file at
+    that name (a run that opened it just before its holder removed it tries the new one)."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise MaskgenError(f"another maskgen process (pid {holder}) is writing to {folder}; wait for it to finish or choose another --out") from None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
