@@ -1,7 +1,7 @@
 """Make ``docs/images/app.png``, the README's picture of ``maskgen app``: the page in headless
 Chromium on the shipped reference model, after generating a class and inpainting a painted
 stroke over an image of the embedded Fashion-MNIST subset. Needs Chromium, chromedriver
-(``scripts/install-browser.sh``) and selenium (``pip install -e '.[test]'``). Usage::
+(``scripts/install-system.sh``) and selenium (``pip install -e '.[test]'``). Usage::
 
     python scripts/app_screenshot.py [--out docs/images/app.png]
 """
@@ -30,7 +30,7 @@ def chromium(width: int, height: int):
     binary = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
     driver = shutil.which("chromedriver")
     if binary is None or driver is None:
-        sys.exit("app_screenshot: needs Chromium and chromedriver (scripts/install-browser.sh)")
+        sys.exit("app_screenshot: needs Chromium and chromedriver (scripts/install-system.sh)")
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", f"--window-size={width},{height}", "--hide-scrollbars"):

@@ -1,7 +1,7 @@
 """The local app (``maskgen app``): its HTTP API through urllib, then the page in a real
 headless browser (Chromium + chromedriver through Selenium), both on the shipped reference
 model. The browser test is skipped only when no browser or driver is installed
-(``scripts/install-browser.sh`` installs them)."""
+(``scripts/install-system.sh`` installs them)."""
 
 from __future__ import annotations
 
@@ -196,7 +196,7 @@ def _browser(download_dir):
     binary = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"))), None)
     driver = shutil.which("chromedriver")
     if binary is None or driver is None:
-        pytest.skip(f"no {'Chromium' if binary is None else 'chromedriver'} found (scripts/install-browser.sh installs both)")
+        pytest.skip(f"no {'Chromium' if binary is None else 'chromedriver'} found (scripts/install-system.sh installs both)")
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1200,1000"):
