@@ -252,3 +252,21 @@ def test_distill_verb_writes_the_student_and_refuses_in_one_line(teacher_dir, tm
         err = capsys.readouterr().err
         assert phrase in err and err.count("\n") == 1, err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_embedding_noise_is_s_eps_plus_sqrt_1_minus_s2_e_in_the_student_pass_only():
+    import copy
+
+    teacher = tiny_generator()
+    student = OneStepStudent.for_teacher(teacher, StudentInit(embed_noise=0.1))
+    x = torch.randint(0, 17, (3, teacher.config.num_tokens), generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1, 3])
+    with torch.no_grad():
+        assert torch.equal(student.one_step(x, labels, None), teacher(x, labels))  # no draws: the teacher's copy
+        # eps = 0 leaves sqrt(1 - 0.01) e: the teacher with its code embeddings scaled so
+        scaled = copy.deepcopy(teacher)
+        scaled.tok_emb.weight.mul_(math.sqrt(1 - 0.01))
+        zero = torch.zeros(3, teacher.config.num_tokens, teacher.config.width)
+        assert torch.allclose(student.one_step(x, labels, zero), scaled(x, labels), atol=1e-6)
+        assert not torch.allclose(student.one_step(x, labels, torch.randn_like(zero)), teacher(x, labels), atol=1e-3)
+        assert torch.equal(student(x, labels), teacher(x, labels))  # a plain pass after it: no noise left

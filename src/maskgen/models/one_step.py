@@ -22,6 +22,7 @@ from and its initialisation; loading it against any other generator fails.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,6 +34,9 @@ from ..validate import number, text
 from .transformer import GeneratorConfig, MaskedTransformer
 
 INIT_MIXES = ("count", "bernoulli")
+# the embedding noise of the pass in flight, per thread: the app samples in threads, and module
+# state would let one request's noise reach another's pass
+_PASS = threading.local()
 
 
 @dataclass
@@ -44,11 +48,19 @@ class StudentInit:
     embed_noise: float = 0.0
 
     def __post_init__(self) -> None:
-        o = "StudentInit"
-        self.r_init = number("r_init", self.r_init, 0.0, 1.0, owner=o)
-        if text("mix", self.mix, o) not in INIT_MIXES:
-            raise MaskgenError(f"unknown token initialisation mix {self.mix!r}; choose from {', '.join(INIT_MIXES)}")
-        self.embed_noise = number("embed_noise", self.embed_noise, 0.0, 1.0, owner=o)
+        self.check(self.r_init, self.mix, self.embed_noise, "StudentInit", "mix")
+        self.r_init, self.embed_noise = float(self.r_init), float(self.embed_noise)
+
+    @staticmethod
+    def check(r_init, mix, embed_noise, owner: str, mix_name: str) -> None:
+        """The three values' checks, in the words of ``owner`` (the distillation's config names
+        the mix ``init_mix``)."""
+        number("r_init", r_init, 0.0, 1.0, owner=owner)
+        if text(mix_name, mix, owner) not in INIT_MIXES:
+            raise MaskgenError(f"unknown token initialisation mix {mix!r}; choose from {', '.join(INIT_MIXES)}")
+        number("embed_noise", embed_noise, 0.0, 1.0, owner=owner)
+        if embed_noise == 1.0:
+            raise MaskgenError(f"invalid {owner}: embed_noise 1 replaces the token embeddings by noise; give a value below 1")
 
 
 def initial_tokens(base: Tensor, where: Tensor, init: StudentInit, mask_id: int, codebook_size: int, scores: Tensor, codes: Tensor) -> Tensor:
@@ -82,7 +94,6 @@ class OneStepStudent(MaskedTransformer):
         super().__init__(config)
         self.teacher_sha256: str | None = None
         self.init = StudentInit()
-        self._embed_noise: Tensor | None = None  # set for the duration of one ``one_step`` pass
 
     @classmethod
     def for_teacher(cls, teacher: MaskedTransformer, init: StudentInit) -> "OneStepStudent":
@@ -97,21 +108,22 @@ class OneStepStudent(MaskedTransformer):
 
     def token_embeddings(self, tokens: Tensor) -> Tensor:
         e = super().token_embeddings(tokens)
-        if self._embed_noise is None:
+        owner, noise = getattr(_PASS, "noise", (None, None))
+        if owner is not self or noise is None:
             return e
         s = self.init.embed_noise
-        return s * self._embed_noise.to(e.dtype) + math.sqrt(1.0 - s * s) * e
+        return s * noise.to(e.dtype) + math.sqrt(1.0 - s * s) * e
 
     def one_step(self, x_init: Tensor, labels: Tensor | None, noise: Tensor | None = None) -> Tensor:
         """Logits z_theta [B, N, K] of the one pass from ``x_init``. ``noise`` [B, N, D] are the
         N(0, 1) draws the embedding perturbation scales (None, or ``embed_noise`` 0: none). An
         explicit-timestep student reads the time of the masked share of its input."""
         gamma = (x_init == self.mask_id).double().mean(1)
-        self._embed_noise = noise if self.init.embed_noise > 0 else None
+        _PASS.noise = (self, noise if self.init.embed_noise > 0 else None)
         try:
             return self(x_init, labels, self.time_input(gamma, len(x_init), x_init.device))
         finally:
-            self._embed_noise = None
+            _PASS.noise = (None, None)
 
     def check_teacher(self, teacher: MaskedTransformer, where: str = "") -> None:
         """Refuse a generator other than the one this student was distilled from."""

@@ -70,7 +70,8 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         o = "DistillConfig"
-        StudentInit(self.r_init, self.init_mix, self.embed_noise)  # validates the three
+        StudentInit.check(self.r_init, self.init_mix, self.embed_noise, o, "init_mix")
+        self.r_init, self.embed_noise = float(self.r_init), float(self.embed_noise)
         if text("divergence", self.divergence, o) not in DIVERGENCES:
             raise MaskgenError(f"unknown divergence {self.divergence!r}; choose from {', '.join(DIVERGENCES)}")
         self.beta = number("beta", self.beta, 0.0, 1.0, owner=o)
