@@ -44,6 +44,8 @@ from maskgen.sampling.draw import ImageNoise
 
 from common import load_note
 
+CLOCK = [time.perf_counter]  # --clock cpu: time.thread_time, this thread's CPU time
+
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -58,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall time, or (with --threads 1 on a machine other processes load) this thread's CPU time")
     ap.add_argument("--mar", type=Path, default=None, help="a checkout of LTH14/mar: time its sample_tokens beside maskgen's mar preset instead")
     ap.add_argument("--batch-sizes", default="4,16", help="with --mar: batch sizes, comma-separated")
     ap.add_argument("--head-steps", type=int, default=100, help="with --mar: DDPM head steps")
@@ -77,10 +81,10 @@ class Stopwatch:
     def wrap(self, fn):
         def timed(*args, **kwargs):
             self._sync()
-            start = time.perf_counter()
+            start = CLOCK[0]()
             out = fn(*args, **kwargs)
             self._sync()
-            self.seconds += time.perf_counter() - start
+            self.seconds += CLOCK[0]() - start
             return out
 
         return timed
@@ -103,11 +107,11 @@ def bench_row(model: MaskGen, steps: int, head: str, args) -> dict:
     try:
         for r in range(args.repeats + 1):
             head_clock.seconds = trunk_clock.seconds = 0.0
-            start = time.perf_counter()
+            start = CLOCK[0]()
             result = sampler(labels, ImageNoise(args.seed, range(args.batch_size), device))
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            total = time.perf_counter() - start
+            total = CLOCK[0]() - start
             if r:  # the first run warms up
                 rows.append((total, head_clock.seconds, trunk_clock.seconds))
     finally:
@@ -173,14 +177,14 @@ def bench_mar(args) -> list[dict]:
                 labels = torch.arange(bsz) % twin.generator.config.num_classes
                 times = {"mar": [], "maskgen": [], "head": []}
                 for r in range(args.repeats + 1):
-                    start = time.perf_counter()
+                    start = CLOCK[0]()
                     with torch.no_grad():
                         mar.sample_tokens(bsz, num_iter=steps, cfg=args.cfg, cfg_schedule="linear", labels=labels, temperature=1.0)
-                    mar_s = time.perf_counter() - start
+                    mar_s = CLOCK[0]() - start
                     head_clock.seconds = 0.0
-                    start = time.perf_counter()
+                    start = CLOCK[0]()
                     sampler(labels, ImageNoise(args.seed, range(bsz), "cpu"))
-                    ours = time.perf_counter() - start
+                    ours = CLOCK[0]() - start
                     if r:
                         times["mar"].append(mar_s), times["maskgen"].append(ours), times["head"].append(head_clock.seconds / ours)
                 m, g = statistics.median(times["mar"]), statistics.median(times["maskgen"])
@@ -194,13 +198,17 @@ def bench_mar(args) -> list[dict]:
 def main() -> None:
     args = build_parser().parse_args()
     torch.set_num_threads(args.threads)
+    if args.clock == "cpu":
+        if args.threads != 1:
+            sys.exit("continuous_speed: error: --clock cpu counts one thread's CPU time; use it with --threads 1")
+        CLOCK[0] = time.thread_time
     if args.mar is not None:
         try:
             rows = bench_mar(args)
         except MaskgenError as e:
             sys.exit(f"continuous_speed: error: {e}")
         print(f"{args.model} network at MAR's init (seed 0), MAR's code ({args.mar}) against maskgen's mar preset: {args.head_steps} DDPM head steps, "
-              f"CFG {args.cfg:g} linear, {args.threads} threads, {load_note()}; medians of {args.repeats} interleaved runs\n")
+              f"CFG {args.cfg:g} linear, {args.threads} threads, {args.clock} clock, {load_note()}; medians of {args.repeats} interleaved runs\n")
         print("| steps | batch | MAR code images/s | maskgen images/s | maskgen / MAR | maskgen head share |")
         print("|---|---|---|---|---|---|")
         for r in rows:
@@ -214,7 +222,7 @@ def main() -> None:
     except MaskgenError as e:
         sys.exit(f"continuous_speed: error: {e}")
     print(f"{args.model}, batch {args.batch_size}, {args.sampler} fill, {args.schedule} schedule, CFG {args.cfg:g}, "
-          f"device {args.device}, {args.threads} threads, {load_note()}; medians of {args.repeats} runs\n")
+          f"device {args.device}, {args.threads} threads, {args.clock} clock, {load_note()}; medians of {args.repeats} runs\n")
     print("| steps | head sampler | images/s | NFE | head passes / image | transformer | head | rest |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:

@@ -400,3 +400,22 @@ def test_sampling_uses_only_the_generator_and_runs_a_real_head_under_autocast(ho
     assert torch.equal(torch.random.get_rng_state(), global_state)
     assert nfe == how.steps and a.dtype == torch.float32 and torch.isfinite(a).all()
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_the_remembered_time_embedding_follows_the_weights():
+    """``DiffusionHead.time_embedding`` remembers TimeEmbedding(t) per t for samplers; it must
+    not outlive a change of the weights (an optimiser step, a loaded state, a copy)."""
+    torch.manual_seed(0)
+    head = DiffusionHead(token_dim=4, cond_dim=6, width=8, depth=1)
+    fresh = lambda: head.time_embed(torch.full((1,), 250.0))  # noqa: E731
+    with torch.no_grad():
+        torch.testing.assert_close(head.time_embedding(250.0, torch.device("cpu"), torch.float32), fresh())
+        head.time_embed.mlp[2].weight.add_(0.5)  # in place, as AdamW updates it
+        torch.testing.assert_close(head.time_embedding(250.0, torch.device("cpu"), torch.float32), fresh())
+        state = {k: v + 1.0 for k, v in head.state_dict().items()}
+        head.load_state_dict(state)
+        torch.testing.assert_close(head.time_embedding(250.0, torch.device("cpu"), torch.float32), fresh())
+        first = head.time_embed.mlp[0]
+        first.weight = nn.Parameter(first.weight * 2.0)  # a new parameter object (as .to() may make)
+        torch.testing.assert_close(head.time_embedding(250.0, torch.device("cpu"), torch.float32), fresh())
+        assert not torch.equal(head.time_embedding(100.0, torch.device("cpu"), torch.float32), fresh())  # per t

@@ -215,6 +215,22 @@ class DiffusionHead(nn.Module):
         """The noise prediction alone [M, d]."""
         return self.forward(x, t, z)[:, : self.token_dim]
 
+    @torch.no_grad()
+    def time_embedding(self, t: float, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """TimeEmbedding(t) [1, width] for one network time, remembered per (t, device, dtype)
+        until a time-embedding weight changes (its storage or its in-place version counter:
+        an optimiser step bumps it). For sampling only: the result carries no gradient."""
+        first, second = self.time_embed.mlp[0], self.time_embed.mlp[2]  # read each call: .to() may swap them
+        key = tuple((p.data_ptr(), p._version) for p in (first.weight, first.bias, second.weight, second.bias))
+        cache = self.__dict__.get("_time_cache")
+        if cache is None or cache[0] != key:
+            cache = (key, {})
+            self.__dict__["_time_cache"] = cache
+        entry = (t, device, dtype)
+        if entry not in cache[1]:
+            cache[1][entry] = self.time_embed(torch.full((1,), t, device=device, dtype=dtype))
+        return cache[1][entry]
+
     def at(self, z: Tensor, copies: int = 1) -> "ConditionedHead":
         """The head at fixed conditions z [copies * M, cond_dim], for sampling (``ConditionedHead``)."""
         return ConditionedHead(self, z, copies)
@@ -242,29 +258,39 @@ class ConditionedHead:
         self.mod_weight = torch.cat([m.weight for m in layers])
         self.mod_bias = torch.cat([m.bias for m in layers])
         self.mod_sizes = [m.out_features for m in layers]
+        # plain tensors for the step loop: a module call costs more than these small products
+        self.input = (head.input_proj.weight, head.input_proj.bias)
+        self.blocks = [((b.in_ln.weight, b.in_ln.bias, b.in_ln.eps), (b.mlp[0].weight, b.mlp[0].bias), (b.mlp[2].weight, b.mlp[2].bias))
+                       for b in head.res_blocks]
+        f = head.final_layer
+        self.final = (f.norm_final.eps, f.linear.weight, f.linear.bias)
+        self.width = head.width
 
     def _time(self, t: Tensor) -> Tensor:
+        """The time embedding [1, w] of a t all rows share (remembered per t value while the
+        head's weights stay as they are: a sampler asks for the same head steps at every mask
+        step), else [M, w]."""
+        if len(t) and bool((t == t[0]).all()):
+            return self.head.time_embedding(float(t[0]), t.device, t.dtype)
         m = self.head.time_embed.mlp
-        if len(t) > 1 and bool((t == t[0]).all()):
-            t = t[:1]
-        e = sinusoidal_embedding(t, self.head.time_embed.frequencies)
-        return m[2](F.silu(m[0](e)))
+        return m[2](F.silu(m[0](sinusoidal_embedding(t, self.head.time_embed.frequencies))))
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         """[eps, v] [copies * M, 2 d] for x [M, d], t [M] (one t per token, as ``forward``'s)."""
-        head = self.head
         temb = self._time(t)
         y = F.silu(self.cond + (temb.repeat(self.copies, 1) if len(temb) > 1 else temb))
         mods = F.linear(y, self.mod_weight, self.mod_bias).split(self.mod_sizes, dim=-1)
-        h = head.input_proj(x).repeat(self.copies, 1)
-        for block, mod in zip(head.res_blocks, mods):
+        h = F.linear(x, *self.input)
+        if self.copies > 1:
+            h = h.repeat(self.copies, 1)
+        shape = (self.width,)
+        for ((ln_w, ln_b, eps), fc1, fc2), mod in zip(self.blocks, mods):
             shift, scale, gate = mod.chunk(3, dim=-1)
-            hidden = F.silu(block.mlp[0](_modulate(block.in_ln(h), shift, scale)))
-            h = torch.addcmul(h, gate, block.mlp[2](hidden))
-        final = head.final_layer
+            hidden = F.silu(F.linear(_modulate(F.layer_norm(h, shape, ln_w, ln_b, eps), shift, scale), *fc1))
+            h = torch.addcmul(h, gate, F.linear(hidden, *fc2))
+        eps, w, b = self.final
         shift, scale = mods[-1].chunk(2, dim=-1)
-        return final.linear(_modulate(final.norm_final(h), shift, scale))
-
+        return F.linear(_modulate(F.layer_norm(h, shape, None, None, eps), shift, scale), w, b)
 
 
 # -- the loss ----------------------------------------------------------------------------

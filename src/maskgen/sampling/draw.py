@@ -56,10 +56,11 @@ class PositionNoise:
     def __init__(self, noise: ImageNoise, where: Tensor) -> None:
         self.noise, self.where = noise, where.to(noise.device)
         self.device = noise.device
+        self.count = int(self.where.sum())  # once: a head sampler draws through this at every step
 
     def _select(self, draw, shape: tuple[int, ...]) -> Tensor:
-        if not shape or shape[0] != int(self.where.sum()):
-            raise ValueError(f"a draw of shape {tuple(shape)} does not have one row per selected position ({int(self.where.sum())})")
+        if not shape or shape[0] != self.count:
+            raise ValueError(f"a draw of shape {tuple(shape)} does not have one row per selected position ({self.count})")
         return draw((*self.where.shape, *shape[1:]))[self.where]
 
     def rand(self, shape: tuple[int, ...]) -> Tensor:
