@@ -194,3 +194,12 @@ def test_export_restamps_the_student_and_demo_needs_one(reference_student, tmp_p
     (tmp_path / "bare").mkdir()
     with pytest.raises(MaskgenError, match="demo sampler one-step needs"):
         run_reference_demo(tmp_path / "demo", num=10, samplers=["one-step"], model_dir=model_with_student(tmp_path / "bare", None))
+
+
+def test_the_app_offers_one_step_only_where_a_student_is(reference_student, tmp_path):
+    from maskgen.app.inputs import ModelInfo
+
+    (tmp_path / "with").mkdir()
+    (tmp_path / "bare").mkdir()
+    assert "one-step" in ModelInfo.of(MaskGen.load(model_with_student(tmp_path / "with", reference_student))).samplers
+    assert "one-step" not in ModelInfo.of(MaskGen.load(model_with_student(tmp_path / "bare", None))).samplers

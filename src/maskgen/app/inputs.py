@@ -28,7 +28,7 @@ from ..validate import integer, number
 
 MAX_STEPS = 256  # an interactive run; the loop itself has no limit
 MAX_PIXELS = 4096 * 4096  # an upload larger than this is refused before decoding
-FILL_RULES = ("confidence", "halton", "flow", "ancestral", "critic")
+FILL_RULES = ("confidence", "halton", "flow", "ancestral", "critic", "one-step")  # each offered where it builds on the model
 PRESET = "preset:"  # a sampler menu entry naming a preset
 SAMPLER_FIELDS = ("class", "sampler", "steps", "seed", "choice_temperature", "temperature", "cfg", "self_guidance")
 # a page field -> sampler options that use it with a non-default value: a fill rule offers
