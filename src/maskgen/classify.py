@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .checkpoint import save_json
-from .data import is_token_spec, open_dataset
+from .data import absolute_spec, fingerprint, open_dataset, open_images
 from .errors import MaskgenError
 from .metrics.features import extract
 from .models.classifier import ClassifierConfig, ImageClassifier
@@ -136,9 +136,7 @@ def train_classifier(
     ``config.num_classes`` is taken from the data. The metrics (held-out accuracy, held-out
     set, training time) are also written to ``out/metrics.json``.
     """
-    if is_token_spec(data):
-        raise MaskgenError(f"the classifier trains on images, but {data} is a token cache")
-    dataset = open_dataset(data, image_size=config.image_size, channels=config.channels)
+    dataset = open_images(data, "train-classifier", image_size=config.image_size, channels=config.channels)
     config = replace(config, num_classes=dataset.num_classes)
     if _is_fashion_mnist(data):
         train_set = dataset
@@ -152,7 +150,7 @@ def train_classifier(
         raise MaskgenError(f"{data} is too small to hold out {HELDOUT_FRACTION:.0%} for measuring accuracy")
     model = seeded(train.seed, lambda: ImageClassifier(config))
     objective = objective or ClassificationObjective()
-    record = {"data": data, "class_names": list(dataset.class_names), "heldout": how, "objective": asdict(objective)}
+    record = {"data": absolute_spec(data), "data_fingerprint": fingerprint(dataset), "class_names": list(dataset.class_names), "heldout": how, "objective": asdict(objective)}
     trainer = Trainer(model, objective, train_set, train, out, save_model=lambda m, folder: m.save(folder, **record), record=record)
     start = time.perf_counter()
     trainer.fit(resume=resume, progress=progress, until=until)

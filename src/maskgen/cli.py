@@ -72,7 +72,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-bf16", dest="bf16", action="store_false", help="disable bf16 autocast on CUDA")
     g.add_argument("--accumulate", type=int, default=1, help="micro-batches per optimizer step (the global batch stays --batch-size)")
     g.add_argument("--compile", action="store_true", help="wrap the model in torch.compile (CUDA: faster steps after a slow first one)")
-    g.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in OUT/checkpoints")
+    g.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in OUT/checkpoints (another model, data or setting is refused)")
     g.add_argument("--overwrite", action="store_true", help="start afresh in an OUT that already holds a training run")
     g.add_argument("--stop-at", type=int, default=None, help="stop (checkpointed) at this step; continue later with --resume")
 
@@ -166,7 +166,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p = verb("sample", "Sample images with the shared sampling loop.")
     add_sampler_options(p)
     p.add_argument("--model", default=None, help="model folder (default: the shipped reference models)")
-    p.add_argument("--num", type=int, default=None, help="number of images (default 100)")
+    p.add_argument("--num", type=int, default=None, help="number of images (default 100, at most 1,000,000)")
     p.add_argument("--out", required=False, help="output folder")
     p.add_argument("--classes", default=None, help="comma-separated class ids (default: all classes, round robin)")
     joint_commands.add_given_option(p)
@@ -192,7 +192,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     add_sampler_options(p)
     p.add_argument("--samples", default=None, help="samples .npz (from maskgen sample)")
     p.add_argument("--model", default=None, help="or: a model folder to sample --num images from first (default: the shipped models)")
-    p.add_argument("--num", type=int, default=None, help="images to sample with --model (default 1000)")
+    p.add_argument("--num", type=int, default=None, help="images to sample with --model (default 1000, at most 1,000,000)")
     p.add_argument("--classes", default=None)
     p.add_argument("--ref", required=False, help="reference statistics .npz (from maskgen ref-stats; default: the shipped classifier's)")
     p.add_argument("--network", default=None, help="feature network (default: the one --ref was made with)")
@@ -364,9 +364,9 @@ def _rank0() -> bool:
 
 
 def _data_channels(data: str, image_size: int) -> int:
-    from .data import open_dataset
+    from .data import open_images
 
-    return open_dataset(data, image_size=image_size).channels
+    return open_images(data, "train-classifier", image_size=image_size).channels
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -109,20 +109,13 @@ def refuse_silent_overwrite(out: str | None, resume: bool, overwrite: bool) -> N
     raise MaskgenError(f"{out} already holds a training run (step {done[0]} of {done[1]}): continue it with --resume or replace it with --overwrite")
 
 
-# settings that shape a run's trajectory: resuming with others would not continue the same run
-RESUME_IGNORES = {"save_every", "log_every", "num_workers", "device", "bf16", "accumulate", "compile"}  # the same run, reached another way
+# what shapes a run's trajectory is compared by training/checkpoints.resume_changes, for every trainer
 OBJECTIVES = {
     "train": ("training.masking", "MaskedObjectiveConfig"),
     "finetune-sg": ("training.self_guidance", "SelfGuidanceObjectiveConfig"),
     "train-critic": ("training.critic", "CriticObjectiveConfig"),
     "distill": ("training.distill", "DistillConfig"),
 }
-
-
-def _plain(value: Any) -> str:
-    import json
-
-    return json.dumps(value, sort_keys=True, default=str).replace("(", "[").replace(")", "]")
 
 
 # generator options the model config records that the trainer's own record does not hold
@@ -143,6 +136,7 @@ def _changed_layout(args: argparse.Namespace, out: str) -> list[str]:
 
     from .models.continuous import ContinuousConfig
     from .models.transformer import GeneratorConfig
+    from .training.checkpoints import plain
 
     record = load_json(config_file)
     before = record.get("config", {})
@@ -152,14 +146,17 @@ def _changed_layout(args: argparse.Namespace, out: str) -> list[str]:
     for key in LAYOUT_RESUME:
         now = getattr(args, key, None)
         now = defaults.get(key) if now is None else now
-        if key in before and now is not None and _plain(before[key]) != _plain(now):
+        if key in before and now is not None and plain(before[key]) != plain(now):
             changed.append(f"{key} {before[key]} -> {now}")
     return changed
 
 
 def refuse_changed_resume(args: argparse.Namespace, out: str | None) -> None:
     """``--resume`` continues the run recorded in ``out``: a setting that differs from it (batch
-    size, lr, schedule, masking, a different tokenizer ...) is an error, not a silent change."""
+    size, lr, schedule, masking, a different tokenizer ...) is an error, not a silent change.
+    This is the early look, from the options alone, before any data or model loads; the
+    trainer compares its whole record (model config, data fingerprint, frozen networks) with
+    the same ``resume_changes`` when it resumes."""
     record = _recorded_run(out) if getattr(args, "resume", False) else None
     if record is None:
         return
@@ -168,18 +165,14 @@ def refuse_changed_resume(args: argparse.Namespace, out: str | None) -> None:
 
     from .checkpoint import file_sha256
     from .cli import pick
+    from .training.checkpoints import refuse_changed_run, resume_changes
     from .training.trainer import TrainConfig
 
     now = {"train": asdict(pick(TrainConfig, args))}
     if args.verb in OBJECTIVES:
         module, name = OBJECTIVES[args.verb]
         now["objective"] = asdict(pick(getattr(importlib.import_module(f"maskgen.{module}"), name), args))
-    changed = []
-    for part, values in now.items():
-        for key, value in values.items():
-            before = record.get(part, {}).get(key, value)
-            if key not in RESUME_IGNORES and _plain(before) != _plain(value):
-                changed.append(f"{key} {before} -> {value}")
+    changed = resume_changes(record, now)
     if args.verb == "train":
         changed += _changed_layout(args, out)
     if args.verb == "train-tokenizer" and record.get("kind", "vq") != args.kind:
@@ -189,8 +182,7 @@ def refuse_changed_resume(args: argparse.Namespace, out: str | None) -> None:
     if args.verb == "train" and tokenizer and mine.is_file() and (Path(tokenizer) / "tokenizer.safetensors").is_file():
         if file_sha256(Path(tokenizer) / "tokenizer.safetensors") != file_sha256(mine):
             changed.append(f"--tokenizer {tokenizer} is not the tokenizer of this run ({mine})")
-    if changed:
-        raise MaskgenError(f"--resume would change the run in {out}: {'; '.join(changed)}; resume with its settings, or start afresh with --overwrite")
+    refuse_changed_run(out, changed)
 
 
 PACKAGE = Path(__file__).resolve().parent

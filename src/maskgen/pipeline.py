@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .checkpoint import load_json, save_json
+from .checkpoint import file_sha256, load_json, save_json
 from .errors import MaskgenError
 from .images import class_grid_order, save_grid
 from .models.continuous import ContinuousGenerator
@@ -70,8 +70,9 @@ def copy_tokenizer(src: str | Path, dst: str | Path) -> None:
         f = src / f"tokenizer{suffix}"
         if not f.is_file():
             raise MaskgenError(f"no tokenizer checkpoint in {src} (missing {f.name})")
-        if f.resolve() != (dst / f.name).resolve():
-            shutil.copyfile(f, dst / f.name)
+        target = dst / f.name
+        if f.resolve() != target.resolve() and not (target.is_file() and file_sha256(target) == file_sha256(f)):
+            shutil.copyfile(f, target)  # an identical copy (a resumed run's) is left untouched
 
 
 class MaskGen:

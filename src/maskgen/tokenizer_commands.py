@@ -53,12 +53,12 @@ def check_kind(args: argparse.Namespace) -> str:
 def train_tokenizer(args: argparse.Namespace) -> None:
     from . import workflows
     from .cli import pick
-    from .data import open_dataset
+    from .data import open_images
     from .tokenizers import KINDS
     from .training.trainer import TrainConfig
 
     config_class = KINDS[check_kind(args)][0]
-    channels = args.channels if args.channels is not None else open_dataset(args.data, image_size=args.image_size).channels
+    channels = args.channels if args.channels is not None else open_images(args.data, "train-tokenizer", image_size=args.image_size).channels
     config = pick(config_class, args, channels=channels)
     _, metrics = workflows.train_tokenizer(args.data, args.out, config, pick(TrainConfig, args), resume=args.resume, until=args.stop_at)
     if not metrics:

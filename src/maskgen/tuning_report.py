@@ -15,13 +15,16 @@ def spec_path(out: str | Path, budget: int) -> Path:
     return Path(out) / f"spec-nfe{budget}.json"
 
 
-def write_specs(results: list[BudgetResult], out: str | Path, model_dir: str, settings: dict[str, Any]) -> list[Path]:
+def write_specs(results: list[BudgetResult], out: str | Path, model_dir: str, settings: dict[str, Any], model_sha256: str | None = None) -> list[Path]:
     """``spec-nfe<B>.json`` per budget: the winner as ``{"sampler": spec, "run": {"model": ...}}``,
-    the layout of a ``samples.json``, so ``maskgen sample --spec`` and ``SamplerSpec.from_file`` read it."""
+    the layout of a ``samples.json``, so ``maskgen sample --spec`` and ``SamplerSpec.from_file`` read it.
+    The model is recorded as an absolute folder with its generator's sha256 (when given), so a
+    replay from any folder samples that model or refuses (``sampling_commands.replayed_model``)."""
     paths = []
+    run = {"model": str(Path(model_dir).resolve()), **({"model_sha256": model_sha256} if model_sha256 else {})}
     for res in results:
         w = res.winner
-        record = {"sampler": w["spec"], "run": {"model": str(model_dir)}, "nfe": w["nfe"],
+        record = {"sampler": w["spec"], "run": run, "nfe": w["nfe"],
                   "tune": {"budget": res.budget, "fd": w["fd"], "fd_std": w["fd_std"], "fds": w["fds"], **settings}}
         path = spec_path(out, res.budget)
         save_json(path, record)

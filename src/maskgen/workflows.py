@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import save_json
-from .data import LatentDataset, TokenDataset, encode_dataset, is_token_spec, open_dataset
+from .data import LatentDataset, TokenDataset, absolute_spec, encode_dataset, fingerprint, is_token_spec, open_dataset, open_images
 from .errors import MaskgenError
 from .models.continuous import ContinuousConfig, ContinuousGenerator
 from .models.transformer import GeneratorConfig, MaskedTransformer
@@ -41,7 +41,7 @@ def train_tokenizer(data: str, out: str | Path, config: VQConfig | KLConfig, tra
     if isinstance(config, KLConfig) and config.scale != 1.0:
         raise MaskgenError(f"KLConfig.scale is measured after training; train with scale 1.0, not {config.scale}")
     _, model_class, objective_class = KINDS[kind]
-    dataset = open_dataset(data, image_size=config.image_size, channels=config.channels)
+    dataset = open_images(data, "train-tokenizer", image_size=config.image_size, channels=config.channels)
     model = seeded(train.seed, lambda: model_class(config))
     trainer = Trainer(
         model,
@@ -50,7 +50,7 @@ def train_tokenizer(data: str, out: str | Path, config: VQConfig | KLConfig, tra
         train,
         out,
         save_model=lambda m, folder: m.save(folder),
-        record={"data": data, "kind": kind, "tokenizer": asdict(config)},
+        record={"data": absolute_spec(data), "data_fingerprint": fingerprint(dataset), "kind": kind, "tokenizer": asdict(config)},
         tokens_per_item=config.image_size**2,
     )
     trainer.fit(resume=resume, progress=progress, until=until)
@@ -79,14 +79,21 @@ def encode(tokenizer_dir: str | Path, data: str, out: str | Path, batch_size: in
     if image_size is not None and image_size != size:
         raise MaskgenError(f"--image-size {image_size}: the tokenizer in {tokenizer_dir} encodes {size}x{size} images (its grid is fixed); omit --image-size")
     # the encode decodes every file in its workers and names a bad one there
-    dataset = open_dataset(data, image_size=size, channels=tokenizer.config.channels, check_files=False)
+    dataset = open_images(data, "encode", image_size=size, channels=tokenizer.config.channels, check_files=False)
     return encode_dataset(tokenizer, dataset, out, batch_size=batch_size, device=target, num_workers=num_workers, flips=flips, restart=restart)
 
 
-@torch.no_grad()
 def token_dataset(data: str, tokenizer: VQTokenizer | KLTokenizer, batch_size: int = 256, progress: bool = True) -> TokenDataset | LatentDataset:
     """What a generator trains on: a cache as it is, or image data encoded once, in memory;
     token ids for a VQ tokenizer, latents (posterior means, scaled) for a KL one."""
+    return training_data(data, tokenizer, batch_size, progress)[0]
+
+
+@torch.no_grad()
+def training_data(data: str, tokenizer: VQTokenizer | KLTokenizer, batch_size: int = 256, progress: bool = True) -> tuple[TokenDataset | LatentDataset, str]:
+    """``token_dataset`` and the fingerprint of what it was made from (``data.fingerprint``
+    of the cache, or of the images before encoding: exact bytes, whatever the encoder's float
+    arithmetic), which a run records and ``--resume`` compares."""
     continuous = isinstance(tokenizer, KLTokenizer)
     if is_token_spec(data):
         ds = open_dataset(data)
@@ -98,8 +105,9 @@ def token_dataset(data: str, tokenizer: VQTokenizer | KLTokenizer, batch_size: i
         if mine != theirs:
             what = "grid, token dim" if continuous else "grid, codebook"
             raise MaskgenError(f"cache {data} ({what} {theirs}) was not made by this tokenizer ({what} {mine})")
-        return ds
+        return ds, fingerprint(ds)
     images = open_dataset(data, image_size=tokenizer.config.image_size, channels=tokenizer.config.channels)
+    source = fingerprint(images)
     loader = torch.utils.data.DataLoader(images, batch_size=batch_size)
     encoded, labels = [], []
     with torch.no_grad():
@@ -109,8 +117,8 @@ def token_dataset(data: str, tokenizer: VQTokenizer | KLTokenizer, batch_size: i
     if continuous:
         h, w = tokenizer.grid
         latents = torch.cat(encoded).view(-1, h, w, tokenizer.token_dim)
-        return LatentDataset.from_tensors(latents, torch.cat(labels), images.class_names, scale=tokenizer.scale)
-    return TokenDataset.from_tensors(torch.cat(encoded), torch.cat(labels), tokenizer.codebook_size, images.class_names)
+        return LatentDataset.from_tensors(latents, torch.cat(labels), images.class_names, scale=tokenizer.scale), source
+    return TokenDataset.from_tensors(torch.cat(encoded), torch.cat(labels), tokenizer.codebook_size, images.class_names), source
 
 
 def train_generator(
@@ -139,7 +147,7 @@ def train_generator(
         raise MaskgenError(f"{tokenizer_dir} holds {kind}; a {'continuous' if continuous else 'discrete'}-token generator needs the other kind")
     if continuous and objective.label_smoothing:  # before the data is encoded
         raise MaskgenError("label_smoothing applies to cross-entropy over codes, not to the diffusion head's loss")
-    dataset = token_dataset(data, tokenizer, progress=progress)
+    dataset, data_fingerprint = training_data(data, tokenizer, progress=progress)
     gen.grid, gen.num_classes = tuple(tokenizer.grid), dataset.num_classes
     gen.time_schedule = objective.schedule  # the t an explicit-timestep model is fed in training
     if continuous:
@@ -151,7 +159,7 @@ def train_generator(
         model = seeded(train.seed, lambda: MaskedTransformer(gen))
         loss = MaskedTokenObjective(objective, gen.mask_id, gen.num_classes, gen.timestep_input)
     out = Path(out)
-    record = {"data": data, "objective": asdict(objective), "class_names": list(dataset.class_names)}
+    record = {"data": absolute_spec(data), "data_fingerprint": data_fingerprint, "objective": asdict(objective), "class_names": list(dataset.class_names)}
     trainer = Trainer(
         model, loss, dataset, train, out,
         save_model=lambda m, folder: m.save(folder, **record), record=record, tokens_per_item=gen.num_tokens,
@@ -181,14 +189,16 @@ def finetune_self_guidance(
 
     model_dir = Path(model_dir)
     generator = MaskedTransformer.load(model_dir).to(resolve_device(train.device))
-    data = data or _generator_data(model_dir)
-    dataset = token_dataset(data, load_tokenizer(model_dir), progress=progress)
+    data, dataset, data_fingerprint = generator_data(model_dir, data, progress)
     if dataset.num_classes != generator.config.num_classes:
         raise MaskgenError(f"data {data} has {dataset.num_classes} classes, the generator {generator.config.num_classes}")
     module = seeded(train.seed, lambda: ToastModule.for_generator(generator))
     counts = {"module": sum(p.numel() for p in module.parameters()), "generator": sum(p.numel() for p in generator.parameters())}
     counts["trainable_fraction"] = counts["module"] / (counts["module"] + counts["generator"])
-    record = {"data": data, "generator": str(model_dir), "objective": asdict(objective), "parameters": counts}
+    record = {
+        "data": absolute_spec(data), "data_fingerprint": data_fingerprint, "generator": str(model_dir.resolve()),
+        "generator_sha256": generator.sha256, "objective": asdict(objective), "parameters": counts,
+    }
     trainer = Trainer(
         module,
         SelfGuidanceObjective(objective, generator),
@@ -231,15 +241,17 @@ def train_critic(
     model_dir = Path(model_dir)
     device = resolve_device(train.device)
     generator = MaskedTransformer.load(model_dir).to(device)
-    data = data or _generator_data(model_dir)
-    dataset = token_dataset(data, load_tokenizer(model_dir), progress=progress)
+    data, dataset, data_fingerprint = generator_data(model_dir, data, progress)
     tokens, labels = dataset.to_tensors()
     if len(tokens) <= heldout + train.batch_size:
         raise MaskgenError(f"data {data} has {len(tokens)} items: too few to hold out {heldout} and train")
     train_set = TokenDataset.from_tensors(tokens[:-heldout], labels[:-heldout], dataset.codebook_size, dataset.class_names)
     critic = seeded(train.seed, lambda: TokenCritic.for_generator(generator, width, depth, heads))
     loss = CriticObjective(objective, generator)
-    record = {"data": data, "generator": str(model_dir), "generator_sha256": generator.sha256, "objective": asdict(objective)}
+    record = {
+        "data": absolute_spec(data), "data_fingerprint": data_fingerprint, "generator": str(model_dir.resolve()),
+        "generator_sha256": generator.sha256, "objective": asdict(objective),
+    }
     trainer = Trainer(
         critic, loss, train_set, train, out,
         save_model=lambda m, folder: m.save(folder, **record), record=record, tokens_per_item=generator.config.num_tokens,
@@ -254,10 +266,28 @@ def train_critic(
     return critic, metrics
 
 
-def _generator_data(model_dir: Path) -> str:
+def generator_data(model_dir: Path, data: str | None, progress: bool = True) -> tuple[str, TokenDataset | LatentDataset, str]:
+    """(spec, dataset, fingerprint) of what a verb on a trained generator (finetune-sg,
+    train-critic) trains on: ``data`` if given, else the data ``model_dir/generator.json``
+    records, refused in one line when it no longer holds what the generator was trained on.
+
+    A folder written since data identities exist records its data as an absolute spec plus
+    its fingerprint, so it resolves the same from any working directory and a changed or
+    replaced dataset is caught. An older folder records the spec as it was typed (maybe a path
+    relative to where ``train`` ran) and no fingerprint: it is resolved as before, relative to
+    the current working directory, and cannot be checked."""
     from .checkpoint import load_json
 
-    data = load_json(model_dir / "generator.json").get("data")
-    if not data:
-        raise MaskgenError(f"{model_dir}/generator.json does not say what data it was trained on: pass --data")
-    return data
+    expected = None
+    if data is None:
+        record = load_json(model_dir / "generator.json")
+        data, expected = record.get("data"), record.get("data_fingerprint")
+        if not data or not isinstance(data, str):
+            raise MaskgenError(f"{model_dir}/generator.json does not say what data it was trained on: pass --data")
+    dataset, found = training_data(data, load_tokenizer(model_dir), progress=progress)
+    if expected is not None and found != expected:
+        raise MaskgenError(
+            f"{model_dir}/generator.json records its training data as {data} with fingerprint {str(expected)[:12]}..., "
+            f"but {data} now holds other data (fingerprint {found[:12]}...); pass --data with the data to train on"
+        )
+    return data, dataset, found

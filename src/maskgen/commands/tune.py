@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> None:
     results = tune(model, score, args.out, budgets, args.trials, args.num, args.rescore_num, seeds, args.seed, args.top, refine=args.refine, question=question)
     settings = {"model": model_dir, "ref": ref, "trials": args.trials, "refine": args.refine, "num": args.num, "seed": args.seed,
                 "top": args.top, "rescore_num": args.rescore_num, "seeds": seeds}
-    specs = write_specs(results, args.out, model_dir, settings)
+    specs = write_specs(results, args.out, model_dir, settings, model.generator.sha256)
     text = table(results, settings)
     tmp = Path(args.out) / ".tune.md.tmp"
     tmp.write_text(text)

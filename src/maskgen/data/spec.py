@@ -128,6 +128,15 @@ def _existing_dir(text: str) -> Path:
     return path
 
 
+def open_images(spec: str, what: str, **options) -> Dataset:
+    """``open_dataset(spec, **options)`` for a verb that reads images (``what`` names it in
+    the error): a token or latent cache is refused in one line, not met later as a missing
+    attribute of the cache."""
+    if is_token_spec(spec):
+        raise MaskgenError(f"{what} reads images, but --data {spec} is a token or latent cache (from maskgen encode); give image data, e.g. embedded or folder:DIR")
+    return open_dataset(spec, **options)
+
+
 def open_cache(folder: str | Path) -> CacheDataset:
     """The cache in ``folder``: a ``TokenDataset`` or a ``LatentDataset``, by what it holds."""
     folder = Path(folder).expanduser()
@@ -143,6 +152,22 @@ def is_token_spec(spec: str) -> bool:
     if spec in ("", "embedded", "fashion-mnist") or (sep and kind in ("folder", "fashion-mnist")):
         return False
     return is_token_cache(Path(spec).expanduser())
+
+
+PATH_PREFIXES = ("fashion-mnist", "folder", "tokens", "images")  # SPEC:DIR forms; mosaic:N is a count
+
+
+def absolute_spec(spec: str) -> str:
+    """``spec`` with its folder made absolute (``tokens:cache`` -> ``tokens:/work/cache``), as a
+    model folder records its training data, so a later verb finds the same data from any
+    working directory; specs without a folder (``embedded``, ``mosaic:N``) stay as they are."""
+    spec = spec.strip()
+    kind, sep, rest = spec.partition(":")
+    if sep and kind in PATH_PREFIXES and rest:
+        return f"{kind}:{Path(rest).expanduser().resolve()}"
+    if not sep and spec not in ("", "embedded", "fashion-mnist", "mosaic", "mosaic-test") and Path(spec).expanduser().exists():
+        return str(Path(spec).expanduser().resolve())
+    return spec
 
 
 def open_dataset(spec: str = "embedded", image_size: int = 32, channels: int | None = None, split: str = "train",

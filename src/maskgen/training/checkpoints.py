@@ -11,20 +11,73 @@ Resuming reads the newest step folder whose manifest matches its files. A run ki
 between two published files leaves a model whose JSON disagrees with its weights (the
 loader refuses it); resuming republishes it from the checkpoint. Folders written before
 step folders existed (``OUT/train_state.*``) still resume.
+
+What a resumed run must match is decided here once, for every trainer
+(``refuse_changed_run``): the newest checkpoint's record against the record the run would
+write now.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 from ..checkpoint import fault_point, file_sha256, load_json, save_json
+from ..errors import MaskgenError
 
 STATE = "train_state"
 MANIFEST = "manifest.json"
 FOLDER = "checkpoints"
+
+
+# train settings that do not change what a run trains: the same run, reached another way
+RESUME_IGNORES = {"save_every", "log_every", "num_workers", "device", "bf16", "accumulate", "compile"}
+# record entries that name or count, not decide: paths (their content's identity, a data
+# fingerprint or a sha256, is recorded beside them and compared), progress, parameter counts
+NOT_COMPARED = {"step", "history", "parameters", "data", "generator", "teacher"}
+LABELS = {"data_fingerprint": "data fingerprint", "generator_sha256": "generator sha256", "teacher_sha256": "teacher sha256"}
+
+
+def plain(value: Any) -> str:
+    """``value`` as canonical JSON: tuples and lists, ints and equal floats compare equal."""
+    return json.dumps(value, sort_keys=True, default=str).replace("(", "[").replace(")", "]")
+
+
+def _shown(value: Any) -> str:
+    text = str(value)
+    return f"{text[:12]}..." if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in text) else text
+
+
+def resume_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What ``now`` (the record a run would write) changes in ``before`` (its newest
+    checkpoint's): one ``key old -> new`` per difference, the data first. Compared: every entry
+    of both but ``NOT_COMPARED``, key by key inside a mapping (the train settings but
+    ``RESUME_IGNORES``, the model's, tokenizer's and objective's configs); an entry or a key
+    one side lacks (a record written before it existed) is not compared, so older runs resume."""
+    changed: list[str] = []
+    for key in sorted(now, key=lambda k: (k != "data_fingerprint", k)):
+        if key in NOT_COMPARED or key not in before:
+            continue
+        old, new = before[key], now[key]
+        if isinstance(old, dict) and isinstance(new, dict):
+            for sub, value in new.items():
+                if sub in old and not (key == "train" and sub in RESUME_IGNORES) and plain(old[sub]) != plain(value):
+                    changed.append(f"{sub} {old[sub]} -> {value}")
+        elif plain(old) != plain(new):
+            line = f"{LABELS.get(key, key)} {_shown(old)} -> {_shown(new)}"
+            if key == "data_fingerprint":
+                line += f" (the run trained on {before.get('data', '?')}; the data now is {now.get('data', '?')})"
+            changed.append(line)
+    return list(dict.fromkeys(changed))  # a config recorded twice (model and tokenizer) is named once
+
+
+def refuse_changed_run(out: str | Path, changed: list[str]) -> None:
+    """The one message for a resume that would not continue the run in ``out``."""
+    if changed:
+        raise MaskgenError(f"--resume would change the run in {out}: {'; '.join(changed)}; resume with its settings, or start afresh with --overwrite")
 
 
 def _fsync(path: Path) -> None:

@@ -14,7 +14,7 @@ import contextlib
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..checkpoint import load_json, load_tensors, save_json, save_tensors
-from .checkpoints import STATE, StepCheckpoints
+from .checkpoints import STATE, StepCheckpoints, refuse_changed_run, resume_changes
 from ..errors import MaskgenError
 from ..validate import flag, integer, number, pair
 from .context import Objective, StepContext
@@ -222,6 +222,15 @@ class Trainer:
         return "optim." if phase is None else f"optim.{phase}."
 
     # -- state ---------------------------------------------------------------------------
+    def run_record(self) -> dict[str, Any]:
+        """What decides what this run trains: the train settings, the model's config and the
+        caller's ``record`` (objective, data fingerprint, the frozen networks' sha256 ...).
+        Saved with every checkpoint; a resume whose record differs is refused
+        (``checkpoints.resume_changes``), for every trainer alike."""
+        config = getattr(self.model, "config", None)
+        model = {"model": asdict(config)} if is_dataclass(config) and not isinstance(config, type) else {}
+        return {"train": asdict(self.config), **model, **self.record}
+
     def state_tensors(self) -> dict[str, Tensor]:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         if self.ema_model is not None:
@@ -239,7 +248,7 @@ class Trainer:
 
         def write(folder: Path) -> None:
             save_tensors(folder / f"{STATE}.safetensors", self.state_tensors())
-            save_json(folder / f"{STATE}.json", {"step": self.step, "train": asdict(self.config), "history": self.history[-200:], **self.record})
+            save_json(folder / f"{STATE}.json", {"step": self.step, "history": self.history[-200:], **self.run_record()})
             self.save_model(self.ema_model if self.ema_model is not None else self.model, folder)
 
         step_dir = self.checkpoints.commit(self.step, write)
@@ -252,11 +261,12 @@ class Trainer:
         latest = self.checkpoints.latest()
         if latest is None:
             return False
+        meta = load_json(latest / f"{STATE}.json")
+        refuse_changed_run(self.out, resume_changes(meta, self.run_record()))  # before anything is touched
         if self.rank == 0 and latest != self.out:
             self.checkpoints.publish(latest)
             self.checkpoints.prune(latest)
         path = latest / f"{STATE}.safetensors"
-        meta = load_json(latest / f"{STATE}.json")
         tensors = load_tensors(path)
         from ..checkpoint import check_state_dict
 
