@@ -88,14 +88,23 @@ def save_json(path: str | Path, data: Mapping[str, Any]) -> None:
 
 
 def load_json(path: str | Path) -> dict[str, Any]:
+    """The JSON object in ``path``: every JSON file maskgen reads (a checkpoint's record, a
+    cache's meta.json, a training state, a sidecar) holds one, so a file holding anything else
+    (a list, ``null``, a number) is refused here in one line, not met later as a missing
+    ``.get``."""
     path = Path(path)
     if not path.is_file():
         raise MaskgenError(f"missing file: {path}")
     try:
         with open(path) as f:
-            return json.load(f)
+            data = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise MaskgenError(f"corrupt JSON file {path}: {e}") from None
+    except RecursionError:
+        raise MaskgenError(f"corrupt JSON file {path}: nested too deep") from None
+    if not isinstance(data, dict):
+        raise MaskgenError(f"{path} must hold a JSON object (names and values), got {'null' if data is None else type(data).__name__}")
+    return data
 
 
 def save_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
@@ -218,8 +227,7 @@ def read_checkpoint(folder: str | Path, name: str) -> tuple[dict[str, torch.Tens
     """
     folder = Path(folder)
     record = load_json(folder / f"{name}.json")
-    if not isinstance(record.get("config"), dict):
-        raise MaskgenError(f"checkpoint {folder}/{name}.json has no config")
+    check_record(record, folder / f"{name}.json")
     weights = folder / f"{name}.safetensors"
     tensors = load_tensors(weights)
     sha = file_sha256(weights)
@@ -229,6 +237,28 @@ def read_checkpoint(folder: str | Path, name: str) -> tuple[dict[str, torch.Tens
             " (if a training run was killed while saving, --resume republishes its last complete checkpoint)"
         )
     return tensors, record, sha
+
+
+# entries a checkpoint's JSON may hold besides its config, and what each must be
+_TEXT_ENTRIES = ("kind", "sha256", "data", "data_fingerprint", "generator_sha256", "base_sha256", "teacher_sha256")
+
+
+def check_record(record: dict[str, Any], path: Path) -> None:
+    """The entries of a checkpoint's JSON every kind shares, checked by type in one place: a
+    ``config`` mapping, text where text belongs, and ``class_names`` a list of one name per
+    class of the config (``class_names: 5`` would otherwise label nothing, silently)."""
+    if not isinstance(record.get("config"), dict):
+        raise MaskgenError(f"checkpoint {path} has no config")
+    for key in _TEXT_ENTRIES:
+        if key in record and record[key] is not None and not isinstance(record[key], str):
+            raise MaskgenError(f"checkpoint {path}: {key} must be a string, got {record[key]!r}")
+    names = record.get("class_names")
+    if names is not None:
+        classes = record["config"].get("num_classes")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise MaskgenError(f"checkpoint {path}: class_names must be a list of names, got {names!r}")
+        if isinstance(classes, int) and len(names) != classes:
+            raise MaskgenError(f"checkpoint {path}: class_names holds {len(names)} names for num_classes {classes}")
 
 
 M = TypeVar("M", bound="Checkpointable")
@@ -273,7 +303,11 @@ class Checkpointable:
         kind = record.get("kind")
         if kind is not None and kind != cls.checkpoint_kind:
             raise MaskgenError(f"checkpoint {where} holds a {kind}, not a {cls.checkpoint_kind}")
-        module = cls(cls.config_class.from_dict(record["config"]))  # type: ignore[call-arg]
+        try:
+            config = cls.config_class.from_dict(record["config"])
+        except MaskgenError as e:
+            raise MaskgenError(f"checkpoint {where}.json: {e}") from None
+        module = cls(config)  # type: ignore[call-arg]
         expected = module.state_dict()
         check_state_dict(expected, tensors, f"{cls.__name__} in {where}")
         state = {k: v.to(expected[k].dtype) if v.is_floating_point() else v for k, v in tensors.items()}

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_arrays, load_json, save_json
-from .data import open_dataset
+from .data import open_images
 from .errors import MaskgenError
 from .validate import integer
 from .metrics import (
@@ -61,10 +61,23 @@ def is_classifier(net) -> bool:
     return getattr(net, "name", "") == "maskgen-classifier"
 
 
+def open_reference_data(data: str, split: str = "train", num: int | None = None, image_size: int = 32):
+    """The image dataset of a spec and how many of its images to read: all, or the first
+    ``num``; a ``num`` past its size is refused (statistics said to be of 1000 images must not
+    silently be of 12), as is a token cache (statistics are of images)."""
+    ds = open_images(data, "ref-stats", image_size=image_size, split=split)
+    if num is not None and num > len(ds):
+        raise MaskgenError(f"--num {num}: {data} ({split}) holds only {len(ds)} images; give --num {len(ds)} or less, or leave it out for all")
+    return ds, len(ds) if num is None else num
+
+
 def dataset_images(data: str, split: str = "train", num: int | None = None, image_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """All (or the first ``num``) images and labels of a dataset spec, uint8 [N, C, H, W]."""
-    ds = open_dataset(data, image_size=image_size, split=split)
-    n = len(ds) if num is None else min(num, len(ds))
+    return read_images(*open_reference_data(data, split, num, image_size))
+
+
+def read_images(ds, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` images and labels of ``ds``, uint8 [N, C, H, W]."""
     if hasattr(ds, "batch"):
         images, labels = ds.batch(torch.arange(n))
     else:
@@ -88,25 +101,62 @@ def reference_stats(
     if num is not None:
         integer("--num", num, 1)
     integer("--batch-size", batch_size, 1)
+    dataset, n = open_reference_data(data, split, num)  # before the network loads: a bad --num costs nothing
     net = load_network(network, device)
-    images, _ = dataset_images(data, split, num)
+    images, _ = read_images(dataset, n)
     feats, _ = extract(net, images, batch_size=batch_size, device=device, progress=progress)
     stats = compute_stats(feats, network=net.name, network_sha256=net.sha256, data=f"{data} ({split}, {len(images)} images)")
     path = save_stats(out, stats)
-    save_json(path.with_suffix(".json"), {"network": network, "network_name": net.name, "network_sha256": net.sha256, "data": data, "split": split, "count": len(images)})
+    # the network as an absolute path (its sha256 beside it): eval from any folder reads through the same one
+    save_json(path.with_suffix(".json"), {"network": absolute_network(network), "network_name": net.name, "network_sha256": net.sha256,
+                                          "data": data, "split": split, "count": len(images)})
     return stats
 
 
+def absolute_network(spec: str) -> str:
+    """``classifier:DIR`` or ``inception:FILE`` with the path made absolute; ``inception`` as it is."""
+    kind, sep, arg = spec.partition(":")
+    return f"{kind}:{Path(arg).expanduser().resolve()}" if sep and arg else spec
+
+
+def load_reference_network(ref_path: str | Path, ref: FeatureStats, network: str | None = None, device: torch.device | str = "cpu"):
+    """The feature network to score samples against the statistics ``ref`` (read from
+    ``ref_path``) with: ``network``, else the one their sidecar names; checked to be the one
+    they were made with (``check_reference_network``)."""
+    net = load_network(network or reference_network(ref_path), device)
+    check_reference_network(ref, net, ref_path)
+    return net
+
+
+def check_reference_network(ref: FeatureStats, net, ref_path: str | Path) -> None:
+    """Refuse, before any feature is extracted, a feature network other than the one the
+    reference statistics were made with (their ``network_sha256``): a relative path in an
+    older sidecar, read from another folder, or a classifier retrained in place, would
+    otherwise score samples in another feature space."""
+    if ref.network_sha256 and net.sha256 and ref.network_sha256 != net.sha256:
+        raise MaskgenError(
+            f"reference statistics {ref_path} were made with {ref.network or 'a network'} of sha256 {ref.network_sha256[:12]}..., "
+            f"but the feature network read now has sha256 {net.sha256[:12]}...; pass --network with the one they were made with, or make new ones with maskgen ref-stats"
+        )
+
+
 def reference_network(ref: str | Path) -> str:
-    """The network spec a statistics file was made with (its sidecar JSON)."""
+    """The network spec a statistics file was made with (its sidecar JSON). Sidecars written
+    since networks are recorded absolute resolve the same from anywhere; an older one's
+    relative path is resolved as before, from the current folder (exported folders record it
+    relative to the statistics file). Either way ``check_reference_network`` compares the
+    network read with the statistics' sha256."""
     side = Path(ref).with_suffix(".json")
     if not side.is_file():
         return "inception"
     record = load_json(side)
+    network = record.get("network")
+    if not isinstance(network, str):
+        raise MaskgenError(f"{side}: network must be a network spec (inception, inception:FILE, classifier:DIR), got {network!r}")
     if record.get("network_relative_to_stats"):
-        kind, _, arg = record["network"].partition(":")
+        kind, _, arg = network.partition(":")
         return f"{kind}:{Path(ref).parent / arg}"
-    return record["network"]
+    return network
 
 
 def evaluate_images(
@@ -120,7 +170,16 @@ def evaluate_images(
     is_mode: str = "evaluator",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Every metric of a uint8 sample set against reference statistics, named by network."""
+    """Every metric of a uint8 sample set against reference statistics, named by network.
+    Labels are the samples' conditioning classes: with a classifier network they must be its
+    classes (a label past them would be scored against a class that cannot be predicted)."""
+    if labels is not None and is_classifier(net):
+        labels = np.asarray(labels)
+        if labels.dtype.kind not in "iu":
+            raise MaskgenError(f"sample labels must be integer class ids, got {labels.dtype}")
+        if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= net.num_classes):
+            bad = int(labels.max()) if int(labels.max()) >= net.num_classes else int(labels.min())
+            raise MaskgenError(f"sample label {bad} is out of range: the classifier scores classes 0..{net.num_classes - 1}")
     feats, logits = extract(net, images, batch_size=batch_size, device=device, progress=progress)
     stats = compute_stats(feats, pr_subset=None, network=net.name, network_sha256=net.sha256)
     clf = is_classifier(net)

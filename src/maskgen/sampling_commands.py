@@ -14,6 +14,10 @@ from .validate import integer, integers, number
 
 
 IS_MODES = ("evaluator", "torch-fidelity")
+# The most images one sample or eval run draws: 20 FID-50k sets. Every image, its tokens and
+# its labels are held in memory until the run writes them, so a larger --num (1e12) would end
+# in an allocator error, or hours later in a full disk; refused before anything is allocated.
+MAX_SAMPLES = 1_000_000
 
 
 def eval_output(args: argparse.Namespace) -> Path:
@@ -36,7 +40,7 @@ def check_acceptance(args: argparse.Namespace) -> None:
 def evaluate(args: argparse.Namespace) -> None:
     import json
 
-    from .evaluate import evaluate_images, load_network, load_samples, reference_network
+    from .evaluate import evaluate_images, load_reference_network, load_samples
     from .metrics import load_stats
     from .training.devices import resolve_device
 
@@ -59,7 +63,7 @@ def evaluate(args: argparse.Namespace) -> None:
     if args.ref is None:
         args.ref = str(reference_dir() / "classifier" / "ref-stats.npz")
     ref = load_stats(args.ref)
-    net = load_network(args.network or reference_network(args.ref), device)
+    net = load_reference_network(args.ref, ref, args.network, device)
     if loaded is not None:
         images, labels, record = loaded
         settings = record.get("settings", {})
@@ -112,25 +116,59 @@ def sampler_spec(args: argparse.Namespace, build=None):
 
 def run_settings(args: argparse.Namespace, num_default: int) -> dict:
     """Seed, batch size, number and classes of a sampling run: what the command line gives,
-    else what a replayed samples.json recorded, else the defaults."""
-    recorded = {}
+    else what a replayed samples.json recorded, else the defaults; each checked by type, a
+    recorded one named by the file it came from. A recorded model is checked against the
+    sha256 recorded with it (``replayed_model``)."""
+    recorded: dict = {}
     if args.spec is not None:
         from .sampling.spec import read_spec_file
 
         recorded = read_spec_file(args.spec).get("run", {})
+        if not isinstance(recorded, dict):
+            raise MaskgenError(f"spec file {args.spec}: run must be a mapping, got {recorded!r}")
     out = {}
-    for key, default in (("seed", 0), ("batch_size", 64), ("num", num_default), ("classes", None)):
+    for key, default, low in (("seed", 0, None), ("batch_size", 64, 1), ("num", num_default, 1), ("classes", None, None)):
         value = getattr(args, key, None)
-        out[key] = value if value is not None else recorded.get(key, default)
-    if out["num"] < 1:
-        raise MaskgenError(f"--num must be >= 1, got {out['num']}")
-    if out["batch_size"] < 1:
-        raise MaskgenError(f"--batch-size must be >= 1, got {out['batch_size']}")
+        given = value is not None
+        value = value if given else recorded.get(key, default)
+        name = f"--{key.replace('_', '-')}" if given or key not in recorded else f"run.{key} in {args.spec}"
+        if key == "classes":
+            if value is not None and not isinstance(value, (str, int)):
+                raise MaskgenError(f"{name} must be comma-separated class ids, got {value!r}")
+            out[key] = None if value is None else str(value)
+            continue
+        out[key] = integer(name, value, low)
+    if out["num"] > MAX_SAMPLES:
+        raise MaskgenError(f"--num {out['num']:,} is more than one run draws (at most {MAX_SAMPLES:,}: every image is held in memory until it is written); split it into runs with other --seed values")
     if getattr(args, "model", None) is None and recorded.get("model"):
-        args.model = recorded["model"]
+        args.model = replayed_model(recorded, args.spec)
     if getattr(args, "rejection_classifier", None) is None and recorded.get("rejection_classifier"):
-        args.rejection_classifier, args.acceptance = recorded["rejection_classifier"], recorded["acceptance"]
+        args.rejection_classifier, args.acceptance = recorded["rejection_classifier"], recorded.get("acceptance")
+        if not isinstance(args.rejection_classifier, str):
+            raise MaskgenError(f"run.rejection_classifier in {args.spec} must be a string, got {args.rejection_classifier!r}")
     return out
+
+
+def replayed_model(run: dict, spec: str | Path) -> str:
+    """The model folder a replayed samples.json names, checked against the sha256 recorded with
+    it (``model_sha256``: the generator's weights), so a replay from any working directory
+    samples the model the file was drawn with, or refuses in one line. A samples.json written
+    before model identities were recorded names the folder as it was typed (maybe relative to
+    where ``sample`` ran) without a hash: it is resolved as before, from the current folder."""
+    from .checkpoint import file_sha256, load_json
+
+    model, expected = run["model"], run.get("model_sha256")
+    if not isinstance(model, str):
+        raise MaskgenError(f"run.model in {spec} must be a model folder, got {model!r}")
+    if expected is not None:
+        config, weights = Path(model) / "generator.json", Path(model) / "generator.safetensors"
+        found = load_json(config).get("sha256") if config.is_file() else None  # the loader checks the weights against it
+        if found is None and weights.is_file():
+            found = file_sha256(weights)  # a record written before it held the hash
+        if found != expected:
+            now = f"holds generator sha256 {found[:12]}..." if isinstance(found, str) else "holds no generator"
+            raise MaskgenError(f"{spec} was sampled from the generator with sha256 {str(expected)[:12]}... in {model}, which now {now}; pass --model to sample another")
+    return model
 
 
 def build_rejection(args: argparse.Namespace, device):
@@ -169,8 +207,10 @@ def sample(args: argparse.Namespace) -> None:
     spec = sampler_spec(args)
     labels = parse_classes(run["classes"], run["num"], model.generator.config.num_classes)
     images, result = model.generate(labels, model.sampler(spec), seed=run["seed"], batch_size=run["batch_size"], rejection=build_rejection(args, device))
-    record = {**run, "model": args.model, "acceptance": args.acceptance, "rejection_classifier": args.rejection_classifier}
-    paths = save_samples(args.out, images, result, model.generator.config.num_classes, {"model": model_dir, "preset": args.preset, "sampler": spec.to_dict(), "run": record})
+    # the model as an absolute folder and its weights' sha256: a replay from any folder finds it, or refuses another
+    identity = {"model": str(Path(model_dir).resolve()), "model_sha256": model.generator.sha256}
+    record = {**run, **identity, "acceptance": args.acceptance, "rejection_classifier": args.rejection_classifier}
+    paths = save_samples(args.out, images, result, model.generator.config.num_classes, {**identity, "preset": args.preset, "sampler": spec.to_dict(), "run": record})
     print(f"{len(images)} samples ({_nfe_text(result)}) -> grid {paths['grid']}, arrays {paths['npz']}, settings {paths['json']}")
     print(f"replay: maskgen sample --spec {paths['json']} --out DIR")
 
@@ -204,6 +244,8 @@ def refine(args: argparse.Namespace) -> None:
     except (TypeError, ValueError) as e:
         raise MaskgenError(f"tokens/labels in {path} are not integer arrays: {e}") from None
     model = MaskGen.load(args.model, device=device)
+    if model.continuous:
+        raise MaskgenError(f"refine re-samples the tokens a Token-Critic scores lowest; {args.model} holds a continuous-token generator, which has no codes to score: refine the samples of a discrete-token model")
     n = model.generator.config.num_tokens
     if tokens.reshape(len(tokens), -1).shape[1] != n or tokens.min() < 0 or tokens.max() >= model.generator.config.codebook_size:
         raise MaskgenError(f"tokens in {path} do not fit this generator ({n} tokens, {model.generator.config.codebook_size} codes)")

@@ -154,11 +154,11 @@ def fd_scorer(model, ref: str | Path, batch_size: int = 250, device: str | torch
     100 per class in turn, with its NFE and seconds per image. Only the Frechet distance is
     computed: precision and recall against the reference features cost more than the sampling
     and play no part in the choice."""
-    from .evaluate import load_network, reference_network
+    from .evaluate import load_reference_network
     from .metrics import compute_stats, extract, fid_from_stats, load_stats
 
     stats = load_stats(ref)
-    net = load_network(reference_network(ref), device)
+    net = load_reference_network(ref, stats, device=device)
     classes = model.generator.config.num_classes
 
     def score(spec: SamplerSpec, num: int, seed: int) -> dict[str, float]:

@@ -105,5 +105,5 @@ def heads_for(width: int, heads: int | None, presets: Mapping[int, int], what: s
         return heads
     if width not in presets:
         known = ", ".join(f"{w}: {h}" for w, h in sorted(presets.items()))
-        raise MaskgenError(f"cannot tell the attention heads of a {what} of width {width} (published widths: {known}); pass heads")
+        raise MaskgenError(f"cannot tell the attention heads of a {what} of width {width} (published widths: {known}); give the head count: --heads N (heads=N in Python)")
     return presets[width]

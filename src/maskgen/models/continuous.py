@@ -45,7 +45,7 @@ from ..checkpoint import Checkpointable, ConfigDict
 from ..errors import MaskgenError
 from ..validate import flag, integer, number, pair, text
 from .diffusion_head import CosineNoise, DiffusionHead, denoising_loss
-from .transformer import Block, check_dropout, layer_norm, schedule_time, timestep_embedding
+from .transformer import Block, check_dropout, check_time_schedule, layer_norm, schedule_time, timestep_embedding
 
 ARCHS = ("single", "mae")
 
@@ -81,7 +81,7 @@ class ContinuousConfig(ConfigDict):
         self.mlp_ratio = number("mlp_ratio", self.mlp_ratio, 1.0, owner=o)
         self.norm_eps = number("norm_eps", self.norm_eps, 0.0, lo_open=True, owner=o)
         flag("timestep_input", self.timestep_input, o)
-        text("time_schedule", self.time_schedule, o)
+        check_time_schedule(self.time_schedule, o)
         check_dropout(self, o)
         if self.arch not in ARCHS:
             raise MaskgenError(f"invalid {o}: unknown arch {self.arch!r}; choose from {', '.join(ARCHS)}")

@@ -72,7 +72,11 @@ class SamplerSpec:
     def __post_init__(self) -> None:
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise MaskgenError(f"steps must be an integer >= 1, got {self.steps!r}")
+        if not isinstance(self.schedule, str):
+            raise MaskgenError(f"schedule must be a schedule name, got {self.schedule!r}")
         self.schedule = get_schedule(self.schedule).name
+        if not isinstance(self.guidance, (list, tuple)):  # a lone {kind: cfg} would iterate as its keys
+            raise MaskgenError(f"guidance must be a list of guidance specs (each with a kind), got {type(self.guidance).__name__} {self.guidance!r}")
         if isinstance(self.fill, dict):
             self.fill = FILLS.from_dict(self.fill)
         if isinstance(self.draw, dict):
@@ -80,6 +84,11 @@ class SamplerSpec:
         if isinstance(self.head, dict):
             self.head = _from_dict(HeadSampling, self.head, "the head sampler")
         self.guidance = [GUIDANCES.from_dict(g) if isinstance(g, dict) else g for g in self.guidance]
+        for what, value, kind in (("fill", self.fill, PieceSpec), ("draw", self.draw, TokenDraw), *(("guidance entry", g, GuidanceSpec) for g in self.guidance)):
+            if not isinstance(value, kind):
+                raise MaskgenError(f"{what} must be a mapping with its options, got {value!r}")
+        if self.head is not None and not isinstance(self.head, HeadSampling):
+            raise MaskgenError(f"head must be a mapping with the head sampler's options, got {self.head!r}")
         if self.fill.kind == "critic" and (self.draw.temperature != 1.0 or self.draw.temperature_end is not None):
             # the critic rule anneals the token temperature itself; two temperatures would compound
             raise MaskgenError("the critic fill rule sets the token temperature (a t + b, --critic-temperature); leave the draw temperature at 1")
@@ -131,7 +140,11 @@ class SamplerSpec:
     @classmethod
     def from_file(cls, path: str | Path) -> "SamplerSpec":
         """A spec from JSON or YAML: a spec itself, or a ``samples.json`` (its ``sampler`` entry)."""
-        return cls.from_dict(read_spec_file(path).get("sampler", read_spec_file(path)))
+        data = read_spec_file(path)
+        try:
+            return cls.from_dict(data.get("sampler", data))
+        except MaskgenError as e:  # name the file: the spec may be a samples.json from anywhere
+            raise MaskgenError(f"spec file {path}: {e}") from None
 
     @classmethod
     def preset(cls, name: str) -> "SamplerSpec":
