@@ -235,6 +235,60 @@ def refuse_foreign_output(args: argparse.Namespace) -> None:
     raise MaskgenError(f"{out} already holds {shown}; give an empty or new --out, or --overwrite to write over it")
 
 
+def _model_tokens(model: str | None) -> int | None:
+    """The token count N of the generator in ``model`` (default: the shipped one), from its
+    config alone; None when there is none to read (the verb then says why, in its own words)."""
+    from .checkpoint import load_json
+
+    config_file = (Path(model) if model else PACKAGE / "reference") / "generator.json"
+    if not config_file.is_file():
+        return None
+    grid = load_json(config_file).get("config", {}).get("grid")
+    if not isinstance(grid, list) or len(grid) != 2 or not all(isinstance(g, int) and not isinstance(g, bool) and g > 0 for g in grid):
+        return None  # the model's loader refuses it in one line
+    return grid[0] * grid[1]
+
+
+def refuse_unbounded_work(args: argparse.Namespace) -> None:
+    """Rule: no request makes work without bound. Every verb that samples (its --steps, or the
+    steps of its --spec) takes at most one step per token of the model, and tune's --nfe budgets
+    at most what a candidate can spend at one step per token (``MAX_STEP_PASSES`` each).
+
+    Enforced here, for the command line, and not in the sampling loop: there T > N is accepted
+    on purpose (the counted rules reveal a token a step until none is left and the rest of the
+    steps are passes that decide nothing, which the library's tests rely on), so the Python API
+    keeps it; from the command line 100000 steps on 64 tokens is a typo that would run for hours."""
+    sampler_verb = hasattr(args, "spec") and hasattr(args, "head_sampler")
+    if not sampler_verb and args.verb != "tune":
+        return
+    if args.verb == "eval" and args.samples is not None:
+        return  # scores given samples, samples nothing
+    model, steps, source = getattr(args, "model", None), getattr(args, "steps", None), "--steps"
+    if sampler_verb and steps is None and args.spec is not None:
+        from .sampling.spec import read_spec_file
+
+        data = read_spec_file(args.spec)
+        run, sampler = data.get("run"), data.get("sampler", data)
+        steps, source = (sampler.get("steps") if isinstance(sampler, dict) else None), f"the spec {args.spec}"
+        if model is None and isinstance(run, dict) and isinstance(run.get("model"), str):
+            model = run["model"]
+    n = _model_tokens(model)
+    if n is None:
+        return
+    where = f"the model in {model}" if model else "the shipped model"
+    if sampler_verb and isinstance(steps, int) and steps > n:
+        fix = f"give --steps {n} or fewer" if source == "--steps" else f"give it {n} steps or fewer"
+        raise MaskgenError(f"{source}: {steps} steps for {n} tokens: {where} has {n} positions to fill, so at most {n} steps do any work; {fix}")
+    if args.verb == "tune":
+        from .tuning import parse_budgets
+        from .tuning_space import MAX_STEP_PASSES
+
+        most = n * MAX_STEP_PASSES
+        over = [b for b in parse_budgets(args.nfe) if b > most]
+        if over:
+            raise MaskgenError(f"--nfe {over[0]}: no sampler reaches that budget on {where}: at most {n} steps (one per token) of at most {MAX_STEP_PASSES} network passes each, NFE {most}; give budgets up to {most}")
+
+
 def preflight(args: argparse.Namespace) -> None:
     """Refuse, before any work, a device this machine lacks, an output that cannot be
     written and the verb options no config dataclass checks."""
@@ -260,6 +314,7 @@ def preflight(args: argparse.Namespace) -> None:
 
         writable_file(eval_output(args))
     refuse_foreign_output(args)
+    refuse_unbounded_work(args)
     if hasattr(args, "resume"):
         refuse_silent_overwrite(output_folder(args), args.resume, args.overwrite)
         refuse_changed_resume(args, output_folder(args))

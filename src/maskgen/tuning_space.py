@@ -44,6 +44,10 @@ PAPER_SAMPLERS: dict[str, dict[str, Any]] = {
     "dimo": dict(fill="one-step"),
 }
 MAX_ATTEMPTS = 50  # proposals drawn before a budget is declared too small for every choice
+# The dearest step a candidate takes: the generator's strong row, one weak row per guidance of
+# the richest choice (cfg+self), and the Token-Critic's pass of the critic rule. With at most one
+# step per token (NFEMeter.fit), N * MAX_STEP_PASSES is more than any candidate can spend.
+MAX_STEP_PASSES = 1 + max(len(choice.split("+")) for choice in GUIDANCE_CHOICES if choice != "none") + 1
 
 
 class NFEMeter:
@@ -68,7 +72,9 @@ class NFEMeter:
         A step costs at least 1 (a pass fewer in all for DI's code loop), so the walk starts at
         ``budget`` + 1 steps and goes down one at a
         time: a guidance interval makes the cost uneven in the steps, and a jump could skip a fit."""
-        for steps in range(budget + 1, 0, -1):  # budget + 1: DI's code loop runs T - 1 passes
+        # budget + 1: DI's code loop runs T - 1 passes; never more steps than the model has tokens
+        # (what `maskgen sample` refuses, so every spec tune writes replays): a huge budget is N steps
+        for steps in range(min(budget + 1, self.model.generator.config.num_tokens), 0, -1):
             try:
                 candidate = spec.replace(steps=steps)
             except MaskgenError:
