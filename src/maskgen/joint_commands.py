@@ -80,7 +80,9 @@ def handles(args: argparse.Namespace) -> bool:
 
         run = read_spec_file(args.spec).get("run", {})
         if isinstance(run, dict) and is_joint_model(run.get("model")):
-            args.model = run["model"]
+            from .sampling_commands import replayed_model
+
+            args.model = replayed_model(run, args.spec)  # checked against its recorded sha256, as every replay
             args.given = args.given if args.given is not None else run.get("given")
     return args.given is not None or is_joint_model(getattr(args, "model", None))
 
@@ -146,7 +148,8 @@ def sample(args: argparse.Namespace) -> None:
     model, spec, run, given = _setup(args)
     num = run["num"] if given is None else len(given[1])
     images, maps, result = model.generate(num, model.sampler(spec), seed=run["seed"], batch_size=run["batch_size"], **_inputs(given))
-    record = {"model": str(args.model), "sampler": spec.to_dict(), "run": {**run, "num": num, "model": str(args.model), "given": args.given}}
+    identity = {"model": str(Path(args.model).resolve()), "model_sha256": model.generator.sha256}  # a replay from anywhere, checked
+    record = {**identity, "sampler": spec.to_dict(), "run": {**run, "num": num, **identity, "given": args.given}}
     paths = save_joint_samples(args.out, model, images, maps, result, record)
     print(f"{num} image+segmentation pairs (NFE {result.nfe:g}, given: {args.given or 'nothing'}) -> {paths['pairs']}, {paths['npz']}")
     print(f"replay: maskgen sample --spec {paths['json']} --out DIR")

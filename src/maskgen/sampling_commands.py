@@ -262,7 +262,8 @@ def refine(args: argparse.Namespace) -> None:
     run = run_settings(args, len(labels))
     images, result = model.generate(labels, model.sampler(spec), seed=run["seed"], batch_size=run["batch_size"], init=tokens)
     changed = (result.tokens != tokens.reshape(len(tokens), -1)).float().mean().item()
-    paths = save_samples(args.out, images, result, model.generator.config.num_classes, {"model": str(args.model), "refined_from": str(path), "tokens_changed": changed})
+    identity = {"model": str(Path(args.model).resolve()), "model_sha256": model.generator.sha256, "refined_from": str(path.resolve())}
+    paths = save_samples(args.out, images, result, model.generator.config.num_classes, {**identity, "tokens_changed": changed})
     print(f"{len(images)} samples refined ({_nfe_text(result)}, {changed:.1%} of tokens changed) -> {paths['grid']}, {paths['npz']}")
 
 
