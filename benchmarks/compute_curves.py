@@ -60,7 +60,7 @@ TRAINED = {"continuous": "750,1500,3000,4500,6000", "single": "750,1500,3000", "
 MAIN = {  # the sampler each curve is read at: each family's paper sampler at 16 steps
     "continuous": ["--preset", "emigm", "--steps", "16"],
     "single": ["--preset", "emigm", "--steps", "16"],
-    "discrete": ["--sampler", "maskgit", "--steps", "16"],
+    "discrete": ["--sampler", "confidence", "--steps", "16"],
 }
 
 
@@ -217,7 +217,7 @@ def render(a, rows: list[dict], flops: dict[str, float], floors: dict[str, float
              f"run also at seeds {', '.join(map(str, seeds[1:]))}: the sampling noise), FD-clf in the shipped classifier's features "
              "against its Fashion-MNIST training-set statistics. Samplers: the continuous model with eMIGM's preset at 16 steps "
              "(`--preset emigm --steps 16`: ancestral, exp, CFG 4 on (0.1, 0.3], DPM-Solver++ 8), the discrete with MaskGIT's "
-             "(`--sampler maskgit --steps 16`). Training FLOPs per step: 3 x the forward matrix-product FLOPs of a batch of 64 "
+             "(`--sampler confidence --steps 16`, MaskGIT's decoder). Training FLOPs per step: 3 x the forward matrix-product FLOPs of a batch of 64 "
              "through each model's own training objective (averaged over 8 batches; backward counted as twice the forward).", ""]
     lines += ["| run | step | training PFLOPs | FD-clf | class acc | precision | recall | seed |", "|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["label"], r["step"], r["seed"])):

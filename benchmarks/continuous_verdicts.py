@@ -11,7 +11,7 @@ Rules, fixed before any row ran:
 
 - **Reference.** The candidate replaces the shipped continuous model when its mean FD-clf with
   ``--preset emigm --steps 16`` is at most plain MaskGIT's on the discrete reference at 16 steps
-  (``--sampler maskgit --steps 16``) plus 2 sd.
+  (``--sampler confidence --steps 16``, MaskGIT's decoder) plus 2 sd.
 - **002 Fig. 3b, DPM-Solver against DDPM.** At matched temperature (DDPM at 1, the temperature
   DPM-Solver's ODE implies; eMIGM's preset otherwise), eMIGM's claim (DPM-Solver++ with 8 head
   passes matches or beats DDPM with 100) holds when DPM-Solver's mean FD-clf is at most DDPM's
@@ -42,7 +42,7 @@ from parity import pooled_sd, run_rows
 DISCRETE = "src/maskgen/reference"
 ROWS = {  # name -> (model: "candidate" or the discrete reference, eval options)
     "emigm preset": ("candidate", ["--preset", "emigm", "--steps", "16"]),
-    "discrete maskgit": (DISCRETE, ["--sampler", "maskgit", "--steps", "16"]),
+    "discrete maskgit": (DISCRETE, ["--sampler", "confidence", "--steps", "16"]),
     "dpm-solver 8": ("candidate", ["--preset", "emigm", "--steps", "16"]),
     "ddpm 100 tau 1": ("candidate", ["--preset", "emigm", "--steps", "16", "--head-sampler", "ddpm", "--head-steps", "100"]),
     "dpm-solver 15": ("candidate", ["--preset", "emigm", "--steps", "16", "--head-steps", "15"]),
