@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
+from .progress import progress as progress_bar
 
 from .checkpoint import save_json
 from .data import absolute_spec, fingerprint, open_dataset, open_images
@@ -114,7 +114,7 @@ def dataset_accuracy(clf: ImageClassifier, dataset: Dataset, batch_size: int = 5
     clf.eval()
     device = next(clf.parameters()).device
     correct, n = 0, len(dataset)
-    for start in tqdm(range(0, n, batch_size), desc="held-out accuracy", disable=not progress):
+    for start in progress_bar(range(0, n, batch_size), desc="held-out accuracy", disable=not progress):
         images, labels = dataset.batch(torch.arange(start, min(n, start + batch_size)))
         _, logits = clf(images.to(device))
         correct += int((logits.argmax(-1).cpu() == labels).sum())

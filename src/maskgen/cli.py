@@ -23,6 +23,7 @@ from .commands import verb_modules
 from . import joint_commands, train_presets
 from .memory import keep_freed_memory
 from .errors import MaskgenError
+from .progress import interval as progress_interval
 
 TRAIN_DEFAULTS = {
     "train-tokenizer": dict(steps=1500, batch_size=64, lr=2e-3, min_lr=1e-4, warmup=50, weight_decay=0.0, ema=0.0),
@@ -372,6 +373,7 @@ def _data_channels(data: str, image_size: int) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     keep_freed_memory()  # every verb allocates the same large activations step after step
     try:
+        progress_interval()  # a bad MASKGEN_PROGRESS_INTERVAL is refused before any work, not at the first bar
         run(parse_args(argv))
     except MaskgenError as e:
         _fresh_line()

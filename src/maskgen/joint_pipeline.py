@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .checkpoint import load_json, save_json
 from .errors import MaskgenError
 from .images import save_grid
+from .progress import progress as progress_bar
 from .models.joint import JointTransformer
 from .sampling.draw import ImageNoise
 from .sampling.joint import JointDenoiser
@@ -110,14 +110,17 @@ class JointGen:
         if given is None and any(g.name == "cfg" for g in sampler.guidance):
             raise MaskgenError("CFG on a joint model guides by a given modality; with nothing given there is no condition: add --given or drop --cfg")
         tokens, nfe, history = [], 0.0, []
-        for start in tqdm(range(0, num, batch_size), desc="sampling", disable=not progress):
+        starts = range(0, num, batch_size)
+        bar = progress_bar(total=len(starts) * sampler.passes, desc=f"sampling {num:,} pairs", unit="step", disable=not progress)
+        for start in starts:
             n = min(batch_size, num - start)
             noise = ImageNoise(seed, [(start + i,) for i in range(n)], self.device)
             labels = torch.zeros(n, dtype=torch.long, device=self.device)
-            res = sampler(labels, noise, given=None if given is None else given[start : start + n])
+            res = sampler(labels, noise, progress=bar, given=None if given is None else given[start : start + n])
             tokens.append(res.tokens.cpu())
             history.append(res.masked_per_step)
             nfe += res.nfe * n
+        bar.close()
         tokens_all = torch.cat(tokens)
         pictures, label_maps = self.decode(tokens_all)
         settings = {**sampler.settings(), "nfe": nfe / num, "seed": seed, "batch_size": batch_size,

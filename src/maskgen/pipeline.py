@@ -26,11 +26,11 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .checkpoint import file_sha256, load_json, save_json
 from .errors import MaskgenError
 from .images import class_grid_order, save_grid
+from .progress import progress as progress_bar
 from .models.continuous import ContinuousGenerator
 from .models.toast import ToastModule
 from .models.transformer import MaskedTransformer
@@ -206,14 +206,17 @@ class MaskGen:
         k = rejection.candidates if rejection else 1
         per_chunk = max(1, batch_size // k)
         tokens, images, nfe, history = [], [], {}, []
-        for start in tqdm(range(0, len(labels), per_chunk), desc="sampling", disable=not progress):
+        starts = range(0, len(labels), per_chunk)
+        # one bar over every chunk's steps: a one-chunk run moves at each step, not 0/1 until it ends
+        bar = progress_bar(total=len(starts) * sampler.passes, desc=f"sampling {len(labels):,} images", unit="step", disable=not progress)
+        for start in starts:
             chunk = labels[start : start + per_chunk].repeat(k).to(self.device)
             # image i's candidate j draws from stream (seed, i, j); candidate 0 is the plain sample
             n = len(chunk) // k
             keys = [(start + i,) if j == 0 else (start + i, j) for j in range(k) for i in range(n)]
             noise = ImageNoise(seed, keys, self.device)
             part = lambda state: None if state is None else state[start : start + per_chunk].repeat(k, *[1] * (state.dim() - 1))  # noqa: E731
-            res = sampler(chunk, noise, init=part(init), given=part(given), on_step=on_step)
+            res = sampler(chunk, noise, progress=bar, init=part(init), given=part(given), on_step=on_step)
             imgs = self.tokenizer.decode(res.tokens if self.continuous else res.tokens.view(-1, *self.tokenizer.grid)).cpu()
             keep = rejection.select(imgs, chunk.cpu()) if rejection else torch.arange(len(chunk))
             tokens.append(res.tokens.cpu()[keep])
@@ -222,6 +225,7 @@ class MaskGen:
             for key in ("nfe", "nfe_generator", "nfe_critic", "nfe_head", "nfe_student"):
                 if key in res.settings:
                     nfe[key] = nfe.get(key, 0.0) + res.settings[key] * len(chunk)
+        bar.close()
         nfe = {key: v / len(labels) for key, v in nfe.items()}
         settings = {**sampler.settings(), **nfe, "seed": seed, "batch_size": batch_size, "refined": init is not None}
         if rejection:

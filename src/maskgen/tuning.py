@@ -201,7 +201,7 @@ def tune(
 ) -> list[BudgetResult]:
     """Random search at every budget (plus the papers' samplers), ``refine`` local steps from
     the best (``refine_trials``), then the best ``top`` rescored; resumable from ``out``."""
-    from tqdm.auto import tqdm
+    from .progress import progress as progress_bar
 
     for name, value in (("--trials", trials), ("--num", num), ("--rescore-num", rescore_num), ("--top", top)):
         if value < 1:
@@ -218,7 +218,7 @@ def tune(
     proposed = {b: paper_trials(model, meter, b) + propose_trials(space, meter, b, trials, seed) for b in budgets}
     jobs = [(t, log.key("trial", t.spec, num, seed, t.budget, t.index)) for b in budgets for t in proposed[b]]
     todo = [(t, k) for t, k in jobs if k not in log.records]
-    for t, k in tqdm(todo, desc="search", disable=not progress):
+    for t, k in progress_bar(todo, desc="search", disable=not progress):
         log.append(trial_record(t, k, num, seed, score(t.spec, num, seed)))
     for b in budgets:
         jobs += refine_trials(space, meter, log, lambda t: score(t.spec, num, seed), [j for j in jobs if j[0].budget == b], refine, num, seed, progress)
@@ -228,7 +228,7 @@ def tune(
         results.append(BudgetResult(b, scored))
     unique = {b.budget: _distinct(b.trials)[:top] for b in results}
     rescore = [(b, r, s, log.key("rescore", SamplerSpec.from_dict(r["spec"]), rescore_num, s, b)) for b in budgets for r in unique[b] for s in seeds]
-    for b, r, s, k in tqdm([j for j in rescore if j[3] not in log.records], desc="rescore", disable=not progress):
+    for b, r, s, k in progress_bar([j for j in rescore if j[3] not in log.records], desc="rescore", disable=not progress):
         scored = score(SamplerSpec.from_dict(r["spec"]), rescore_num, s)
         log.append({"key": k, "kind": "rescore", "budget": b, "num": rescore_num, "seed": s, "spec": r["spec"], **scored})
     for res in results:
@@ -254,13 +254,13 @@ def refine_trials(space: SearchSpace, meter: NFEMeter, log: "TrialLog", score: C
     (``SearchSpace.perturb``, drawn by ``random.Random(f"{seed}:{B}:refine:{j}")``) of the
     lowest-FD trial scored so far at that budget, refinements included. Each parent follows
     from the scores in the log, so a rerun proposes the same trials and skips the scored ones."""
-    from tqdm.auto import tqdm
+    from .progress import progress as progress_bar
 
     done: list[tuple[Trial, str]] = []
     if not jobs or count == 0:
         return done
     budget = jobs[0][0].budget
-    for j in tqdm(range(count), desc=f"refine NFE {budget}", disable=not progress):
+    for j in progress_bar(range(count), desc=f"refine NFE {budget}", disable=not progress):
         parent = min((log.records[k] for _, k in jobs + done), key=lambda r: r["fd"])
         rng = random.Random(f"{seed}:{budget}:refine:{j}")
         for _ in range(MAX_ATTEMPTS):

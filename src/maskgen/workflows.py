@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from tqdm.auto import tqdm
+from .progress import progress as progress_bar
 
 from .checkpoint import save_json
 from .data import LatentDataset, TokenDataset, absolute_spec, encode_dataset, fingerprint, is_token_spec, open_dataset, open_images
@@ -111,7 +111,7 @@ def training_data(data: str, tokenizer: VQTokenizer | KLTokenizer, batch_size: i
     loader = torch.utils.data.DataLoader(images, batch_size=batch_size)
     encoded, labels = [], []
     with torch.no_grad():
-        for x, y in tqdm(loader, desc="encode", disable=not progress):
+        for x, y in progress_bar(loader, desc="encode", disable=not progress):
             encoded.append(tokenizer.encode(x).cpu())
             labels.append(y)
     if continuous:

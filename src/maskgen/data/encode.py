@@ -33,7 +33,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
-from tqdm.auto import tqdm
+from ..progress import progress as progress_bar
 
 from ..checkpoint import save_json
 from ..errors import MaskgenError
@@ -249,7 +249,7 @@ def _write(tokenizer: Any, dataset: Dataset, tmp: Path, kind: type, dtype: np.dt
         tokenizer.eval()
     try:
         pos = done
-        with torch.no_grad(), tqdm(total=n, initial=done, unit="img", desc=f"encoding {kind.kind}", disable=None) as bar:
+        with torch.no_grad(), progress_bar(total=n, initial=done, unit="img", desc=f"encoding {kind.kind}") as bar:
             for images, batch_labels in _batches(dataset, batch_size, num_workers, done, device.type == "cuda"):
                 images = images.to(device)
                 encoded = [_encode(tokenizer, x, kind, meta) for x in ((images, images.flip(-1)) if flips else (images,))]

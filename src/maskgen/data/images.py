@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tqdm.auto import tqdm
+from ..progress import progress as progress_bar
 from torch.utils.data import Dataset
 
 from ..errors import MaskgenError
@@ -155,7 +155,7 @@ def check_image_files(files: list[Path], progress: bool = True) -> None:
     """A fast pass over every file before a run uses any (PIL's ``verify``: headers and, for
     PNG, every chunk's checksum, without decoding the pixels): a corrupt or truncated file is
     named in one line now, not when its batch is drawn hours into training."""
-    for path in tqdm(files, desc="check images", disable=not progress or len(files) < 5000, leave=False):
+    for path in progress_bar(files, desc="check images", disable=not progress or len(files) < 5000, leave=False):
         try:
             with Image.open(path) as img:
                 img.verify()

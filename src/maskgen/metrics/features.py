@@ -12,7 +12,7 @@ from typing import Iterable, Protocol
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from ..progress import progress as progress_bar
 
 
 class FeatureNetwork(Protocol):
@@ -38,7 +38,7 @@ def extract(
     feats, logits = [], []
     device = device or next(iter(getattr(net, "parameters", lambda: iter([torch.empty(0)]))())).device
     total = (len(images) + batch_size - 1) // batch_size
-    for x in tqdm(batches(images, batch_size), total=total, desc=f"features ({net.name})", disable=not progress):
+    for x in progress_bar(batches(images, batch_size), total=total, desc=f"features ({net.name})", disable=not progress):
         f, l = net(x.to(device))
         feats.append(f.double().cpu())
         if l is not None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from ..progress import progress as progress_bar
 
 from ..errors import MaskgenError
 from ..schedules import Schedule, get_schedule
@@ -86,6 +86,11 @@ class Sampler:
             return {"sampler": self.spec.to_dict()}
         return {"steps": self.steps, "schedule": self.schedule.name, **self.fill.settings(), "guidance": [g.settings() for g in self.guidance]}
 
+    @property
+    def passes(self) -> int:
+        """Network steps one call runs (what a progress bar counts): the fill rule's passes of ``steps``."""
+        return self.fill.passes(self.steps)
+
     def check_labels(self, labels: Tensor) -> None:
         c = self.model.num_classes
         bad = labels[(labels < 0) | (labels > c)]
@@ -125,7 +130,7 @@ class Sampler:
         self,
         labels: Tensor,
         generator: Noise,
-        progress: bool = False,
+        progress: "bool | object" = False,
         init: Tensor | None = None,
         given: Tensor | None = None,
         on_step: Callable[[int, Tensor], None] | None = None,
@@ -137,7 +142,9 @@ class Sampler:
         masked region, as in official MaskGIT's inpainting). ``generator`` is one
         ``torch.Generator`` for the batch, or an ``ImageNoise`` with one stream per image (what
         ``MaskGen.generate`` passes, so an image does not depend on the batch it is in).
-        ``on_step(i, x)`` sees the state after each step (the app's live view)."""
+        ``on_step(i, x)`` sees the state after each step (the app's live view). ``progress``:
+        True shows this call's steps; a bar (``maskgen.progress.progress``) is advanced by one per
+        step, so a caller sampling in chunks shows one bar over all of them."""
         model = self.model
         device = model.device
         labels = torch.as_tensor(labels, dtype=torch.long, device=device)
@@ -160,11 +167,14 @@ class Sampler:
         else:
             x = model.blank(b, device)
         run: dict = {}
-        for i in tqdm(range(self.fill.passes(self.steps)), desc="sample", disable=not progress, leave=False):
+        shared = progress if hasattr(progress, "update") else None
+        for i in progress_bar(range(self.passes), desc="sample", unit="step", disable=shared is not None or not progress, leave=False):
             step = self.step(i)
             masked = model.masked(x)
             if not masked.any():
                 history.append([0] * b)
+                if shared is not None:
+                    shared.update(1)
                 continue
             own = self.fill.predict(model, x, labels, step, generator)
             if own is None:
@@ -182,6 +192,8 @@ class Sampler:
             history.append(model.masked(x).sum(1).tolist())
             if on_step is not None:
                 on_step(i, x)
+            if shared is not None:
+                shared.update(1)
         nfe = {"nfe": (rows + fill_rows + own_rows) / b, "nfe_generator": rows / b, "nfe_critic": fill_rows / b, **model.counts()}
         if own_rows:
             nfe["nfe_student"] = own_rows / b

@@ -6,7 +6,7 @@ import math
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
+from ..progress import progress as progress_bar
 
 from ..errors import MaskgenError
 
@@ -64,7 +64,7 @@ def evaluate_tokenizer(tokenizer, dataset: Dataset, num: int = 2000, batch_size:
     tokenizer.eval()
     total_psnr, all_tokens = 0.0, []
     try:
-        for images, _ in tqdm(loader, desc="evaluate tokenizer", disable=not progress, leave=False):
+        for images, _ in progress_bar(loader, desc="evaluate tokenizer", disable=not progress, leave=False):
             tokens = tokenizer.encode(images)
             recon = tokenizer.decode(tokens).cpu()
             total_psnr += psnr(recon, images) * images.shape[0]

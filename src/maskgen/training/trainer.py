@@ -23,6 +23,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..progress import progress as progress_bar
+
 from ..checkpoint import load_json, load_tensors, save_json, save_tensors
 from .checkpoints import STATE, StepCheckpoints, refuse_changed_run, resume_changes
 from ..errors import MaskgenError
@@ -352,7 +354,7 @@ class Trainer:
             self.checkpoints.clear()
         self.model.train()
         autocast = self.device.type == "cuda" and c.bf16
-        bar = tqdm(total=c.steps, initial=self.step, desc="train", disable=not progress or self.rank != 0, dynamic_ncols=True)
+        bar = progress_bar(total=c.steps, initial=self.step, desc="train", disable=not progress or self.rank != 0, dynamic_ncols=True)
         t0, items = time.perf_counter(), 0
         stop = c.steps if until is None else min(until, c.steps)
         for step, batch in self.batches.iterate(self.step, stop):
