@@ -128,6 +128,19 @@ def test_cli_writes_grid_samples_and_settings(tmp_path, items):
     assert not (out / "sample-03.png").exists()
 
 
+def test_cli_takes_classes_like_sample_and_class_as_its_alias(tmp_path, items):
+    image, mask = write_inputs(tmp_path, items)
+    base = ["inpaint", "--image", str(image), "--mask", str(mask), "--num", "3", "--steps", "2"]
+    assert main([*base, "--classes", "1,4", "--out", str(tmp_path / "a")]) == 0
+    record = json.loads((tmp_path / "a" / "inpaint.json").read_text())
+    assert record["classes"] == [1, 4, 1] and record["class"] is None and record["unconditional"] is False
+    assert main([*base, "--class", "7", "--out", str(tmp_path / "b")]) == 0
+    assert main([*base, "--classes", "7", "--out", str(tmp_path / "c")]) == 0
+    b, c = (json.loads((tmp_path / x / "inpaint.json").read_text()) for x in "bc")
+    assert b["classes"] == c["classes"] == [7, 7, 7] and b["class"] == 7
+    assert (tmp_path / "b" / "grid.png").read_bytes() == (tmp_path / "c" / "grid.png").read_bytes()
+
+
 def test_cli_without_class_is_unconditional(tmp_path, items):
     image, mask = write_inputs(tmp_path, items)
     assert main(["inpaint", "--image", str(image), "--mask", str(mask), "--out", str(tmp_path / "o"), "--num", "1", "--steps", "2"]) == 0
@@ -142,7 +155,8 @@ def test_cli_without_class_is_unconditional(tmp_path, items):
         ({"--mask": "missing.png"}, "--mask file does not exist"),
         ({"--mask": "black.png"}, "has no white pixels"),
         ({"--image": "text.png"}, "cannot decode image"),
-        ({"--class": "10"}, "--class 10 out of range"),
+        ({"--class": "10"}, "--classes: class id 10 out of range"),
+        ({"--classes": "1,x"}, "--classes"),
         ({"--num": "0"}, "--num must be"),
         ({"--acceptance": "0.5"}, "inpaint does not do classifier rejection"),
         ({"--sampler": "nope"}, "nope"),

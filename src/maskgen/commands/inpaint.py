@@ -1,7 +1,7 @@
 """``maskgen inpaint``: complete the white region of a mask in a user's image.
 
 Inpainting, outpainting (a mask covering the border) and class-conditional editing (the
-same with another ``--class``) of MaskGIT (Chang et al. 2022, Sec. 4.3) and Discrete
+same with another ``--classes``, alias ``--class``) of MaskGIT (Chang et al. 2022, Sec. 4.3) and Discrete
 Interpolants (Hu & Ommer 2025, Sec. 3.6, Eq. 8: the given tokens follow the null
 scheduler). The sampling is ``maskgen.inpainting.inpaint``'s; this verb reads the two
 pictures, brings them to the model's size, and writes what came out.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "Inpaint, outpaint or edit an image: re-sample the white region of --mask with any sampler (no --class: unconditional)."
+HELP = "Inpaint, outpaint or edit an image: re-sample the white region of --mask with any sampler (no --classes: unconditional)."
 REQUIRED: tuple[str, ...] = ("image", "mask", "out")
 WRITES_FOLDER = True
 
@@ -25,8 +25,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask", default=None, help="the region to sample, white on black (any size; resized with nearest to the image)")
     p.add_argument("--out", default=None, help="output folder: grid.png (input | mask | samples), sample-*.png, inpaint.json")
     p.add_argument(
-        "--class", dest="class_id", type=int, default=None, metavar="C",
-        help="class of the completion; without it the region is sampled unconditionally (the null class), never guessed by a classifier",
+        "--classes", "--class", dest="classes", default=None, metavar="C[,C...]",
+        help="class id(s) of the completions, round robin over --num as in sample (--class: the same option); "
+        "without it the region is sampled unconditionally (the null class), never guessed by a classifier",
     )
     p.add_argument("--num", type=int, default=8, help="samples of the same input, each with its own noise")
     add_sampler_options(p)
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> None:
     from ..images import make_grid
     from ..inpainting import inpaint
     from ..pipeline import MaskGen, reference_dir
-    from ..sampling_commands import _nfe_text, sampler_spec
+    from ..sampling_commands import _nfe_text, parse_classes, sampler_spec
     from ..training.devices import resolve_device
     from ..validate import integer
 
@@ -87,15 +88,16 @@ def run(args: argparse.Namespace) -> None:
     if not region.any():
         raise MaskgenError(f"the mask {args.mask} has no white pixels: paint the region to sample in white")
     num_classes = mg.generator.config.num_classes
-    if args.class_id is not None and not 0 <= args.class_id < num_classes:
-        raise MaskgenError(f"--class {args.class_id} out of range: the model has classes 0..{num_classes - 1} (leave --class out for unconditional)")
-    label = num_classes if args.class_id is None else args.class_id  # num_classes: the null class
+    unconditional = args.classes is None
+    try:  # num_classes: the null class
+        labels = torch.full((args.num,), num_classes, dtype=torch.long) if unconditional else parse_classes(args.classes, args.num, num_classes)
+    except MaskgenError as e:
+        raise MaskgenError(f"{e} (leave --classes out for unconditional)") from None
     seed = 0 if args.seed is None else args.seed
     batch_size = 64 if args.batch_size is None else args.batch_size
     integer("--batch-size", batch_size, 1)
 
     images = image.expand(args.num, -1, -1, -1).contiguous()
-    labels = torch.full((args.num,), label, dtype=torch.long)
     out_images, result = inpaint(mg, images, region, labels, mg.sampler(spec), seed=seed, batch_size=batch_size, progress=True)
 
     out = Path(args.out)
@@ -114,10 +116,12 @@ def run(args: argparse.Namespace) -> None:
         save_png(f"sample-{i:02d}.png", arr[..., 0] if channels == 1 else arr)
     save_json(out / "inpaint.json", {
         "model": model_dir, "image": str(args.image), "mask": str(args.mask), "num": args.num,
-        "class": None if args.class_id is None else label, "unconditional": args.class_id is None,
+        "classes": None if unconditional else labels.tolist(), "unconditional": unconditional,
+        "class": None if unconditional or len(set(labels.tolist())) > 1 else int(labels[0]),
         "seed": seed, "batch_size": batch_size, "preset": args.preset, "sampler": spec.to_dict(), "nfe": result.nfe,
         "masked_per_step": masked_per_step_record(result),
         "region_pixels": int(region.sum()), "region_tokens": result.settings["region_tokens"][0], "settings": result.settings,
     })
-    what = "unconditional" if args.class_id is None else f"class {label}"
+    shown = sorted(set(labels.tolist()))
+    what = "unconditional" if unconditional else f"class{'es' if len(shown) > 1 else ''} {','.join(map(str, shown))}"
     print(f"{args.num} completions ({what}, {result.settings['region_tokens'][0]} tokens re-sampled, {_nfe_text(result)}) -> {grid}, {out / 'inpaint.json'}")
