@@ -158,6 +158,16 @@ def test_sample_refine_and_reject_from_the_cli(model_dir, tmp_path, capsys):
     before, after = np.load(tmp_path / "m" / "samples.npz"), np.load(tmp_path / "r" / "samples.npz")
     assert after["images"].shape == before["images"].shape and (after["labels"] == before["labels"]).all()
     assert "refined" in capsys.readouterr().out
+    # without --model: the model the samples' samples.json records, else the shipped one, as every verb defaults
+    assert main(["refine", "--critic", str(critic), "--samples", str(tmp_path / "m" / "samples.npz"), "--out", str(tmp_path / "r2")]) == 0
+    assert json.loads((tmp_path / "r2" / "samples.json").read_text())["model"] == str(model_dir.resolve())
+    assert np.array_equal(np.load(tmp_path / "r2" / "samples.npz")["tokens"], after["tokens"])
+    assert main(["sample", "--num", "2", "--steps", "2", "--out", str(tmp_path / "shipped")]) == 0
+    (tmp_path / "shipped" / "samples.json").unlink()
+    assert main(["refine", "--samples", str(tmp_path / "shipped" / "samples.npz"), "--steps", "2", "--out", str(tmp_path / "r3")]) == 0
+    from maskgen.pipeline import reference_dir
+
+    assert json.loads((tmp_path / "r3" / "samples.json").read_text())["model"] == str(reference_dir().resolve())
     clf = tmp_path / "clf"
     assert main(["train-classifier", "--data", "embedded", "--out", str(clf), "--steps", "2", "--batch-size", "16", "--width", "8"]) == 0
     assert main(["sample", "--model", str(model_dir), "--num", "4", "--steps", "2", "--acceptance", "0.5",

@@ -44,7 +44,7 @@ REQUIRED = {
     "train": ("tokenizer", "out"),
     "finetune-sg": ("model",),
     "train-critic": ("model",),
-    "refine": ("samples", "model", "out"),
+    "refine": ("samples", "out"),
     "export": ("model", "out"),
     "sample": ("out",),
     "import": ("format", "generator", "tokenizer", "out"),
@@ -160,7 +160,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p = verb("refine", "Re-sample the tokens a Token-Critic scores lowest in finished samples (004 Sec. 4.3).")
     add_sampler_options(p)
     p.add_argument("--samples", required=False, help="samples .npz from maskgen sample (with tokens)")
-    p.add_argument("--model", required=False, help="the model folder the samples came from")
+    p.add_argument("--model", default=None, help="the model folder the samples came from (default: the one their samples.json records, else the shipped reference model)")
     p.add_argument("--fraction", type=float, default=None, help="share of tokens re-sampled at the first step (default 0.6)")
     p.add_argument("--out", required=False, help="output folder")
 

@@ -264,6 +264,10 @@ def refuse_unbounded_work(args: argparse.Namespace) -> None:
     if args.verb == "eval" and args.samples is not None:
         return  # scores given samples, samples nothing
     model, steps, source = getattr(args, "model", None), getattr(args, "steps", None), "--steps"
+    if args.verb == "refine" and model is None and args.samples is not None:
+        from .sampling_commands import refined_model
+
+        model = refined_model(None, Path(args.samples))  # the model refine will load
     if sampler_verb and steps is None and args.spec is not None:
         from .sampling.spec import read_spec_file
 

@@ -243,6 +243,7 @@ def refine(args: argparse.Namespace) -> None:
         tokens, labels = torch.as_tensor(arrays["tokens"].astype(np.int64)), torch.as_tensor(arrays["labels"].astype(np.int64))
     except (TypeError, ValueError) as e:
         raise MaskgenError(f"tokens/labels in {path} are not integer arrays: {e}") from None
+    args.model = refined_model(args.model, path)
     model = MaskGen.load(args.model, device=device)
     if model.continuous:
         raise MaskgenError(f"refine re-samples the tokens a Token-Critic scores lowest; {args.model} holds a continuous-token generator, which has no codes to score: refine the samples of a discrete-token model")
@@ -265,6 +266,22 @@ def refine(args: argparse.Namespace) -> None:
     identity = {"model": str(Path(args.model).resolve()), "model_sha256": model.generator.sha256, "refined_from": str(path.resolve())}
     paths = save_samples(args.out, images, result, model.generator.config.num_classes, {**identity, "tokens_changed": changed})
     print(f"{len(images)} samples refined ({_nfe_text(result)}, {changed:.1%} of tokens changed) -> {paths['grid']}, {paths['npz']}")
+
+
+def refined_model(model: str | None, samples: Path) -> str:
+    """The model ``refine`` re-samples with: ``--model``, else the one the samples' own
+    ``samples.json`` records (checked by its sha256, as a replay is), else the shipped one,
+    as every other verb defaults to it."""
+    from .checkpoint import load_json
+    from .pipeline import reference_dir
+
+    if model is not None:
+        return model
+    side = samples.with_suffix(".json")
+    record = load_json(side) if side.is_file() else {}
+    if isinstance(record.get("model"), str):
+        return replayed_model(record, side)
+    return str(reference_dir())
 
 
 def add_sampler_options(p: argparse.ArgumentParser) -> None:
