@@ -95,7 +95,7 @@ def joint_row(res: "Results", section: "Section", method: str, folder: str, task
             s = segmentation_scores(maps, data.maps, data.num_labels)
             scores = {"miou": s["miou"], "pixel_accuracy": s["pixel_accuracy"]}
         else:
-            scores = {"fd": image_fd(images, data.images, None, res.args.device)["fd"]}
+            scores = {"fd": image_fd(images, data.images, None, res.args.device)["fd_clf"]}
         return {**scores, "nfe": result.nfe, "sec_per_image": seconds}
 
     row = _cached(res, key, compute)
@@ -115,7 +115,7 @@ def floor_rows(res: "Results", section: "Section", folder: str) -> None:
             maps = model.seg_tokenizer.decode(model.seg_tokenizer.encode(data.maps))
             images = model.tokenizer.decode(model.tokenizer.encode(data.images))
         s = segmentation_scores(maps, data.maps, data.num_labels)
-        return {"miou": s["miou"], "pixel_accuracy": s["pixel_accuracy"], "fd": image_fd(images, data.images, None, res.args.device)["fd"]}
+        return {"miou": s["miou"], "pixel_accuracy": s["pixel_accuracy"], "fd": image_fd(images, data.images, None, res.args.device)["fd_clf"]}
 
     section.rows.append(_cached(res, {"method": "tokenizers", "setting": "true tokens (floor)", "num": res.args.num}, compute))
 

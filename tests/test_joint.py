@@ -2,6 +2,8 @@
 the mosaic data, the segmentation tokenizer, the joint objective's masking, sampling with a
 given modality, mIoU, and the CLI."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -201,6 +203,22 @@ def test_cli_eval_reports_miou(joint_dir, tmp_path, capsys):
     out = tmp_path / "e.json"
     assert main(["eval", "--model", str(joint_dir), "--given", "image:mosaic-test:4", "--steps", "1", "--device", "cpu", "--out", str(out)]) == 0
     assert "miou" in out.read_text() and "pixel_accuracy" in capsys.readouterr().out
+
+
+def test_cli_eval_names_metrics_as_eval_does_and_never_overwrites(joint_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = ["eval", "--model", str(joint_dir), "--given", "segmentation:mosaic-test:4", "--steps", "1", "--device", "cpu"]
+    assert main(argv) == 0  # no --out: ./eval.json, as eval --model writes
+    first = (tmp_path / "eval.json").read_bytes()
+    record = json.loads(first)
+    assert record["metrics"]["task"] == "segmentation->image" and "fd_clf" in record["metrics"] and "fd" not in record["metrics"]
+    assert record["metrics"]["count"] == 4 and record["model"] == str(joint_dir.resolve())
+    capsys.readouterr()
+    assert main(argv) == 2  # a second eval is refused, not written over the first
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "eval.json already exists" in err and "--overwrite" in err
+    assert (tmp_path / "eval.json").read_bytes() == first
+    assert main([*argv, "--overwrite"]) == 0
 
 
 @pytest.mark.parametrize("argv_tail, phrase", [

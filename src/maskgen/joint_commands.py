@@ -7,7 +7,7 @@ with a joint model. ``maskgen.cli`` and ``sampling_commands`` call in here with 
     maskgen sample --model J --given segmentation:DIR --out S   # segmentation -> image
     maskgen sample --model J --given image:DIR --cfg 1 --out S  # image -> segmentation
     maskgen eval --model J --given image:mosaic-test:500        # mIoU, pixel accuracy
-    maskgen eval --model J --given segmentation:mosaic-test:500 # FD-clf of the images
+    maskgen eval --model J --given segmentation:mosaic-test:500 # fd_clf of the images
 """
 
 from __future__ import annotations
@@ -157,7 +157,9 @@ def sample(args: argparse.Namespace) -> None:
 
 def evaluate(args: argparse.Namespace) -> None:
     """image->segmentation: mIoU and pixel accuracy against the held-out maps;
-    segmentation->image: FD-clf between the sampled and the held-out images."""
+    segmentation->image: FD-clf (``fd_clf``; ``fid`` with an Inception ``--network``) between
+    the sampled and the held-out images. Written to ``--out``, else ``./eval.json``, refused
+    when it exists without ``--overwrite``, as every ``eval``."""
     import json
 
     from .checkpoint import save_json
@@ -179,18 +181,21 @@ def evaluate(args: argparse.Namespace) -> None:
         metrics = {"task": "image->segmentation", **segmentation_scores(maps, truth, model.seg_tokenizer.config.num_labels)}
     else:
         metrics = {"task": "segmentation->image", **image_fd(images, truth, args.network, model.device)}
-    metrics["num"] = len(tensor)
-    save_json(out, {"metrics": metrics, "sampler": spec.to_dict(), "nfe": result.nfe, "model": str(args.model), "given": args.given, "seed": run["seed"]})
-    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if k != "iou"}, indent=1))
+    metrics["count"] = len(tensor)
+    identity = {"model": str(Path(args.model).resolve()), "model_sha256": model.generator.sha256}
+    save_json(out, {"metrics": metrics, "sampler": spec.to_dict(), "nfe": result.nfe, **identity, "given": args.given, "seed": run["seed"]})
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if k != "iou" and not k.endswith("sha256")}, indent=1))
     print(f"results written to {out.resolve()}")
 
 
 def image_fd(images, real, network: str | None, device) -> dict:
-    """FD-clf: the Frechet distance of the shipped Fashion-MNIST classifier's features (or
-    ``network``'s) between sampled and real images. The classifier saw single 32x32 items,
-    not mosaics: a fixed feature network applied off its training data, as Inception is on
-    any non-ImageNet set, so the numbers compare models on this set, not across sets."""
-    from .evaluate import load_network
+    """The Frechet distance between sampled and real images, named as ``eval`` names it
+    (``evaluate.evaluate_images``): ``fd_clf`` in the features of the shipped Fashion-MNIST
+    classifier (or of ``network`` when it is a classifier), ``fid`` in Inception's. The
+    classifier saw single 32x32 items, not mosaics: a fixed feature network applied off its
+    training data, as Inception is on any non-ImageNet set, so the numbers compare models on
+    this set, not across sets."""
+    from .evaluate import absolute_network, is_classifier, load_network
     from .metrics.features import extract
     from .metrics.frechet import frechet_distance_features
     from .pipeline import reference_dir
@@ -199,4 +204,5 @@ def image_fd(images, real, network: str | None, device) -> dict:
     net = load_network(spec, device)
     fake, _ = extract(net, images, device=device, progress=False)
     true, _ = extract(net, real, device=device, progress=False)
-    return {"fd": frechet_distance_features(fake, true), "network": spec.split(":")[0] if network is None else spec}
+    name = "fd_clf" if is_classifier(net) else "fid"
+    return {name: frechet_distance_features(fake, true), "network": net.name, "network_spec": absolute_network(spec), "network_sha256": net.sha256}
