@@ -39,6 +39,24 @@ def test_eval_samples_file(model_dir, ref, tmp_path, capsys):
     assert m["fd_clf"] > 0 and 1.0 <= m["cs"] <= 10.0
 
 
+def test_too_few_samples_for_kid_and_fd_are_flagged(ref, tmp_path, capsys):
+    from maskgen.evaluate import dataset_images
+
+    images, labels = dataset_images("embedded", num=1000)
+    small, enough = tmp_path / "small.npz", tmp_path / "enough.npz"
+    np.savez(small, images=images[:100], labels=labels[:100])
+    np.savez(enough, images=images, labels=labels)
+    assert main(["eval", "--samples", str(small), "--ref", str(ref), "--kid-subsets", "5"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    warning = [line for line in err if line.startswith("maskgen: warning:")]
+    assert len(warning) == 1 and "100 samples are too few for fd_clf/kid_clf" in warning[0] and "can be negative" in warning[0]
+    m = json.loads((tmp_path / "eval.json").read_text())["metrics"]
+    assert m["note"] == warning[0].removeprefix("maskgen: warning: ")
+    assert main(["eval", "--samples", str(enough), "--ref", str(ref), "--kid-subsets", "5", "--out", str(tmp_path / "e.json")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert "note" not in json.loads((tmp_path / "e.json").read_text())["metrics"]
+
+
 def test_real_images_score_better_than_noise(ref, tmp_path):
     from maskgen.evaluate import dataset_images
 

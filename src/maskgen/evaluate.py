@@ -196,7 +196,35 @@ def evaluate_images(
         if clf and labels is not None:
             out["class_accuracy"] = float((logits.argmax(1) == np.asarray(labels)).mean())
     out.update(count=int(len(images)), network=net.name, network_sha256=net.sha256, reference=ref.data, reference_count=ref.count)
+    note = sample_size_note(out)
+    if note:
+        out["note"] = note
     return out
+
+
+# Below this many samples KID's subsets are smaller than the usual 1,000 and FD's 1/N bias is
+# large; the result is still computed, with a note saying what it is worth.
+MIN_SAMPLES = 1000
+
+
+def sample_size_note(metrics: dict[str, Any]) -> str | None:
+    """One line for results of fewer than ``MIN_SAMPLES`` samples: why their FD and KID are
+    not to be trusted (``eval`` prints it on stderr and stores it as ``note``), else None."""
+    count = int(metrics.get("count", 0))
+    if count >= MIN_SAMPLES:
+        return None
+    fd = next((k for k in ("fid", "fd_clf") if k in metrics), None)
+    kid = next((k for k in ("kid", "kid_clf") if k in metrics), None)
+    if fd is None and kid is None:
+        return None
+    parts = []
+    if fd is not None:
+        parts.append(f"{fd} is biased upward by about 1/N, so it compares only with results of the same sample count")
+    if kid is not None:
+        sign = f" (here {metrics[kid]:.4g})" if metrics[kid] < 0 else ""
+        parts.append(f"{kid} is unbiased, so with its noise larger than its value at this count it can be negative{sign}")
+    names = "/".join(k for k in (fd, kid) if k)
+    return f"{count:,} samples are too few for {names} to be meaningful (use at least {MIN_SAMPLES:,}): " + "; ".join(parts)
 
 
 def load_samples(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, dict]:

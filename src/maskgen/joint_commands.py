@@ -182,10 +182,18 @@ def evaluate(args: argparse.Namespace) -> None:
     else:
         metrics = {"task": "segmentation->image", **image_fd(images, truth, args.network, model.device)}
     metrics["count"] = len(tensor)
+    from .evaluate import sample_size_note
+
+    note = sample_size_note(metrics)
+    if note:
+        metrics["note"] = note
     identity = {"model": str(Path(args.model).resolve()), "model_sha256": model.generator.sha256}
     save_json(out, {"metrics": metrics, "sampler": spec.to_dict(), "nfe": result.nfe, **identity, "given": args.given, "seed": run["seed"]})
-    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if k != "iou" and not k.endswith("sha256")}, indent=1))
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if k not in ("iou", "note") and not k.endswith("sha256")}, indent=1))
     print(f"results written to {out.resolve()}")
+    from .sampling_commands import warn_small_sample
+
+    warn_small_sample(metrics)
 
 
 def image_fd(images, real, network: str | None, device) -> dict:

@@ -84,9 +84,18 @@ def evaluate(args: argparse.Namespace) -> None:
     from .checkpoint import save_json
 
     save_json(out, {"metrics": metrics, "sampler": sampler, "nfe": nfe, **record, "samples": args.samples or args.model, "ref": args.ref})
-    shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if not k.endswith("sha256")}
+    shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if not k.endswith("sha256") and k != "note"}
     print(json.dumps(shown, indent=1))
     print(f"results written to {out.resolve()}")
+    warn_small_sample(metrics)
+
+
+def warn_small_sample(metrics: dict) -> None:
+    """The results' ``note`` (too few samples for FD/KID to mean much), as one stderr line."""
+    import sys
+
+    if metrics.get("note"):
+        print(f"maskgen: warning: {metrics['note']}", file=sys.stderr)
 
 
 def given_options(args: argparse.Namespace) -> dict:
