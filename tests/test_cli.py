@@ -153,3 +153,26 @@ def test_an_error_starts_on_a_fresh_line_after_a_progress_bar(monkeypatch, capsy
     assert "\nmaskgen: error: loss is nan at step 3\n" in err  # not glued to the bar's last line
     for bar in list(tqdm._instances):
         bar.close()
+
+
+def test_help_shows_every_default_and_no_none(capsys):
+    import argparse
+
+    from maskgen.cli import build_parser
+
+    _, verbs = build_parser()
+    for name, p in verbs.items():
+        text = p.format_help()
+        assert "(default: None)" not in text and "(default: False)" not in text, name
+        for a in p._actions:
+            has_own = a.option_strings and a.default not in (None, argparse.SUPPRESS) and a.nargs != 0
+            if has_own:
+                assert "default" in a.help.lower(), (name, a.option_strings)
+    with pytest.raises(SystemExit):
+        main(["train-tokenizer", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "--steps STEPS optimizer steps (default: 1500)" in shown and "--betas BETAS BETAS (default: 0.9 0.95)" in shown
+    with pytest.raises(SystemExit):
+        main(["sample", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "--seed SEED sampling seed (default 0)" in shown and "(default: 1.0)" in shown  # --acceptance

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .convert.formats import add_import_options
-from .cli_checks import DEFAULT_SUBFOLDER, FILE_OUT, FOLDER_OUT, OneLineParser, output_folder, preflight, recipe_value
+from .cli_checks import DEFAULT_SUBFOLDER, FILE_OUT, FOLDER_OUT, OneLineParser, output_folder, preflight, recipe_value, show_defaults
 from .folder_lock import folder_lock
 from .sampling_commands import add_sampler_options
 from .tokenizer_commands import add_encode_options, add_train_tokenizer_options
@@ -215,6 +215,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     for name, p in verbs.items():  # every verb that writes can be told to write over what its output holds
         if (name in FOLDER_OUT | FILE_OUT | set(DEFAULT_SUBFOLDER)) and "--overwrite" not in p._option_string_actions:
             p.add_argument("--overwrite", action="store_true", help="write over what --out already holds (refused otherwise)")
+    for name, p in verbs.items():
+        p.set_defaults(**TRAIN_DEFAULTS.get(name, {}))
+        show_defaults(p)  # --help shows every default the parser knows
     return parser, verbs
 
 
@@ -246,8 +249,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser, verbs = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    sub = verbs[args.verb]
-    sub.set_defaults(**{k: v for k, v in TRAIN_DEFAULTS.get(args.verb, {}).items()})
+    sub = verbs[args.verb]  # its TRAIN_DEFAULTS are set (build_parser)
     recipe = load_recipe(args.config, sub) if args.config else {}
     sub.set_defaults(**{**train_presets.preset_options(args, recipe, sub), **recipe})
     args = parser.parse_args(argv)

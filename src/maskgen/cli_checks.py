@@ -38,6 +38,22 @@ class OneLineParser(argparse.ArgumentParser):
         raise MaskgenError(f"{verb}: {message}" if verb else message)
 
 
+def show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Add ``(default: X)`` to the help of every option of ``parser`` that has a default of its
+    own, so ``--help`` shows it, as argparse's ``ArgumentDefaultsHelpFormatter`` would, minus its
+    noise: nothing for a default of None (the option then means "the model's own", "the spec's",
+    "the one the file records", which its help says in words), for a switch, or for a help that
+    already names its default. Call it once the parser's defaults are set."""
+    for action in parser._actions:
+        default, help = action.default, action.help or ""
+        if not action.option_strings or default is None or default is argparse.SUPPRESS or action.nargs == 0:
+            continue
+        if help is argparse.SUPPRESS or "default" in help.lower():
+            continue
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        action.help = f"{help} (default: {shown.replace('%', '%%')})" if help else f"(default: {shown.replace('%', '%%')})"
+
+
 def _kind(action: argparse.Action) -> str | None:
     if action.nargs == 0:
         return "switch"
