@@ -1,6 +1,7 @@
 """docs/results-compute.md from one command: continuous against discrete tokens along training.
 
-Two generators of comparable size trained on Fashion-MNIST on the same machine, each in
+Generators of comparable size trained on Fashion-MNIST on the same machine (a run without
+snapshots has no rows), each in
 chunks (``maskgen train --stop-at S``, then ``--resume``), with a copy of the exported model
 (EMA weights) kept at every chunk's end:
 
@@ -213,6 +214,7 @@ def render(a, rows: list[dict], flops: dict[str, float], floors: dict[str, float
              "\n".join(f"python benchmarks/compute_curves.py train --run {r} --steps {TRAINED[r]}" for r in RUNS),
              f"python benchmarks/compute_curves.py eval --num {a.num} --seeds {a.seeds} --doc {a.doc}", "```", "",
              __doc__.split("\n\n")[1].replace("\n", " "), "",
+             *("- " + " ".join(line.strip() for line in item.lstrip("- ").splitlines()) for item in __doc__.split("\n\n")[2].split("\n- ")), "",
              f"Each row is `maskgen eval` on {a.num} samples (labels 0..9 in turn), seed {seeds[0]} (the last snapshot of each "
              f"run also at seeds {', '.join(map(str, seeds[1:]))}: the sampling noise), FD-clf in the shipped classifier's features "
              "against its Fashion-MNIST training-set statistics. Samplers: the continuous model with eMIGM's preset at 16 steps "
@@ -264,10 +266,22 @@ def render(a, rows: list[dict], flops: dict[str, float], floors: dict[str, float
     return "\n".join(lines) + "\n"
 
 
+def discrete_at(step: float, points: list[tuple[int, float]]) -> float | None:
+    """FD-clf of a curve at a fractional ``step``, linear in log(step) between its two neighbouring
+    snapshots; None outside the snapshots."""
+    import math
+
+    for (s0, f0), (s1, f1) in zip(points, points[1:]):
+        if s0 <= step <= s1:
+            w = (math.log(step) - math.log(s0)) / (math.log(s1) - math.log(s0))
+            return f0 + w * (f1 - f0)
+    return None
+
+
 def verdict(summary: dict, rows: list[dict], flops: dict[str, float], seeds: list[int]) -> list[str]:
     """Rule, fixed before the numbers: at equal steps (every step both runs reached) and at equal
-    training FLOPs (the continuous model's last snapshot against the discrete snapshot of the
-    nearest cumulative FLOPs), the better run is the one whose FD-clf is lower by more than twice
+    training FLOPs (the continuous model's last snapshot against the discrete curve at the same
+    cumulative FLOPs, interpolated linearly in log steps between its snapshots), the better run is the one whose FD-clf is lower by more than twice
     the larger of the two last-snapshot seed sds; otherwise the two are level within the noise.
     A curve is "still falling" when its last snapshot beats the one before by more than that."""
     if len(summary) < 2:
@@ -287,9 +301,15 @@ def verdict(summary: dict, rows: list[dict], flops: dict[str, float], seeds: lis
     c_last = summary["continuous"][0]
     c_flops = c_last * flops["continuous"]
     d_steps = sorted(s for (r, s) in fd if r == "discrete")
+    d_at = discrete_at(c_flops / flops["discrete"], [(s, fd["discrete", s]) for s in d_steps])
     d_near = min(d_steps, key=lambda s: abs(s * flops["discrete"] - c_flops))
-    out.append(f"- Equal training FLOPs: continuous at step {c_last} ({c_flops / 1e15:.3f} PFLOPs) against discrete at step "
-               f"{d_near} ({d_near * flops['discrete'] / 1e15:.3f} PFLOPs): {compare(fd['continuous', c_last], fd['discrete', d_near])}.")
+    out.append(f"- Equal training FLOPs, the discrete snapshot of the nearest FLOPs (the first form of this rule; interpolation "
+               f"below was added after this page's first version, and both are shown): step {d_near} "
+               f"({d_near * flops['discrete'] / 1e15:.3f} PFLOPs): {compare(fd['continuous', c_last], fd['discrete', d_near])}.")
+    if d_at is not None:
+        out.append(f"- Equal training FLOPs: continuous at step {c_last} ({c_flops / 1e15:.3f} PFLOPs) against the discrete curve at "
+                   f"the same FLOPs (step {c_flops / flops['discrete']:.0f}, FD-clf interpolated linearly in log steps between its "
+                   f"snapshots): {compare(fd['continuous', c_last], d_at)}.")
     mae_single = sorted({s for (r, s) in fd if r == "continuous"} & {s for (r, s) in fd if r == "single"})
     for step in mae_single:
         c, g = fd["continuous", step], fd["single", step]
