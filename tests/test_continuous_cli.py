@@ -76,9 +76,9 @@ def test_demo_runs_the_emigm_row_on_an_exported_continuous_model(model_dir, cont
     assert main(["export", "--model", str(model_dir), "--out", str(out), "--classifier", str(clf), "--ref-data", "embedded"]) == 0
     assert main(["export", "--model", str(continuous_dir / "gen"), "--out", str(out / "emigm")]) == 0
     capsys.readouterr()
-    assert main(["demo", "--model", str(out), "--num", "10", "--samplers", "maskgit,emigm", "--out", str(tmp_path / "demo")]) == 0
+    assert main(["demo", "--model", str(out), "--num", "10", "--samplers", "confidence,emigm-paper", "--out", str(tmp_path / "demo")]) == 0
     table = capsys.readouterr().out
-    row = next(line for line in table.splitlines() if line.startswith("| emigm |"))
+    row = next(line for line in table.splitlines() if line.startswith("| emigm-paper |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert float(cells[4]) == 16 + 3 and cells[5] != "-"  # NFE: 16 steps + CFG at s = 0.25, 0.1875, 0.125, inside (0.1, 0.3]
-    assert (tmp_path / "demo" / "emigm" / "grid.png").is_file()
+    assert (tmp_path / "demo" / "emigm-paper" / "grid.png").is_file()

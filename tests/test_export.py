@@ -34,6 +34,6 @@ def test_export_casts_and_restamps(model_dir, tmp_path, capsys):
     assert reference_network(out / "classifier" / "ref-stats.npz") == f"classifier:{out / 'classifier' / '.'}"
     assert main(["eval", "--model", str(out), "--num", "10", "--steps", "2", "--guidance", "self", "--ref", str(out / "classifier" / "ref-stats.npz"), "--out", str(tmp_path / "eval.json")]) == 0
     # the demo runs on any exported folder as it does on the shipped one
-    assert main(["demo", "--model", str(out), "--num", "20", "--samplers", "maskgit,self-guidance", "--out", str(tmp_path / "demo")]) == 0
-    assert (tmp_path / "demo" / "self-guidance" / "grid.png").is_file()
-    assert "| self-guidance |" in capsys.readouterr().out
+    assert main(["demo", "--model", str(out), "--num", "20", "--samplers", "confidence,self", "--out", str(tmp_path / "demo")]) == 0
+    assert (tmp_path / "demo" / "self" / "grid.png").is_file()
+    assert "| self |" in capsys.readouterr().out

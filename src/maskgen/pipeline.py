@@ -245,12 +245,15 @@ def masked_per_step_record(result: SampleResult) -> list[int] | list[list[int]]:
     return per_image
 
 
-def save_samples(out: str | Path, images: Tensor, result: SampleResult, num_classes: int, extra: dict | None = None) -> dict[str, Path]:
-    """Write ``grid.png`` (a row per class), ``samples.npz`` and ``samples.json`` to ``out``."""
+def save_samples(out: str | Path, images: Tensor, result: SampleResult, num_classes: int, extra: dict | None = None,
+                 grid_count: int | None = None) -> dict[str, Path]:
+    """Write ``grid.png`` (a row per class; of the first ``grid_count`` images if given),
+    ``samples.npz`` (every image) and ``samples.json`` to ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    order, per_row = class_grid_order(result.labels, num_classes)
-    paths = {"grid": save_grid(out / "grid.png", images[order], nrow=per_row), "npz": out / "samples.npz"}
+    shown = slice(None) if grid_count is None else slice(0, grid_count)
+    order, per_row = class_grid_order(result.labels[shown], num_classes)
+    paths = {"grid": save_grid(out / "grid.png", images[shown][order], nrow=per_row), "npz": out / "samples.npz"}
     tmp = out / ".samples.tmp.npz"
     np.savez(tmp, images=images.numpy().astype(np.uint8), labels=result.labels.numpy(), tokens=result.tokens.numpy())
     tmp.replace(paths["npz"])

@@ -9,12 +9,14 @@ from ..errors import MaskgenError
 HELP = "Every sampler on the shipped reference models: a table and a grid each (--train: train from scratch)."
 REQUIRED: tuple[str, ...] = ()
 WRITES_FOLDER = True
+# maskgen.demo.DEMO_SAMPLERS's names, here so --help needs no torch (a test keeps them equal)
+ROWS = ("confidence", "cfg", "blur", "sag", "self", "critic", "ancestral", "flow", "halton", "emigm-paper", "one-step")
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="maskgen-demo", help="output folder")
     p.add_argument("--num", type=int, default=1000, help="samples per sampler")
-    p.add_argument("--samplers", default=None, help="comma-separated subset of the demo's samplers")
+    p.add_argument("--samplers", default=None, help=f"comma-separated subset of the demo's rows, each named by the --sampler or --guidance value it shows: {', '.join(ROWS)} (default: every row the model folder can run; the table gives each row's maskgen sample options)")
     p.add_argument("--model", default=None, help="use this model folder instead of the shipped one")
     p.add_argument("--train", action="store_true", help="train a tokenizer and a generator on the embedded data instead")
     p.add_argument("--tokenizer-steps", type=int, default=None, help="--train: tokenizer steps")
