@@ -117,7 +117,7 @@ def test_v1_strict_keys_in_one_line(tmp_path):
     "kwargs, match",
     [
         (dict(codebook_size=30, heads=2), "too few for 30 codes"),
-        (dict(codebook_size=16), "cannot tell the attention heads .* width 32.*pass heads"),
+        (dict(codebook_size=16), "cannot tell the attention heads .* width 32.*give the head count: --heads N"),
         (dict(codebook_size=16, heads=3), "not divisible by heads 3"),
     ],
 )
@@ -209,7 +209,7 @@ def edit_args(**kw):
         (edit_args(model="mar_base"), 4, "heads=4 but its args name the preset mar_base with 12 heads"),
         (edit_args(use_mae=False), 2, "use_mae=False"),
         (edit_args(patch_size=2), 2, "patch_size 2"),
-        (lambda d: d.pop("args"), None, "cannot tell the attention heads .* pass heads"),
+        (lambda d: d.pop("args"), None, "cannot tell the attention heads .* give the head count: --heads N"),
         (lambda d: d["model_ema"].pop("diffloss.net.cond_embed.bias"), 2, "missing keys: diffloss.net.cond_embed.bias"),
         (lambda d: d["model_ema"].update({"encoder_blocks.0.ls1.gamma": torch.ones(32)}), 2, "no place in maskgen's model: encoder_blocks.0.ls1.gamma"),
     ],
