@@ -258,6 +258,21 @@ CASES = [
     (["refine", "--model", "MODEL", "--samples", "IN/samples.npz", "--steps", "65", "--out", "out"], "65 steps for 64 tokens"),
     (["inpaint", "--model", "MODEL", "--image", "IN/afile", "--mask", "IN/afile", "--steps", "65", "--out", "out"], "65 steps for 64 tokens"),
     (["tune", "--model", "MODEL", "--nfe", "4,1000000000", "--out", "out"], "--nfe 1000000000: no sampler reaches that budget"),
+    (["tune", "--out", "out", "--num", "10000000"], "--num 10,000,000: more samples than one run draws"),
+    (["demo", "--out", "out", "--num", "10000000"], "--num 10,000,000 samples per sampler is more than one run draws"),
+    (["inpaint", "--image", "IN/afile", "--mask", "IN/afile", "--num", "100000000", "--out", "out"], "--num 100,000,000 is more than one run draws"),
+    # found by benchmarks/hostile_pass.py: a finished cache and another verb's folder are outputs like any other
+    (["encode", "--tokenizer", "TOK", "--out", "CA"], "already holds"),
+    (["tune", "--out", "IN"], "already holds"),
+    # ... every cheap check before any work, and nothing left behind by a refused run
+    (["tune", "--out", "out", "--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+    (["tune", "--out", "out", "--nfe", "0"], "--nfe: budget 0 is below one sampling step"),
+    (["finetune-sg", "--model", "nowhere"], "nowhere/generator.json"),
+    (["import", "--format", "valeoai-v1", "--generator", "nowhere.pth", "--tokenizer", "IN/afile", "--out", "out"], "--generator nowhere.pth: no such file"),
+    (["import", "--format", "valeoai-v1", "--generator", "IN/afile", "--tokenizer", "IN/afile", "--out", "out", "--image-size", "0"], "--image-size must be an integer >= 1"),
+    (["train-critic", "--model", "MODEL", "--out", "out", "--width", "30", "--heads", "4"], "width 30 is not divisible by heads 4"),
+    (["export", "--model", "MODEL", "--out", "out", "--classifier", "TOK"], "holds no classifier"),
+    (["export", "--model", "MODEL", "--out", "out", "--classifier", SHIPPED + "/classifier", "--ref-data", "folder:nowhere"], "data path does not exist"),
 ]
 
 

@@ -167,6 +167,22 @@ def _changed_layout(args: argparse.Namespace, out: str) -> list[str]:
     return changed
 
 
+# the record entry holding the sha256 of the frozen network a verb trains against
+FROZEN = {"finetune-sg": "generator_sha256", "train-critic": "generator_sha256", "distill": "teacher_sha256"}
+
+
+def generator_sha256(model: Path) -> str | None:
+    """The sha256 of ``model``'s generator weights, as its config records it (the loader checks
+    the weights against it), else of the file; None when the folder holds no generator."""
+    from .checkpoint import file_sha256, load_json
+
+    config, weights = model / "generator.json", model / "generator.safetensors"
+    recorded = load_json(config).get("sha256") if config.is_file() else None
+    if isinstance(recorded, str):
+        return recorded
+    return file_sha256(weights) if weights.is_file() else None
+
+
 def refuse_changed_resume(args: argparse.Namespace, out: str | None) -> None:
     """``--resume`` continues the run recorded in ``out``: a setting that differs from it (batch
     size, lr, schedule, masking, a different tokenizer ...) is an error, not a silent change.
@@ -188,6 +204,11 @@ def refuse_changed_resume(args: argparse.Namespace, out: str | None) -> None:
     if args.verb in OBJECTIVES:
         module, name = OBJECTIVES[args.verb]
         now["objective"] = asdict(pick(getattr(importlib.import_module(f"maskgen.{module}"), name), args))
+    frozen = FROZEN.get(args.verb)
+    if frozen and getattr(args, "model", None):
+        sha = generator_sha256(Path(args.model))
+        if sha is not None:
+            now[frozen] = sha  # another generator (teacher) is refused before its data is read or encoded
     changed = resume_changes(record, now)
     if args.verb == "train":
         changed += _changed_layout(args, out)
@@ -203,7 +224,10 @@ def refuse_changed_resume(args: argparse.Namespace, out: str | None) -> None:
 
 PACKAGE = Path(__file__).resolve().parent
 FILE_OUT = {"eval", "ref-stats"}  # verbs whose --out is a file
-KEEPS_ITS_OWN = {"encode": "a partial or finished cache of this command (it continues or checks it)", "tune": "its trial log (a rerun continues it)"}
+# what a verb continues in its own --out (an interrupted encode works in a scratch folder beside
+# --out, so a finished cache in --out is "something else" like any other: refused, --overwrite
+# re-encodes it); tune continues its trial log, and refuses any other content
+KEEPS_ITS_OWN = {"tune": ("trials.jsonl", "tune.json")}
 IGNORED_ENTRIES = {".maskgen.lock"}
 
 
@@ -227,15 +251,17 @@ def refuse_foreign_output(args: argparse.Namespace) -> None:
     """Rule: an output that holds something else is refused in one line, before any work,
     unless ``--overwrite`` asks for it; the installed package is never written into. "Something
     else" is anything in the folder (or the file itself) except a training run this verb
-    continues or replaces (``refuse_silent_overwrite``), and what encode and tune continue."""
+    continues or replaces (``refuse_silent_overwrite``), and tune's own trial log."""
     out = output_path(args)
     if out is None:
         return
     resolved = out.resolve()
     if resolved == PACKAGE or PACKAGE in resolved.parents:
         raise MaskgenError(f"{out} is inside the installed maskgen package ({PACKAGE}), which maskgen never writes into; give --out a folder of yours, e.g. runs/{args.verb}")
-    if getattr(args, "overwrite", False) or args.verb in KEEPS_ITS_OWN:
+    if getattr(args, "overwrite", False):
         return
+    if out.is_dir() and any((out / name).is_file() for name in KEEPS_ITS_OWN.get(args.verb, ())):
+        return  # its own log, which a rerun continues (and checks is for the same question)
     if args.verb in FILE_OUT:
         if out.exists():
             raise MaskgenError(f"{out} already exists; give another --out, or --overwrite to replace it")

@@ -11,6 +11,8 @@ with the exported classifier, whose features moved with its weights.
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -50,7 +52,35 @@ def export_models(model_dir: str | Path, out: str | Path, dtype: str = "bf16", c
     src, out, cast = Path(model_dir), Path(out), DTYPES[dtype]
     if out.resolve() == src.resolve():
         raise MaskgenError("export into a new folder, not the model folder itself")
-    out.mkdir(parents=True, exist_ok=True)
+    for what, folder, name in (("--model", src, "generator"), ("--model", src, "tokenizer"), ("--classifier", classifier, "classifier")):
+        if folder is not None and not all((Path(folder) / f"{name}{ext}").is_file() for ext in (".json", ".safetensors")):
+            raise MaskgenError(f"{what} {folder} holds no {name} ({name}.json and {name}.safetensors)")
+    if ref_data:
+        from .data import open_images
+
+        open_images(ref_data, "export --ref-data")  # a bad spec is refused before anything is written
+    # everything is written into a scratch folder beside --out and moved in at the end, so a
+    # failure half-way (a damaged component, a bad --ref-data) leaves --out as it was
+    scratch = out.parent / f".{out.name}.export-tmp"
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    try:
+        written = _export(src, scratch, cast, classifier, ref_data, progress)
+        out.mkdir(parents=True, exist_ok=True)
+        for entry in sorted(scratch.iterdir()):
+            target = out / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)  # --overwrite: what the export writes replaces what was there
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            os.replace(entry, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return written
+
+
+def _export(src: Path, out: Path, cast: torch.dtype, classifier: str | Path | None, ref_data: str | None, progress: bool) -> list[str]:
+    out.mkdir(parents=True)
     written = ["generator", "tokenizer"]
     gen_sha = convert_checkpoint(src, "generator", out, cast)
     convert_checkpoint(src, "tokenizer", out, cast)

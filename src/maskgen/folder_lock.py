@@ -45,6 +45,7 @@ def folder_lock(folder: str | Path | None, scratch: bool = False) -> Iterator[No
         return
     folder = Path(folder)
     created = not folder.exists()
+    made = [folder, *(p for p in folder.parents if not p.exists())] if created else []  # every folder mkdir makes, deepest first
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
     fd = _take(path, folder)
@@ -58,6 +59,9 @@ def folder_lock(folder: str | Path | None, scratch: bool = False) -> Iterator[No
             path.unlink()  # under the lock: a run that opens the old file now finds it unlinked (_take)
         if (created or scratch) and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()  # a run that failed before writing anything leaves no folder behind
+            for parent in made[1:]:  # nor the parents it made for it (MODEL/self-guidance of a MODEL that is not there)
+                if parent.is_dir() and not any(parent.iterdir()):
+                    parent.rmdir()
         os.close(fd)  # closing the descriptor releases the lock
 
 

@@ -71,7 +71,7 @@ def parse_budgets(text: str) -> list[int]:
         except ValueError:
             raise MaskgenError(f"unknown NFE budget {item!r} in --nfe: give whole numbers, e.g. 4,8,16") from None
         if b < 1:
-            raise MaskgenError(f"NFE budget {b} is below one sampling step (a step costs at least 1 NFE)")
+            raise MaskgenError(f"--nfe: budget {b} is below one sampling step (a step costs at least 1 NFE)")
         budgets.append(b)
     if not budgets:
         raise MaskgenError("--nfe is empty")

@@ -241,12 +241,12 @@ def train_critic(
     model_dir = Path(model_dir)
     device = resolve_device(train.device)
     generator = MaskedTransformer.load(model_dir).to(device)
+    critic = seeded(train.seed, lambda: TokenCritic.for_generator(generator, width, depth, heads))  # its config checked before the data is read
     data, dataset, data_fingerprint = generator_data(model_dir, data, progress)
     tokens, labels = dataset.to_tensors()
     if len(tokens) <= heldout + train.batch_size:
-        raise MaskgenError(f"data {data} has {len(tokens)} items: too few to hold out {heldout} and train")
+        raise MaskgenError(f"--heldout {heldout}: data {data} has {len(tokens)} items, too few to hold out {heldout} and train on batches of {train.batch_size}")
     train_set = TokenDataset.from_tensors(tokens[:-heldout], labels[:-heldout], dataset.codebook_size, dataset.class_names)
-    critic = seeded(train.seed, lambda: TokenCritic.for_generator(generator, width, depth, heads))
     loss = CriticObjective(objective, generator)
     record = {
         "data": absolute_spec(data), "data_fingerprint": data_fingerprint, "generator": str(model_dir.resolve()),

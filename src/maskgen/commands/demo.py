@@ -27,6 +27,10 @@ def add_options(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from ..demo import run_demo, run_reference_demo
 
+    from ..sampling_commands import MAX_SAMPLES
+
+    if args.num > MAX_SAMPLES:
+        raise MaskgenError(f"--num {args.num:,} samples per sampler is more than one run draws (at most {MAX_SAMPLES:,}; the demo's table is of 1,000)")
     if args.train:
         run_demo(args.out, tokenizer_steps=args.tokenizer_steps, steps=args.steps, seed=args.seed)
     else:

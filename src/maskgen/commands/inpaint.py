@@ -72,7 +72,11 @@ def run(args: argparse.Namespace) -> None:
     from ..training.devices import resolve_device
     from ..validate import integer
 
+    from ..sampling_commands import MAX_SAMPLES
+
     integer("--num", args.num, 1)
+    if args.num > MAX_SAMPLES:
+        raise MaskgenError(f"--num {args.num:,} is more than one run draws (at most {MAX_SAMPLES:,}: every completion is held in memory until it is written)")
     for option, path in (("--image", args.image), ("--mask", args.mask)):
         if not Path(path).is_file():
             raise MaskgenError(f"{option} file does not exist: {path}")

@@ -35,7 +35,16 @@ def run(args: argparse.Namespace) -> None:
     from ..tuning import fd_scorer, parse_budgets, parse_seeds, tune
     from ..tuning_report import plot, table, write_specs
 
+    from ..sampling_commands import MAX_SAMPLES
+    from ..validate import integer
+
     budgets, seeds = parse_budgets(args.nfe), parse_seeds(args.seeds)
+    for name, value in (("--batch-size", args.batch_size), ("--trials", args.trials), ("--num", args.num), ("--rescore-num", args.rescore_num), ("--top", args.top)):
+        integer(name, value, 1)  # every count before the model loads or anything is written
+    integer("--refine", args.refine, 0)
+    for name, value in (("--num", args.num), ("--rescore-num", args.rescore_num)):
+        if value > MAX_SAMPLES:
+            raise MaskgenError(f"{name} {value:,}: more samples than one run draws (at most {MAX_SAMPLES:,} per trial)")
     model_dir = args.model or str(reference_dir())
     ref = args.ref or str(reference_dir() / "classifier" / "ref-stats.npz")
     if not Path(ref).is_file():

@@ -63,6 +63,14 @@ def import_published(fmt: str, generator: str | Path, tokenizer: str | Path, out
         raise MaskgenError(f"unknown import format {fmt!r}; choose from {', '.join(FORMATS)}")
     if (Path(out) / "generator.json").is_file():
         raise MaskgenError(f"{out} already holds a model; import into a new folder")
+    from ..validate import integer
+
+    integer("--image-size", image_size, 1)  # every cheap check before a checkpoint is read
+    if heads is not None:
+        integer("--heads", heads, 1)
+    for option, path in (("--generator", Path(generator)), ("--tokenizer", Path(tokenizer))):
+        if not path.is_file():
+            raise MaskgenError(f"{option} {path}: {'a folder, not a checkpoint file' if path.is_dir() else 'no such file'}")
     f = FORMATS[fmt]
     tok = f.tokenizer(Path(tokenizer), image_size)
     gen = f.generator(Path(generator), tok, heads, use_ema)
