@@ -273,6 +273,8 @@ CASES = [
     (["train-critic", "--model", "MODEL", "--out", "out", "--width", "30", "--heads", "4"], "width 30 is not divisible by heads 4"),
     (["export", "--model", "MODEL", "--out", "out", "--classifier", "TOK"], "holds no classifier"),
     (["export", "--model", "MODEL", "--out", "out", "--classifier", SHIPPED + "/classifier", "--ref-data", "folder:nowhere"], "data path does not exist"),
+    (["eval", "--samples", "IN/samples.npz", "--ref", "IN/pickled.npz"], "is not an .npz of plain arrays (pickled or other data is never loaded)"),
+    (["inpaint", "--image", "IN", "--mask", "IN/afile", "--out", "out"], "is a folder, not an image file"),
 ]
 
 

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> None:
         raise MaskgenError(f"--num {args.num:,} is more than one run draws (at most {MAX_SAMPLES:,}: every completion is held in memory until it is written)")
     for option, path in (("--image", args.image), ("--mask", args.mask)):
         if not Path(path).is_file():
-            raise MaskgenError(f"{option} file does not exist: {path}")
+            raise MaskgenError(f"{option} {path} is a folder, not an image file" if Path(path).is_dir() else f"{option} file does not exist: {path}")
     if args.acceptance != 1.0 or args.rejection_classifier is not None:
         raise MaskgenError("inpaint does not do classifier rejection: drop --acceptance/--rejection-classifier")
     device = resolve_device(args.device)

@@ -154,7 +154,9 @@ def _load_state_dict_file(path: Path) -> FIDInceptionV3:
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for foreign files
-        raise MaskgenError(f"cannot read Inception weights {path} as a state dict (weights_only): {str(e).splitlines()[0]}") from None
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        why = "it is not a plain PyTorch state dict of tensors (nothing else is ever unpickled)" if "Weights only load failed" in first else first
+        raise MaskgenError(f"cannot read Inception weights {path} as a state dict (weights_only): {why}") from None
     if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in sd.items()):

@@ -157,7 +157,9 @@ def load_stats(path: str | Path) -> FeatureStats:
     except MaskgenError:
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
-        raise MaskgenError(f"cannot read feature statistics {path}: {e}") from None
+        # numpy's own word for a pickle ("load it unsafely using allow_pickle") is advice maskgen never takes
+        why = "it is not an .npz of plain arrays (pickled or other data is never loaded)" if "pickle" in str(e) else str(e)
+        raise MaskgenError(f"cannot read feature statistics {path}: {why}; make statistics with maskgen ref-stats") from None
     d = mu.shape[0] if mu.ndim == 1 else -1
     if d < 1 or mu.dtype != np.float64 or sigma.shape != (d, d) or sigma.dtype != np.float64:
         raise MaskgenError(f"corrupt feature statistics {path}: mu {mu.shape} / sigma {sigma.shape} do not match")
