@@ -49,24 +49,31 @@ def test_a_finished_verb_leaves_no_lock_file(model_dir, tmp_path):
     assert not (model_dir / LOCK_NAME).exists()
 
 
-def test_a_run_that_opened_a_removed_lock_file_locks_the_new_one(tmp_path):
+def test_a_run_that_opened_a_removed_lock_file_locks_the_new_one(tmp_path, monkeypatch):
     """The holder removes its lock file on the way out; a run that opened that file just before
-    must not lock the unlinked inode while a third run locks the new file."""
-    import fcntl
+    must not hold a lock on the unlinked file while a third run locks the new one."""
     import os
+
+    import maskgen.folder_lock as fl
 
     folder = tmp_path / "r"
     folder.mkdir()
-    stale = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT)  # opened, then removed by its holder
-    os.unlink(folder / LOCK_NAME)
-    fcntl.flock(stale, fcntl.LOCK_EX)  # the old inode is locked by someone: irrelevant to the name
-    try:
-        with folder_lock(folder):
-            with pytest.raises(MaskgenError, match="is writing to"):
-                with folder_lock(folder):
-                    pass
-    finally:
-        os.close(stale)
+    real_open, calls = os.open, []
+
+    def open_then_removed(path, *args):
+        fd = real_open(path, *args)
+        calls.append(path)
+        if len(calls) == 1:
+            os.unlink(path)  # the previous holder removed the file right after this run opened it
+        return fd
+
+    monkeypatch.setattr(fl.os, "open", open_then_removed)
+    with folder_lock(folder):
+        monkeypatch.setattr(fl.os, "open", real_open)
+        assert len(calls) == 2 and (folder / LOCK_NAME).exists()  # it retried on the file at the name
+        with pytest.raises(MaskgenError, match="is writing to"):
+            with folder_lock(folder):
+                pass
 
 
 def test_other_torchrun_ranks_share_the_folder(tmp_path, monkeypatch):
