@@ -40,6 +40,7 @@ COLUMNS = [
     ("nfe_head", "head passes", "{:g}"),
     ("train_tok_s", "train tok/s", "{:,.0f}"),
     ("sec_per_image", "s/img", "{:.4f}"),
+    ("images_per_second", "img/s", "{:.0f}"),
 ]
 
 
@@ -139,6 +140,7 @@ class Bench:
             "nfe": result.nfe,
             "nfe_head": result.settings.get("nfe_head"),
             "sec_per_image": seconds / len(images),
+            "images_per_second": len(images) / seconds,
             "settings": result.settings,
             "tokens": result.tokens.numpy(),
         }

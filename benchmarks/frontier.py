@@ -41,6 +41,7 @@ from maskgen.tuning import NFEMeter, describe
 GUMBEL = 25.0  # MaskGIT's best choice temperature at T = 18 in docs/results.md (000 Table 2 section)
 MASKGIT_TEMPS = (4.5, 25.0)  # MaskGIT's default and 000's; "maskgit" takes the better per budget
 REFINE_FRACTION = 0.6  # 004 Sec. 4.3
+ONE_STEP = frontier_claims.ONE_STEP
 
 
 def confidence(**kw: Any) -> dict[str, Any]:
@@ -60,6 +61,8 @@ def methods(model: Path) -> dict[str, dict[str, Any]]:
         "self-guidance": confidence(guidance="self", scale=1.0, sg_module=str(model / "self-guidance")),
         "self-guidance L_mask": confidence(guidance="self", scale=1.0, sg_module=str(model / "self-guidance-lmask")),
         "token-critic": dict(fill="critic", critic=str(model / "critic"), critic_noise=1.0),
+        # Di[M]O's student (MODEL/one-step): NFE 1 alone, then + teacher confidence steps (NFE 1 + T - 1)
+        **({ONE_STEP: dict(fill="one-step")} if (model / "one-step" / "one-step.json").is_file() else {}),
     }
 
 
@@ -162,12 +165,18 @@ class Frontier:
         return SamplerSpec.from_file(path) if path.is_file() else None
 
     def noise(self) -> None:
-        """The noise rows: tuned at NFE 8 and the best paper method at the largest budget, at every noise seed."""
+        """The noise rows, at every noise seed: tuned at NFE 8, the best paper method at the largest
+        budget, and at the smallest budget the one-step student and the best other method."""
         seeds = [int(s) for s in self.args.noise_seeds.split(",")]
         top = max(self.budgets)
         paper = [r for r in self.rows if r["budget"] == top and r["series"] != "tuned"]
         picks = [min(paper, key=lambda r: r["fd"])]
         picks += [r for r in self.rows if r["series"] == "tuned" and r["budget"] == 8]
+        low = min(self.budgets)
+        student = [r for r in self.rows if r["series"] == ONE_STEP and r["budget"] == low]
+        others = [r for r in self.rows if r["series"] not in (ONE_STEP, "tuned") and r["budget"] == low]
+        if student and others:
+            picks += [student[0], min(others, key=lambda r: r["fd"])]
         for r in picks:
             spec = SamplerSpec.from_dict(r["settings"]["sampler"])
             model = self.args.emigm if r["series"].startswith("emigm") else None

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 TUNED = "tuned"
+ONE_STEP = "di[m]o student"  # Di[M]O's one-step student, + teacher steps past NFE 1
+ONE_STEP_BUDGETS = (1, 2)  # issue 25's claim: it beats every method of the papers at NFE 1 and 2
 TARGET_TUNED, TARGET_PAPER = 8, 18  # the issue's target: tuned at NFE 8 against every paper method at NFE 18
 
 
@@ -68,6 +70,26 @@ def verdicts(rows: list[dict[str, Any]], noise_rows: list[dict[str, Any]], noise
             out.append(f"NFE budget {b}: tuned ({tuned[0]['setting']}) {word} the best paper method, {paper[0]['series']} "
                        f"({fd_of(tuned[0], noise_rows):.2f} vs {fd_of(paper[0], noise_rows):.2f}, difference {d:+.2f}).{note}")
     out.append(target(rows, noise_rows, noise, floor))
+    out += one_step(rows, noise_rows, noise)
+    return out
+
+
+def one_step(rows: list[dict[str, Any]], noise_rows: list[dict[str, Any]], noise: float) -> list[str]:
+    """Issue 25's claim: at NFE 1 and 2 the one-step student (alone, then + one teacher step)
+    beats every other single method of the papers, each by more than twice the seed noise."""
+    out = []
+    for b in ONE_STEP_BUDGETS:
+        student = [r for r in rows if r["series"] == ONE_STEP and r["budget"] == b]
+        paper = [r for r in rows if r["series"] not in (ONE_STEP, TUNED) and r["budget"] == b]
+        if not student or not paper:
+            continue
+        s = fd_of(student[0], noise_rows)
+        lost = [r for r in paper if not fd_of(r, noise_rows) - s > 2 * noise]
+        best = min(paper, key=lambda r: fd_of(r, noise_rows))
+        verdict = ("**holds**" if not lost else
+                   "**does not hold** (not beaten beyond the noise: " + ", ".join(f"{r['series']} {fd_of(r, noise_rows):.2f}" for r in lost) + ")")
+        out.append(f"NFE budget {b}: the one-step student ({student[0]['setting']}, FD {s:.2f}) beats every single method "
+                   f"of the papers beyond the noise: {verdict}; the best of them, {best['series']}, {fd_of(best, noise_rows):.2f}.")
     return out
 
 
