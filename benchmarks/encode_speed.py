@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from maskgen.data import encode_dataset, open_dataset
 from maskgen.data.images import check_image_files
 from maskgen.tokenizers import VQConfig, VQTokenizer, load_tokenizer
-from maskgen.training.devices import resolve_device
+from maskgen.devices import resolve_device
 
 from common import load_note
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from maskgen.cli import main
 from maskgen.data.images import load_image
-from maskgen.data.spec import load_embedded
+from maskgen.data.embedded import load_embedded
 from maskgen.inpainting import inpaint
 from maskgen.pipeline import MaskGen, reference_dir
 from maskgen.training.context import StepContext

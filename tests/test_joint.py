@@ -51,7 +51,7 @@ def test_mosaic_labels_each_item_pixel_with_its_class_plus_one(monkeypatch):
     for i, c in enumerate(labels.tolist()):
         images[i, 0, 2:30, 2:30] = 50 + 20 * c
     source = ImageDataset(images, labels, [f"c{i}" for i in range(10)])
-    monkeypatch.setattr("maskgen.data.spec.load_embedded", lambda *a, **k: source)
+    monkeypatch.setattr("maskgen.data.embedded.load_embedded", lambda *a, **k: source)
     m = make_mosaics(30)
     v, lab = m.images[:, 0].long(), m.maps
     assert torch.equal(lab == 0, v == 0)  # background exactly where no item is

@@ -347,7 +347,7 @@ def _run_verb(args: argparse.Namespace) -> None:
     elif args.verb == "ref-stats":
         from .evaluate import reference_stats
         from .metrics.stats import stats_path
-        from .training.devices import resolve_device
+        from .devices import resolve_device
 
         stats = reference_stats(args.data, args.network, args.out, args.split, args.num, args.batch_size, resolve_device(args.device))
         print(f"reference statistics of {stats.count} images ({stats.network}) written to {stats_path(args.out)}")

@@ -116,7 +116,7 @@ def read_given(text: str, image_size: int, channels: int, num: int | None):
 def _setup(args: argparse.Namespace):
     from .joint_pipeline import JointGen
     from .sampling_commands import run_settings, sampler_spec
-    from .training.devices import resolve_device
+    from .devices import resolve_device
 
     if getattr(args, "acceptance", 1.0) < 1.0 or getattr(args, "rejection_classifier", None):
         raise MaskgenError("classifier rejection picks by class; a joint model has no classes")

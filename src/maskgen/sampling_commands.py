@@ -42,7 +42,7 @@ def evaluate(args: argparse.Namespace) -> None:
 
     from .evaluate import evaluate_images, load_reference_network, load_samples
     from .metrics import load_stats
-    from .training.devices import resolve_device
+    from .devices import resolve_device
 
     from . import joint_commands
     from .pipeline import reference_dir
@@ -204,7 +204,7 @@ def parse_classes(text: str | None, num: int, num_classes: int) -> torch.Tensor:
 def sample(args: argparse.Namespace) -> None:
     from . import joint_commands
     from .pipeline import MaskGen, reference_dir, save_samples
-    from .training.devices import resolve_device
+    from .devices import resolve_device
 
     if joint_commands.handles(args):
         return joint_commands.sample(args)
@@ -238,7 +238,7 @@ def refine(args: argparse.Namespace) -> None:
     import numpy as np
 
     from .pipeline import MaskGen, save_samples
-    from .training.devices import resolve_device
+    from .devices import resolve_device
 
     device = resolve_device(args.device)
     check_acceptance(args)

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> None:
     from ..app import make_server
     from ..errors import MaskgenError
     from ..pipeline import MaskGen, reference_dir
-    from ..training.devices import resolve_device
+    from ..devices import resolve_device
     from ..validate import integer
 
     if integer("--port", args.port, 0) > 65535:

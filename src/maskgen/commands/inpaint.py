@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> None:
     from ..inpainting import inpaint
     from ..pipeline import MaskGen, reference_dir
     from ..sampling_commands import _nfe_text, parse_classes, sampler_spec
-    from ..training.devices import resolve_device
+    from ..devices import resolve_device
     from ..validate import integer
 
     from ..sampling_commands import MAX_SAMPLES

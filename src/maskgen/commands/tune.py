@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> None:
     from ..checkpoint import file_sha256
     from ..errors import MaskgenError
     from ..pipeline import MaskGen, reference_dir
-    from ..training.devices import resolve_device
+    from ..devices import resolve_device
     from ..tuning import fd_scorer, parse_budgets, parse_seeds, tune
     from ..tuning_report import plot, table, write_specs
 

@@ -239,3 +239,17 @@ class ImageFolderDataset(Dataset):
 
     def __repr__(self) -> str:
         return f"ImageFolderDataset({str(self.root)!r}, n={len(self)}, channels={self.channels}, size={self.image_size}, classes={self.num_classes})"
+
+
+def image_dataset(images: np.ndarray, labels: np.ndarray, class_names: list[str], image_size: int, channels: int | None) -> ImageDataset:
+    """uint8 images [N,H,W] or [N,C,H,W] as an ``ImageDataset`` at ``image_size`` (and ``channels``, if given)."""
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    # convert channels on the side with fewer pixels: resizing 3 copies of grey is wasted work
+    if channels is not None and channels < x.shape[1]:
+        x = to_channels(x, channels)
+    x = fit_to_size(x, image_size)
+    if channels is not None:
+        x = to_channels(x, channels)
+    return ImageDataset(x, labels.astype(np.int64), class_names)

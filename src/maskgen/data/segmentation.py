@@ -96,7 +96,7 @@ class SegmentationDataset(Dataset):
 def make_mosaics(num: int, split: str = "train") -> SegmentationDataset:
     """``num`` Fashion-MNIST mosaics of ``split`` (see the module docstring); the same
     ``num`` and split always give the same images and maps."""
-    from .spec import load_embedded
+    from .embedded import load_embedded
 
     if split not in MOSAIC_SEEDS:
         raise MaskgenError(f"unknown split {split!r}; expected 'train' or 'test'")

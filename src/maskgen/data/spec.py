@@ -18,16 +18,15 @@ already is one split, so ``split`` does not apply to them.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from ..errors import MaskgenError
 from .idx import read_idx
-from .images import ImageDataset, ImageFolderDataset, fit_to_size, to_channels
+from .embedded import load_embedded
+from .images import ImageDataset, ImageFolderDataset, image_dataset
 from .cache import CacheDataset, cache_kind, is_token_cache
 from .latents import LatentDataset
 from .segmentation import is_segmentation_spec, open_segmentation
@@ -38,7 +37,6 @@ FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]
-EMBEDDED_FILE = "fashion_mnist_subset.npz"
 _EXPECTED = "expected embedded, fashion-mnist[:DIR], folder:DIR, tokens:DIR"
 _SPLITS = {"train": "train", "test": "t10k"}
 
@@ -61,19 +59,6 @@ def _check_split(split: str) -> str:
     if split not in _SPLITS:
         raise MaskgenError(f"unknown split {split!r}; expected 'train' or 'test'")
     return split
-
-
-def _image_dataset(images: np.ndarray, labels: np.ndarray, class_names: list[str], image_size: int, channels: int | None) -> ImageDataset:
-    x = torch.from_numpy(np.ascontiguousarray(images))
-    if x.ndim == 3:
-        x = x.unsqueeze(1)
-    # convert channels on the side with fewer pixels: resizing 3 copies of grey is wasted work
-    if channels is not None and channels < x.shape[1]:
-        x = to_channels(x, channels)
-    x = fit_to_size(x, image_size)
-    if channels is not None:
-        x = to_channels(x, channels)
-    return ImageDataset(x, labels.astype(np.int64), class_names)
 
 
 def fit_to_square(images: np.ndarray) -> np.ndarray:
@@ -105,18 +90,7 @@ def load_idx_dataset(folder: str | Path, split: str = "train", image_size: int =
         class_names = [str(i) for i in range(int(labels.max()) + 1 if labels.size else 0)]
     if labels.size and int(labels.max()) >= len(class_names):
         raise MaskgenError(f"{lbl_path} has label {int(labels.max())} but only {len(class_names)} classes")
-    return _image_dataset(images, labels, class_names, image_size, channels)
-
-
-def load_embedded(image_size: int = 32, channels: int | None = None) -> ImageDataset:
-    """The bundled class-balanced Fashion-MNIST subset (see LICENSE-fashion-mnist)."""
-    ref = resources.files("maskgen.data").joinpath(EMBEDDED_FILE)
-    try:
-        with resources.as_file(ref) as path, np.load(path, allow_pickle=False) as z:
-            images, labels, names = z["images"], z["labels"], [str(c) for c in z["class_names"]]
-    except (OSError, ValueError, KeyError) as e:
-        raise MaskgenError(f"the bundled dataset {EMBEDDED_FILE} is missing or corrupt ({e}); reinstall maskgen") from None
-    return _image_dataset(images, labels, names, image_size, channels)
+    return image_dataset(images, labels, class_names, image_size, channels)
 
 
 def _existing_dir(text: str) -> Path:

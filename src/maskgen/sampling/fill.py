@@ -114,9 +114,7 @@ class FillRule:
         return None
 
     def check(self, model) -> None:
-        from .denoiser import DiscreteDenoiser
-
-        if self.discrete_only and not isinstance(model, DiscreteDenoiser):
+        if self.discrete_only and model.continuous:
             raise MaskgenError(f"the {self.name} fill rule needs a discrete-token generator, not {type(model).__name__}")
 
     def start_from(self, model, tokens: Tensor, labels: Tensor, step: Step, generator: Noise) -> Tensor:
@@ -177,9 +175,7 @@ class ConfidenceFill(FillRule):
         return self.annealing not in ("random", "random-order")
 
     def check(self, model) -> None:
-        from .denoiser import DiscreteDenoiser
-
-        if self.discrete_only and not isinstance(model, DiscreteDenoiser):
+        if self.discrete_only and model.continuous:
             raise MaskgenError(
                 "the confidence fill rule ranks token log-probabilities, which a continuous-token generator does not give; "
                 "use --sampler ancestral (eMIGM) or --annealing random (MAR's random order)"

@@ -80,9 +80,7 @@ class Guidance:
 
     def check(self, model) -> None:
         """Refuse, in one line, a model this guidance cannot act on."""
-        from .denoiser import DiscreteDenoiser
-
-        if self.discrete_only and not isinstance(model, DiscreteDenoiser):
+        if self.discrete_only and model.continuous:
             raise MaskgenError(f"{self.name} guidance needs a discrete-token generator, not {type(model).__name__}")
 
     def weak_inputs(self, x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:

@@ -15,7 +15,7 @@ one-step student stands in for the first pass, ``one_step.py``). The model is an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -29,9 +29,6 @@ from .denoiser import Denoiser, DiscreteDenoiser
 from .draw import ImageNoise, Noise, TokenDraw
 from .fill import FillRule, Proposal, Step
 from .guidance import Guidance
-
-if TYPE_CHECKING:
-    from .spec import SamplerSpec
 
 
 @dataclass
@@ -65,7 +62,7 @@ class Sampler:
         steps: int = 8,
         schedule: str | Schedule = "cosine",
         guidance: Sequence[Guidance] = (),
-        spec: "SamplerSpec | None" = None,
+        spec: Any = None,  # the SamplerSpec that built it (spec.build): its to_dict is what a result records
     ):
         if steps < 1:
             raise MaskgenError(f"steps must be >= 1, got {steps}")

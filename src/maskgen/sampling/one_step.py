@@ -40,9 +40,7 @@ class OneStepFill(ConfidenceFill):
 
     def check(self, model) -> None:
         from ..errors import MaskgenError
-        from .denoiser import DiscreteDenoiser
-
-        if not isinstance(model, DiscreteDenoiser):
+        if model.continuous:
             raise MaskgenError("the one-step fill rule needs a discrete-token generator (a Di[M]O student predicts codes)")
         self.student.check_teacher(model.network)
 

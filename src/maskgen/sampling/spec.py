@@ -32,6 +32,7 @@ from ..schedules import get_schedule
 from .counts import check_counts
 from .draw import TokenDraw
 from .head_sampler import HeadSampling
+from .loop import Sampler
 from .pieces import (  # noqa: F401 - the piece specs are part of this module's interface
     FILLS,
     GUIDANCES,
@@ -102,8 +103,6 @@ class SamplerSpec:
     def build(self, source: ComponentSource):
         """The ``Sampler`` this spec describes, on ``source``'s denoiser; guidances with
         scale 0 cost nothing and are not built (a self-guidance module is not even loaded)."""
-        from .loop import Sampler
-
         denoiser = source.denoiser()
         spec = self.for_model(denoiser)
         guidances = [g.build(source) for g in spec.guidance if g.scale != 0.0]

@@ -35,6 +35,7 @@ through the classes in a permutation per epoch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +53,15 @@ from .masking import mask_positions
 
 DIVERGENCES = ("fkl", "rkl", "jeffrey")
 PHASES = ("student", "aux")
+
+
+PRESETS = Path(__file__).parent / "distill_presets"
+
+
+def distill_presets() -> tuple[str, ...]:
+    """The shipped distillation presets (``distill_presets/<name>.yaml``): the ``distill`` options of
+    the authors' code where it differs from the printed method (docs/distill.md lists each)."""
+    return tuple(sorted(p.stem for p in PRESETS.glob("*.yaml")))
 
 
 @dataclass
@@ -83,8 +93,6 @@ class DistillConfig:
         flag("freeze_embeddings", self.freeze_embeddings, o)
         self.cond_drop = number("cond_drop", self.cond_drop, 0.0, 1.0, hi_open=True, owner=o)
         if self.preset is not None:
-            from .distill_run import distill_presets
-
             if text("preset", self.preset, o) not in distill_presets():
                 raise MaskgenError(f"unknown distillation preset {self.preset!r}; choose from {', '.join(distill_presets())}")
 

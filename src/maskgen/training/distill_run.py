@@ -16,17 +16,9 @@ from ..checkpoint import load_json
 from ..errors import MaskgenError
 from ..models.one_step import OneStepStudent
 from ..models.transformer import MaskedTransformer
-from .devices import resolve_device
-from .distill import ClassLabels, DistillConfig, DistillObjective, DistillPair
+from ..devices import resolve_device
+from .distill import PRESETS, ClassLabels, DistillConfig, DistillObjective, DistillPair, distill_presets  # noqa: F401 - PRESETS: the verb reads them
 from .trainer import Trainer, TrainConfig, check_until
-
-PRESETS = Path(__file__).parent / "distill_presets"
-
-
-def distill_presets() -> tuple[str, ...]:
-    """The shipped distillation presets (``distill_presets/<name>.yaml``)."""
-    return tuple(sorted(p.stem for p in PRESETS.glob("*.yaml")))
-
 
 def load_teacher(model_dir: str | Path) -> MaskedTransformer:
     """The generator of ``model_dir`` as a teacher, refused in one line unless it is a

@@ -30,7 +30,7 @@ from .checkpoints import STATE, StepCheckpoints, refuse_changed_run, resume_chan
 from ..errors import MaskgenError
 from ..validate import flag, integer, number, pair
 from .context import Objective, StepContext
-from .devices import device_spec, distributed_setup, resolve_device
+from ..devices import device_spec, distributed_setup, resolve_device
 
 
 @dataclass

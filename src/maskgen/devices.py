@@ -9,7 +9,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from ..errors import MaskgenError
+from .errors import MaskgenError
 
 
 def _leave_process_group() -> None:
