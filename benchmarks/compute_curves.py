@@ -108,12 +108,12 @@ def step_flops(folder: Path, data: str, batches: int = 8) -> float:
     import torch
 
     from flops import FlopCounter
-    from maskgen.pipeline import MaskGen
+    from maskgen.pipelines import MaskGen
     from maskgen.training.context import StepContext
     from maskgen.training.continuous import MaskedLatentObjective
     from maskgen.training.masking import MaskedObjectiveConfig, MaskedTokenObjective
     from maskgen.training.trainer import step_generator
-    from maskgen.workflows import token_dataset
+    from maskgen.training import token_dataset
 
     model = MaskGen.load(folder)
     net, record = model.generator, json.loads((folder / "generator.json").read_text())
@@ -177,7 +177,7 @@ def reconstruction_floors(a: argparse.Namespace, out: Path) -> dict[str, float]:
     import torch
 
     from maskgen.data import open_dataset
-    from maskgen.evaluate import evaluate_images, load_network, reference_network
+    from maskgen.metrics.evaluate import evaluate_images, load_network, reference_network
     from maskgen.metrics import load_stats
     from maskgen.tokenizers import load_tokenizer
 

@@ -160,7 +160,7 @@ def reconstruction_row(res: "Results", name: str, folder: str) -> dict:
     """The tokenizer's floor: FD of its reconstructions of ``--num`` training images (the first
     of each class in turn), scored like a sample set."""
     from maskgen.data import open_dataset
-    from maskgen.evaluate import evaluate_images
+    from maskgen.metrics.evaluate import evaluate_images
     from maskgen.tokenizers import load_tokenizer
 
     tok = load_tokenizer(folder)

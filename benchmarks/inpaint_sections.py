@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING
 import torch
 
 import claims
-from maskgen.evaluate import evaluate_images
-from maskgen.inpainting import inpaint
+from maskgen.metrics.evaluate import evaluate_images
+from maskgen.pipelines.inpainting import inpaint
 
 if TYPE_CHECKING:
     from results import Results, Section

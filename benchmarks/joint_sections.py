@@ -37,8 +37,8 @@ import torch
 
 from maskgen.checkpoint import load_json
 from maskgen.data.segmentation import open_segmentation
-from maskgen.joint_commands import image_fd
-from maskgen.joint_pipeline import JointGen
+from maskgen.metrics.evaluate import image_fd
+from maskgen.pipelines import JointGen
 from maskgen.metrics.segmentation import segmentation_scores
 
 if TYPE_CHECKING:

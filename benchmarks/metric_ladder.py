@@ -28,7 +28,7 @@ from scipy.ndimage import gaussian_filter
 
 from maskgen.data import fit_to_size
 from maskgen.errors import MaskgenError
-from maskgen.evaluate import dataset_images, evaluate_images, load_network
+from maskgen.metrics.evaluate import dataset_images, evaluate_images, load_network
 from maskgen.metrics import compute_stats, extract
 
 NOISE = (16.0, 32.0, 64.0, 128.0)

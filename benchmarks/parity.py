@@ -65,7 +65,7 @@ def import_mar(a: argparse.Namespace) -> None:
     (kl16.ckpt); a generator trained on a maskgen latent cache pairs instead with the maskgen KL
     tokenizer that wrote the cache, so its tokenizer files are copied as they are."""
     from maskgen.convert.mar import convert_mar
-    from maskgen.pipeline import MaskGen
+    from maskgen.pipelines import MaskGen
 
     out, tok = Path(a.out), Path(a.tokenizer)
     if (out / "generator.json").is_file():
@@ -84,7 +84,7 @@ def raw_maskgen(a: argparse.Namespace) -> None:
     objectives without the two EMAs (maskgen's warms up, MAR's does not)."""
     from safetensors.torch import load_file
 
-    from maskgen.pipeline import MaskGen
+    from maskgen.pipelines import MaskGen
 
     step, out = Path(a.checkpoint), Path(a.out)
     if (out / "generator.json").is_file():

@@ -35,7 +35,8 @@ from maskgen.data.images import ImageDataset
 from maskgen.data.tokens import TokenDataset
 from maskgen.models.transformer import GeneratorConfig, MaskedTransformer
 from maskgen.schedules import schedule_names
-from maskgen.tokenizers import VQConfig, VQObjective, VQTokenizer
+from maskgen.tokenizers import VQConfig, VQTokenizer
+from maskgen.training.tokenizer import VQObjective
 from maskgen.training.masking import MASKINGS, WEIGHTINGS, MaskedObjectiveConfig, MaskedTokenObjective
 from maskgen.training.trainer import Trainer, TrainConfig
 

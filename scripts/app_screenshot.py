@@ -21,7 +21,7 @@ from PIL import Image
 
 from maskgen.app import make_server
 from maskgen.data import open_dataset
-from maskgen.pipeline import MaskGen, reference_dir
+from maskgen.pipelines import MaskGen, reference_dir
 
 
 def chromium(width: int, height: int):

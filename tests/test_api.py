@@ -6,7 +6,7 @@ import torch
 from conftest import tiny_generator
 from maskgen import MaskGen, SamplerSpec, TokenDraw, VQConfig, VQTokenizer, save_samples
 from maskgen.sampling import CFGSpec, ConfidenceSpec
-from maskgen.pipeline import copy_tokenizer
+from maskgen.tokenizers import copy_tokenizer
 
 
 def test_readme_api(tmp_path):

@@ -21,7 +21,7 @@ from PIL import Image
 
 from maskgen.app import make_server
 from maskgen.cli import main
-from maskgen.pipeline import MaskGen, reference_dir
+from maskgen.pipelines import MaskGen, reference_dir
 
 # the hatch a masked patch is drawn with, from its description: mid-grey 128 with a darker
 # (96) diagonal line wherever (row + column) is a multiple of 4

@@ -23,7 +23,7 @@ from PIL import Image
 
 from maskgen.app import make_server
 from maskgen.app.body import Limits
-from maskgen.pipeline import MaskGen, reference_dir
+from maskgen.pipelines import MaskGen, reference_dir
 
 READ_TIMEOUT = 2.0  # the test server's limit on reading a request
 MAX_BODY = 1 << 20

@@ -488,7 +488,7 @@ def test_config_dataclasses_refuse_what_the_cli_refuses():
 
 
 def test_eval_on_the_shipped_models_writes_to_the_current_folder(tmp_path, monkeypatch, capsys):
-    from maskgen.pipeline import reference_dir
+    from maskgen.pipelines import reference_dir
 
     monkeypatch.chdir(tmp_path)
     shipped = snapshot(reference_dir())
@@ -499,7 +499,7 @@ def test_eval_on_the_shipped_models_writes_to_the_current_folder(tmp_path, monke
 
 
 def test_ref_stats_reports_the_file_it_wrote(tmp_path, capsys):
-    from maskgen.pipeline import reference_dir
+    from maskgen.pipelines import reference_dir
 
     network = f"classifier:{reference_dir() / 'classifier'}"
     assert main(["ref-stats", "--network", network, "--num", "20", "--out", str(tmp_path / "stats")]) == 0

@@ -9,7 +9,7 @@ import torch
 from conftest import tiny_generator
 from maskgen.checkpoint import Checkpointable, save_tensors
 from maskgen.errors import MaskgenError
-from maskgen.export import convert_checkpoint
+from maskgen.pipelines.export import convert_checkpoint
 from maskgen.models.classifier import ClassifierConfig, ImageClassifier
 from maskgen.models.critic import TokenCritic
 from maskgen.models.toast import ToastConfig, ToastModule

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from maskgen.checkpoint import file_sha256
-from maskgen.classify import class_accuracy, classifier_metrics, heldout_split, recommended_train_config, train_classifier
+from maskgen.training.classification import class_accuracy, classifier_metrics, heldout_split, recommended_train_config, train_classifier
 from maskgen.data import fit_to_size, open_dataset
 from maskgen.errors import MaskgenError
 from maskgen.metrics.features import extract

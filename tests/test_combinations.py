@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from maskgen.errors import MaskgenError
-from maskgen.pipeline import MaskGen, reference_dir
+from maskgen.pipelines import MaskGen, reference_dir
 from maskgen.sampling.spec import CFGSpec, SamplerSpec, SelfSpec
 
 LABELS = torch.tensor([0, 3, 7])

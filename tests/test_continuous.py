@@ -17,7 +17,7 @@ from maskgen.checkpoint import Checkpointable, ConfigDict
 from maskgen.errors import MaskgenError
 from maskgen.models.continuous import ContinuousConfig, ContinuousGenerator
 from maskgen.models.transformer import MaskedTransformer
-from maskgen.pipeline import MaskGen
+from maskgen.pipelines import MaskGen
 from maskgen.sampling.continuous import ContinuousDenoiser
 from maskgen.sampling.critic import CriticFill
 from maskgen.sampling.draw import TokenDraw

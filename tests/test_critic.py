@@ -139,7 +139,7 @@ def test_train_critic_beats_chance_on_heldout_fills(model_dir, tmp_path, capsys)
     generator = MaskedTransformer.load(model_dir)
     untrained = TokenCritic.for_generator(generator, 32, 1, 2).eval()
     from maskgen.tokenizers import VQTokenizer
-    from maskgen.workflows import token_dataset
+    from maskgen.training import token_dataset
 
     tokens, labels = token_dataset("embedded", VQTokenizer.load(model_dir), progress=False).to_tensors()
     held = tokens[-300:].reshape(300, -1)
@@ -165,7 +165,7 @@ def test_sample_refine_and_reject_from_the_cli(model_dir, tmp_path, capsys):
     assert main(["sample", "--num", "2", "--steps", "2", "--out", str(tmp_path / "shipped")]) == 0
     (tmp_path / "shipped" / "samples.json").unlink()
     assert main(["refine", "--samples", str(tmp_path / "shipped" / "samples.npz"), "--steps", "2", "--out", str(tmp_path / "r3")]) == 0
-    from maskgen.pipeline import reference_dir
+    from maskgen.pipelines import reference_dir
 
     assert json.loads((tmp_path / "r3" / "samples.json").read_text())["model"] == str(reference_dir().resolve())
     clf = tmp_path / "clf"

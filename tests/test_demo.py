@@ -9,8 +9,8 @@ from maskgen.cli import main
 
 
 def test_demo_rows_replay_and_keep_every_scored_sample(tmp_path, capsys):
-    from maskgen.commands.demo import ROWS
-    from maskgen.demo import DEMO_SAMPLERS, sample_options
+    from maskgen.cli.verbs.demo import ROWS
+    from maskgen.pipelines.demo import DEMO_SAMPLERS, sample_options
 
     assert tuple(DEMO_SAMPLERS) == ROWS
     demo = tmp_path / "demo"

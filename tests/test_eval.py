@@ -40,7 +40,7 @@ def test_eval_samples_file(model_dir, ref, tmp_path, capsys):
 
 
 def test_too_few_samples_for_kid_and_fd_are_flagged(ref, tmp_path, capsys):
-    from maskgen.evaluate import dataset_images
+    from maskgen.metrics.evaluate import dataset_images
 
     images, labels = dataset_images("embedded", num=1000)
     small, enough = tmp_path / "small.npz", tmp_path / "enough.npz"
@@ -58,7 +58,7 @@ def test_too_few_samples_for_kid_and_fd_are_flagged(ref, tmp_path, capsys):
 
 
 def test_real_images_score_better_than_noise(ref, tmp_path):
-    from maskgen.evaluate import dataset_images
+    from maskgen.metrics.evaluate import dataset_images
 
     images, labels = dataset_images("embedded", num=600)
     real = tmp_path / "real.npz"

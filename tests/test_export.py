@@ -6,9 +6,9 @@ import torch
 from maskgen.checkpoint import load_tensors
 from maskgen.cli import main
 from maskgen.errors import MaskgenError
-from maskgen.evaluate import reference_network
+from maskgen.metrics.evaluate import reference_network
 from maskgen.models.toast import ToastModule
-from maskgen.pipeline import MaskGen
+from maskgen.pipelines import MaskGen
 
 
 def test_export_casts_and_restamps(model_dir, tmp_path, capsys):

@@ -187,7 +187,7 @@ def test_model_folders_with_imported_tokenizers_generate(tmp_path, taming, mar):
     from conftest import tiny_generator
 
     from maskgen.models.continuous import ContinuousConfig, ContinuousGenerator
-    from maskgen.pipeline import MaskGen
+    from maskgen.pipelines import MaskGen
 
     taming[0].save(tmp_path / "vq")
     tiny_generator(codebook_size=32, grid=(16, 16), num_classes=3).save(tmp_path / "vq")

@@ -12,8 +12,8 @@ from PIL import Image
 from maskgen.cli import main
 from maskgen.data.images import load_image
 from maskgen.data.embedded import load_embedded
-from maskgen.inpainting import inpaint
-from maskgen.pipeline import MaskGen, reference_dir
+from maskgen.pipelines.inpainting import inpaint
+from maskgen.pipelines import MaskGen, reference_dir
 from maskgen.training.context import StepContext
 from maskgen.training.masking import MaskedObjectiveConfig, MaskedTokenObjective
 

@@ -192,7 +192,7 @@ def test_cli_given_round_trip(joint_dir, tmp_path):
     assert np.array_equal(s2i["maps"], first["maps"])  # the given segmentation came back unchanged
     assert np.array_equal(np.asarray(Image.open(seg_dir / "000001.png")), first["maps"][1])  # PNG holds the labels
     from maskgen.data.segmentation import read_image_folder
-    from maskgen.joint_pipeline import JointGen
+    from maskgen.pipelines import JointGen
 
     model = JointGen.load(joint_dir)
     pictures = read_image_folder(tmp_path / "s2i" / "image", 32, 1)[1]

@@ -19,7 +19,8 @@ from maskgen.checkpoint import file_sha256, save_tensors
 from maskgen.cli import main
 from maskgen.data import ImageDataset, LatentDataset, TokenDataset, cache_kind, encode_dataset, is_token_cache, open_dataset
 from maskgen.errors import MaskgenError
-from maskgen.tokenizers import DiagonalGaussian, KLConfig, KLObjective, KLTokenizer, VQConfig, VQTokenizer, load_tokenizer, measure_scale, to_unit, tokenizer_kind
+from maskgen.training.tokenizer import KLObjective
+from maskgen.tokenizers import DiagonalGaussian, KLConfig, KLTokenizer, VQConfig, VQTokenizer, load_tokenizer, measure_scale, to_unit, tokenizer_kind
 from maskgen.training.context import StepContext
 from maskgen.training.trainer import TrainConfig
 
@@ -176,14 +177,14 @@ def test_latent_cache_round_trip_is_bit_exact_in_float16(tmp_path) -> None:
     mem = LatentDataset.from_tensors(ds.to_tensors()[0], ds.labels, ds.class_names, scale=1.7)
     assert torch.equal(mem.batch(torch.tensor([9, 2]))[0], batch)
     # a generator of discrete tokens refuses the latent cache in one line
-    from maskgen.workflows import token_dataset
+    from maskgen.training import token_dataset
 
     with pytest.raises(MaskgenError, match="holds the latents of a KL tokenizer"):
         token_dataset(f"tokens:{out}", VQTokenizer(VQConfig(image_size=16, codebook_size=8, code_dim=4, width=8)))
 
 
 def test_train_measures_and_records_the_scale_then_cli_encodes(tmp_path, capsys) -> None:
-    from maskgen.workflows import train_tokenizer
+    from maskgen.training import train_tokenizer
 
     out = tmp_path / "tok"
     train = TrainConfig(steps=30, batch_size=16, lr=3e-3, warmup=0, log_every=1, save_every=30, device="cpu")
@@ -215,7 +216,7 @@ def test_cli_trains_a_kl_tokenizer(tmp_path, capsys) -> None:
 
 
 def test_python_api_refuses_a_preset_scale(tmp_path) -> None:
-    from maskgen.workflows import train_tokenizer
+    from maskgen.training import train_tokenizer
 
     with pytest.raises(MaskgenError, match="scale is measured after training"):
         train_tokenizer("embedded", tmp_path / "t", KLConfig(**{**TINY, "scale": 0.5}), TrainConfig(steps=1, batch_size=8))

@@ -13,7 +13,7 @@ from conftest import BareGenerator, tiny_generator
 from maskgen.cli import main
 from maskgen.errors import MaskgenError
 from maskgen.models.one_step import OneStepStudent, StudentInit
-from maskgen.pipeline import MaskGen, reference_dir
+from maskgen.pipelines import MaskGen, reference_dir
 from maskgen.sampling.draw import ImageNoise
 from maskgen.sampling.spec import OneStepSpec, SamplerSpec
 
@@ -181,7 +181,7 @@ def test_tune_tries_the_student_at_nfe_1_and_2(reference_student, tmp_path):
 
 
 def test_export_restamps_the_student_and_demo_needs_one(reference_student, tmp_path):
-    from maskgen.demo import run_reference_demo
+    from maskgen.pipelines.demo import run_reference_demo
 
     (tmp_path / "src").mkdir()
     src = model_with_student(tmp_path / "src", reference_student)

@@ -15,7 +15,6 @@ from maskgen.errors import MaskgenError
 from maskgen.tokenizers import (
     PSNR_CAP,
     VQConfig,
-    VQObjective,
     VQTokenizer,
     codebook_usage,
     evaluate_tokenizer,
@@ -24,6 +23,7 @@ from maskgen.tokenizers import (
     to_unit,
 )
 from maskgen.training.context import StepContext
+from maskgen.training.tokenizer import VQObjective
 
 TINY = dict(image_size=16, channels=1, codebook_size=32, code_dim=8, width=8, num_res_blocks=1)
 

@@ -8,7 +8,7 @@ import pytest
 
 from maskgen.cli import main
 from maskgen.errors import MaskgenError
-from maskgen.pipeline import MaskGen, reference_dir
+from maskgen.pipelines import MaskGen, reference_dir
 from maskgen.sampling.spec import CFGSpec, ConfidenceSpec, CriticSpec, SamplerSpec, SelfSpec
 from maskgen.tuning import PAPER_SAMPLERS, NFEMeter, SearchSpace, TrialLog, paper_trials, parse_budgets, propose_trials, tune
 
@@ -72,7 +72,7 @@ def test_every_proposal_stays_within_its_budget(ref_model):
 
 def built_papers() -> list[str]:
     """The papers' samplers the shipped reference folder builds: Di[M]O's needs its one-step student."""
-    from maskgen.pipeline import reference_dir
+    from maskgen.pipelines import reference_dir
 
     return [n for n in PAPER_SAMPLERS if n != "dimo" or (reference_dir() / "one-step").is_dir()]
 

@@ -7,7 +7,7 @@ small pieces that combine freely.
 
 from .errors import MaskgenError
 from .models.transformer import GeneratorConfig, MaskedTransformer
-from .pipeline import MaskGen, save_samples
+from .pipelines import MaskGen, save_samples
 from .sampling import (
     AncestralFill,
     ClassifierFreeGuidance,

@@ -60,7 +60,11 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
+    """Write ``path`` all at once: ``write(tmp)`` fills a temporary file in the same folder, which
+    then replaces ``path`` (``os.replace``), so a reader or a run killed mid-write never sees half
+    a file. Every file maskgen writes goes through here."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.fchmod(fd, _FILE_MODE)
@@ -84,7 +88,7 @@ def save_json(path: str | Path, data: Mapping[str, Any]) -> None:
             json.dump(data, f, indent=2, sort_keys=True)
             f.write("\n")
 
-    _atomic_write(Path(path), write)
+    atomic_write(Path(path), write)
 
 
 def load_json(path: str | Path) -> dict[str, Any]:
@@ -110,7 +114,7 @@ def load_json(path: str | Path) -> dict[str, Any]:
 def save_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
     """Write tensors to a safetensors file, atomically (contiguous CPU copies)."""
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    _atomic_write(Path(path), lambda tmp: save_file(flat, tmp, metadata=dict(metadata or {})))
+    atomic_write(Path(path), lambda tmp: save_file(flat, tmp, metadata=dict(metadata or {})))
 
 
 def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
@@ -121,6 +125,18 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise MaskgenError(f"corrupt or truncated checkpoint {path}: {e}") from None
+
+
+def save_arrays(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
+    """Write ``arrays`` to the ``.npz`` file ``path`` (no pickle), atomically; returns the path."""
+    path = Path(path)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would add .npz to a name
+            np.savez(f, **arrays)
+
+    atomic_write(path, write)
+    return path
 
 
 def load_arrays(path: str | Path, required: tuple[str, ...], optional: tuple[str, ...] = (), what: str = "arrays") -> dict[str, np.ndarray]:
@@ -219,14 +235,15 @@ def write_checkpoint(folder: str | Path, name: str, tensors: Mapping[str, torch.
     return weights
 
 
-def read_checkpoint(folder: str | Path, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
+def read_checkpoint(folder: str | Path, name: str, record: dict[str, Any] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
     """Read ``folder/name.{json,safetensors}``; return (tensors, record, sha256 of the weights).
+    ``record``: the JSON, when the caller has read it already (it is not read again).
 
     A weights file whose hash differs from the recorded one is refused: same keys and
     shapes with other values (a half-finished copy, a stray overwrite) is otherwise silent.
     """
     folder = Path(folder)
-    record = load_json(folder / f"{name}.json")
+    record = load_json(folder / f"{name}.json") if record is None else record
     check_record(record, folder / f"{name}.json")
     weights = folder / f"{name}.safetensors"
     tensors = load_tensors(weights)
@@ -269,7 +286,10 @@ class Checkpointable:
 
     A kind sets ``checkpoint_name`` (its default file name), ``checkpoint_kind`` (recorded
     as ``kind``) and ``config_class``; it keeps its config as ``self.config`` and gets
-    ``sha256`` set on load. Kinds with their own ``load`` signature wrap ``read``.
+    ``sha256`` set on load. Every kind loads with the one signature
+    ``load(folder, base=None, *, map_location=None, record=None)``; a kind that keeps more of
+    its record, or is trained on another network (``base``: the generator a self-guidance
+    module, a Token-Critic or a one-step student belongs to), overrides ``restore``.
     """
 
     checkpoint_name: ClassVar[str]
@@ -288,17 +308,30 @@ class Checkpointable:
         return write_checkpoint(folder, name or self.checkpoint_name, self.state_dict(), record)
 
     @classmethod
-    def load(cls: type[M], folder: str | Path, map_location: str | torch.device = "cpu") -> M:
-        """Load ``folder/NAME.{safetensors,json}`` onto ``map_location`` (eval mode, ``sha256`` set)."""
-        return cls.read(folder)[0].to(map_location)
+    def load(cls: type[M], folder: str | Path, base: Any = None, *, map_location: str | torch.device | None = None,
+             record: dict[str, Any] | None = None) -> M:
+        """Load ``folder/NAME.{safetensors,json}`` in eval mode with ``sha256`` set, checked against
+        ``base`` (the network it was trained on, for the kinds that have one), onto ``map_location``
+        (default: ``base``'s device, else the CPU). ``record``: the JSON, when the caller has read it."""
+        module, record = cls.read(folder, record=record)
+        module.restore(record, base, f" in {folder}")
+        if map_location is None:
+            map_location = next(base.parameters()).device if base is not None else "cpu"
+        return module.to(map_location).eval()
+
+    def restore(self, record: dict[str, Any], base: Any, where: str) -> None:
+        """Take what this kind keeps from its ``record`` besides config and weights, and check it
+        against ``base``; a kind trained on no other network refuses one."""
+        if base is not None:
+            raise MaskgenError(f"a {self.checkpoint_kind} checkpoint{where} is not trained on another network; load it without one")
 
     @classmethod
-    def read(cls: type[M], folder: str | Path, name: str | None = None) -> tuple[M, dict[str, Any]]:
+    def read(cls: type[M], folder: str | Path, name: str | None = None, record: dict[str, Any] | None = None) -> tuple[M, dict[str, Any]]:
         """Build from the recorded config, load the tensors strictly (floating ones cast to the
         module's dtype, so bf16 exports load back into float32); return it in eval mode with
-        ``sha256`` set, and the JSON record."""
+        ``sha256`` set, and the JSON record (``record``: already read by the caller)."""
         name = name or cls.checkpoint_name
-        tensors, record, sha = read_checkpoint(folder, name)
+        tensors, record, sha = read_checkpoint(folder, name, record)
         where = f"{Path(folder)}/{name}"
         kind = record.get("kind")
         if kind is not None and kind != cls.checkpoint_kind:

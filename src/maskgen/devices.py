@@ -64,3 +64,8 @@ def resolve_device(name: str | torch.device) -> torch.device:
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise MaskgenError(f"--device {name}: MPS is not available on this machine; use --device cpu or auto")
     return device
+
+
+def is_main_process() -> bool:
+    """Whether this is rank 0 of a ``torchrun`` run (or no distributed run): the process that reports."""
+    return int(os.environ.get("RANK", "0")) == 0

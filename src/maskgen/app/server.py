@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from ..errors import MaskgenError
-from ..inpainting import inpaint
+from ..pipelines.inpainting import inpaint
 from .body import Limits, RequestError, content_length, parse_json, read_body
 from .frames import tensor_url
 from .inputs import ModelInfo, read_image, read_mask, sample_request

@@ -14,7 +14,6 @@ size and 1 or 3 channels in, ``(features, logits)`` out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -121,10 +120,8 @@ class ImageClassifier(nn.Module, Checkpointable):
     checkpoint_kind = "image_classifier"
     config_class = ClassifierConfig
 
-    @classmethod
-    def load(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> "ImageClassifier":
-        """Load ``folder/classifier.{safetensors,json}`` in eval mode, with its class names when recorded."""
-        model, record = cls.read(folder)
+    def restore(self, record: dict, base, where: str) -> None:
+        """Its class names, when recorded."""
+        super().restore(record, base, where)
         names = record.get("class_names")
-        model.class_names = [str(n) for n in names] if isinstance(names, list) else None
-        return model.to(map_location).eval()
+        self.class_names = [str(n) for n in names] if isinstance(names, list) else None

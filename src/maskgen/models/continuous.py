@@ -36,14 +36,13 @@ denoising loss at the masked positions. ``condition`` is the sampling path: z at
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from ..checkpoint import Checkpointable, ConfigDict
 from ..errors import MaskgenError
-from ..validate import flag, integer, number, pair, text
+from ..validate import flag, integer, number, pair
 from .diffusion_head import CosineNoise, DiffusionHead, denoising_loss
 from .transformer import Block, check_dropout, check_time_schedule, layer_norm, schedule_time, timestep_embedding
 
@@ -229,12 +228,7 @@ class ContinuousGenerator(nn.Module, Checkpointable):
         per_token = denoising_loss(self.head, self.noise, latents[mask].float(), z[mask], self.config.head_draws, generator)
         return z.new_zeros(mask.shape, dtype=torch.float32).masked_scatter(mask, per_token.float())
 
-    # -- persistence: ``save`` comes from Checkpointable -----------------------------------
+    # -- persistence: ``save`` and ``load`` come from Checkpointable -----------------------------
     checkpoint_name = "generator"
     checkpoint_kind = "continuous_generator"
     config_class = ContinuousConfig
-
-    @classmethod
-    def load(cls, folder: str | Path, name: str | None = None) -> "ContinuousGenerator":
-        """Load ``folder/NAME.{safetensors,json}`` (NAME defaults to ``generator``)."""
-        return cls.read(folder, name)[0]

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from torch import Tensor
 
+from ..errors import MaskgenError
 from .transformer import GeneratorConfig, MaskedTransformer
 
 
@@ -35,6 +36,17 @@ class TokenCritic(MaskedTransformer):
     def for_generator(cls, generator: MaskedTransformer, width: int | None = None, depth: int | None = None, heads: int | None = None) -> "TokenCritic":
         c = generator.config
         return cls(replace(c, width=width or c.width, depth=depth or c.depth, heads=heads or c.heads))
+
+    def restore(self, record: dict, base: MaskedTransformer | None, where: str) -> None:
+        """With ``base``, check it scores that generator's codes, grid and classes."""
+        if base is None:
+            return
+        c, g = self.config, base.config
+        if (c.codebook_size, tuple(c.grid), c.num_classes) != (g.codebook_size, tuple(g.grid), g.num_classes):
+            raise MaskgenError(
+                f"critic{where} is for {c.codebook_size} codes, grid {c.grid}, {c.num_classes} classes; "
+                f"the generator has {g.codebook_size}, {g.grid}, {g.num_classes}"
+            )
 
     def forward(self, tokens: Tensor, labels: Tensor | None, t: Tensor | None = None, top_down=None) -> Tensor:
         return self.run(tokens, labels, None, top_down).logits.squeeze(-1)

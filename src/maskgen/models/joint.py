@@ -25,7 +25,6 @@ Layout, so that the joint model is a configuration of the generator and not a co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -118,7 +117,3 @@ class JointTransformer(MaskedTransformer):
         c = self.config
         s = c.slices()
         return tokens[:, s["image"]], tokens[:, s["segmentation"]] - c.image_codes
-
-    @classmethod
-    def load(cls, folder: str | Path, name: str | None = None) -> "JointTransformer":
-        return cls.read(folder, name)[0]

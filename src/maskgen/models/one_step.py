@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -143,17 +142,18 @@ class OneStepStudent(MaskedTransformer):
             raise MaskgenError("cannot save a one-step student without the sha256 of its teacher")
         return {"teacher_sha256": self.teacher_sha256, "init": asdict(self.init)}
 
-    @classmethod
-    def load(cls, folder: str | Path, teacher: MaskedTransformer) -> "OneStepStudent":  # type: ignore[override]
-        """Load ``folder/one-step.{safetensors,json}`` and check it was distilled from ``teacher``."""
-        student, record = cls.read(folder)
-        student.teacher_sha256 = record.get("teacher_sha256")
+    def restore(self, record: dict, base: MaskedTransformer | None, where: str) -> None:
+        """The teacher's sha256 and the initialisation it was distilled with, checked against the
+        teacher ``base`` (required)."""
+        if base is None:
+            raise MaskgenError(f"a one-step student{where} loads onto the generator it was distilled from: load(folder, teacher)")
+        self.teacher_sha256 = record.get("teacher_sha256")
         init = record.get("init", {})
+        name = f"{where.removeprefix(' in ')}/one-step.json"
         if not isinstance(init, dict):
-            raise MaskgenError(f"{folder}/one-step.json: init must be a mapping, got {init!r}")
+            raise MaskgenError(f"{name}: init must be a mapping, got {init!r}")
         try:
-            student.init = StudentInit(**init)
+            self.init = StudentInit(**init)
         except TypeError as e:
-            raise MaskgenError(f"{folder}/one-step.json: bad init: {e}") from None
-        student.check_teacher(teacher, f" in {folder}")
-        return student.to(next(teacher.parameters()).device).eval()
+            raise MaskgenError(f"{name}: bad init: {e}") from None
+        self.check_teacher(base, where)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -180,10 +179,9 @@ class ToastModule(nn.Module, Checkpointable):
             raise MaskgenError("cannot save a self-guidance module without the sha256 of its generator")
         return {"base_sha256": self.base_sha256}
 
-    @classmethod
-    def load(cls, folder: str | Path, generator: MaskedTransformer) -> "ToastModule":
-        """Load from ``folder`` and check it was trained on ``generator``."""
-        module, record = cls.read(folder)
-        module.base_sha256 = record.get("base_sha256")
-        module.check_base(generator, f" in {folder}")
-        return module.to(next(generator.parameters()).device)
+    def restore(self, record: dict, base: MaskedTransformer | None, where: str) -> None:
+        """The sha256 of the generator it was trained on, checked against ``base`` (required)."""
+        if base is None:
+            raise MaskgenError(f"a self-guidance module{where} loads onto the generator it was trained on: load(folder, generator)")
+        self.base_sha256 = record.get("base_sha256")
+        self.check_base(base, where)

@@ -41,7 +41,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -384,12 +383,7 @@ class MaskedTransformer(nn.Module, Checkpointable):
         # tied: scores against the code embeddings only; the mask row is never a prediction
         return h @ self.tok_emb.weight[: self.config.codebook_size].T + self.out_bias
 
-    # -- persistence: ``save`` comes from Checkpointable -----------------------------------
+    # -- persistence: ``save`` and ``load`` come from Checkpointable -----------------------------
     checkpoint_name = "generator"
     checkpoint_kind = "generator"
     config_class = GeneratorConfig
-
-    @classmethod
-    def load(cls, folder: str | Path, name: str | None = None) -> "MaskedTransformer":
-        """Load ``folder/NAME.{safetensors,json}`` (NAME defaults to the class's checkpoint name)."""
-        return cls.read(folder, name)[0]

@@ -3,12 +3,11 @@ and the published VQGAN and LDM/MAR KL autoencoders, for imported checkpoints; a
 tokenizer of a joint model's label maps (``segmentation.py``)."""
 
 from .conv import to_uint8, to_unit
-from .kinds import IMPORTED, KINDS, is_continuous, kind_of, load_tokenizer, tokenizer_kind
+from .kinds import IMPORTED, KINDS, copy_tokenizer, is_continuous, kind_of, load_tokenizer, tokenizer_kind
 from .kl import DiagonalGaussian, KLConfig, KLTokenizer, measure_scale
 from .ldm import AutoencoderShape
 from .ldm_kl import MAR_KL16_SCALE, LDMKLConfig, LDMKLTokenizer
 from .metrics import PSNR_CAP, codebook_usage, evaluate_tokenizer, psnr
-from .objective import KLObjective, VQObjective
 from .segmentation import SegmentationTokenizer, SegmentationTokenizerConfig
 from .taming_vq import TamingVQConfig, TamingVQTokenizer
 from .vq import VQConfig, VQTokenizer, VectorQuantizer
@@ -21,7 +20,6 @@ __all__ = [
     "AutoencoderShape",
     "DiagonalGaussian",
     "KLConfig",
-    "KLObjective",
     "KLTokenizer",
     "LDMKLConfig",
     "LDMKLTokenizer",
@@ -30,10 +28,10 @@ __all__ = [
     "TamingVQConfig",
     "TamingVQTokenizer",
     "VQConfig",
-    "VQObjective",
     "VQTokenizer",
     "VectorQuantizer",
     "codebook_usage",
+    "copy_tokenizer",
     "evaluate_tokenizer",
     "kind_of",
     "load_tokenizer",

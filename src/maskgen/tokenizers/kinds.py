@@ -17,20 +17,21 @@ with ``SegmentationTokenizer.load`` next to the folder's image tokenizer.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_json
+from ..checkpoint import file_sha256, load_json
 from ..errors import MaskgenError
 from .kl import KLConfig, KLTokenizer
 from .ldm_kl import LDMKLTokenizer
-from .objective import KLObjective, VQObjective
 from .taming_vq import TamingVQTokenizer
 from .vq import VQConfig, VQTokenizer
 
-KINDS = {"vq": (VQConfig, VQTokenizer, VQObjective), "kl": (KLConfig, KLTokenizer, KLObjective)}
-"""kind -> (config class, tokenizer class, training objective class)."""
+KINDS = {"vq": (VQConfig, VQTokenizer), "kl": (KLConfig, KLTokenizer)}
+"""kind -> (config class, tokenizer class) of the kinds maskgen trains (their objectives:
+``maskgen.training.tokenizer``)."""
 
 IMPORTED = {"taming_vq": TamingVQTokenizer, "ldm_kl": LDMKLTokenizer}
 """kind -> tokenizer class, for the load-only kinds of published autoencoders."""
@@ -38,19 +39,20 @@ IMPORTED = {"taming_vq": TamingVQTokenizer, "ldm_kl": LDMKLTokenizer}
 
 def kind_of(config: VQConfig | KLConfig) -> str:
     """``vq`` or ``kl`` for a tokenizer config."""
-    for kind, (config_class, _, _) in KINDS.items():
+    for kind, (config_class, _) in KINDS.items():
         if isinstance(config, config_class):
             return kind
     raise MaskgenError(f"not a tokenizer config: {type(config).__name__}")
 
 
 def _classes() -> dict[str, type]:
-    return {**{kind: model_class for kind, (_, model_class, _) in KINDS.items()}, **IMPORTED}
+    return {**{kind: model_class for kind, (_, model_class) in KINDS.items()}, **IMPORTED}
 
 
-def tokenizer_kind(folder: str | Path) -> str:
-    """The kind (``vq``, ``kl``, ``taming_vq``, ``ldm_kl``) of the tokenizer checkpoint in ``folder`` (read from its JSON)."""
-    record = load_json(Path(folder) / "tokenizer.json")
+def tokenizer_kind(folder: str | Path, record: dict | None = None) -> str:
+    """The kind (``vq``, ``kl``, ``taming_vq``, ``ldm_kl``) of the tokenizer checkpoint in ``folder``
+    (read from its JSON, or from ``record``, that JSON already read)."""
+    record = load_json(Path(folder) / "tokenizer.json") if record is None else record
     recorded = record.get("kind", VQTokenizer.checkpoint_kind)  # checkpoints before `kind` were VQ
     for kind, model_class in _classes().items():
         if recorded == model_class.checkpoint_kind:
@@ -58,12 +60,27 @@ def tokenizer_kind(folder: str | Path) -> str:
     raise MaskgenError(f"{folder}/tokenizer.json holds a {recorded}, not a tokenizer")
 
 
-def load_tokenizer(folder: str | Path, map_location: str | torch.device = "cpu") -> VQTokenizer | KLTokenizer | TamingVQTokenizer:
-    """The tokenizer in ``folder``, of whichever kind it is (eval mode, ``sha256`` set)."""
-    return _classes()[tokenizer_kind(folder)].load(folder, map_location)
+def load_tokenizer(folder: str | Path, *, map_location: str | torch.device | None = None) -> VQTokenizer | KLTokenizer | TamingVQTokenizer:
+    """The tokenizer in ``folder``, of whichever kind it is (eval mode, ``sha256`` set); its JSON
+    is read once."""
+    record = load_json(Path(folder) / "tokenizer.json")
+    return _classes()[tokenizer_kind(folder, record)].load(folder, map_location=map_location, record=record)
 
 
 def is_continuous(folder: str | Path) -> bool:
     """Whether the tokenizer in ``folder`` gives continuous latents (a KL autoencoder, trained
     here or imported) rather than code ids."""
     return issubclass(_classes()[tokenizer_kind(folder)], KLTokenizer)
+
+
+def copy_tokenizer(src: str | Path, dst: str | Path) -> None:
+    """Put the tokenizer's files next to a generator so the model folder stands alone."""
+    src, dst = Path(src), Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    for suffix in (".safetensors", ".json"):
+        f = src / f"tokenizer{suffix}"
+        if not f.is_file():
+            raise MaskgenError(f"no tokenizer checkpoint in {src} (missing {f.name})")
+        target = dst / f.name
+        if f.resolve() != target.resolve() and not (target.is_file() and file_sha256(target) == file_sha256(f)):
+            shutil.copyfile(f, target)  # an identical copy (a resumed run's) is left untouched

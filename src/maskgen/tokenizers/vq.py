@@ -227,16 +227,14 @@ class VQTokenizer(nn.Module, ImageGrid, Checkpointable):
     config_class = VQConfig
 
     @classmethod
-    def load(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> "VQTokenizer":
-        """Load ``folder/tokenizer.{safetensors,json}`` onto ``map_location`` (eval mode, ``sha256`` set).
-
-        A KL tokenizer's folder is refused in one line that says so: every caller of this
-        needs discrete codes."""
-        if _recorded_kind(folder) == "kl_tokenizer":
+    def load(cls, folder: str | Path, base=None, *, map_location: str | torch.device | None = None, record: dict | None = None) -> "VQTokenizer":
+        """``Checkpointable.load``; a KL tokenizer's folder is refused in one line that says so:
+        every caller of this needs discrete codes."""
+        if (record.get("kind") if record is not None else _recorded_kind(folder)) == "kl_tokenizer":
             raise MaskgenError(
                 f"the tokenizer in {folder} is a KL tokenizer (continuous latents); this needs a VQ tokenizer (discrete codes)"
             )
-        return cls.read(folder)[0].to(map_location)
+        return super().load(folder, base, map_location=map_location, record=record)
 
 
 def _recorded_kind(folder: str | Path) -> object:

@@ -8,7 +8,8 @@ unmasked ones) and which were filled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,13 +17,19 @@ import torch.nn.functional as F
 from scipy.stats import mannwhitneyu
 from torch import Tensor, nn
 
+from ..checkpoint import save_json
+from ..data import TokenDataset, absolute_spec
+from ..devices import resolve_device
 from ..errors import MaskgenError
+from ..models.critic import TokenCritic
 from ..models.transformer import MaskedTransformer
 from ..sampling.draw import inverse_cdf
 from ..schedules import get_schedule
-from ..validate import number, text
+from ..validate import integer, number, text
 from .context import StepContext
+from .generator import generator_data
 from .masking import mask_and_drop
+from .trainer import Trainer, TrainConfig, check_until, seeded
 
 
 @dataclass
@@ -91,3 +98,52 @@ def critic_auc(critic: nn.Module, objective: CriticObjective, tokens: Tensor, la
         real.append(s[~mask].cpu())
         fake.append(s[mask].cpu())
     return auc(torch.cat(real).numpy(), torch.cat(fake).numpy())
+
+
+def train_critic(
+    model_dir: str | Path,
+    out: str | Path,
+    objective: CriticObjectiveConfig,
+    train: TrainConfig,
+    data: str | None = None,
+    width: int | None = None,
+    depth: int | None = None,
+    heads: int | None = None,
+    heldout: int = 1000,
+    resume: bool = False,
+    progress: bool = True,
+    until: int | None = None,
+) -> tuple[TokenCritic, dict]:
+    """Train a Token-Critic against the frozen generator in ``model_dir`` (004 Algorithm 1).
+
+    The last ``heldout`` items of the data are kept out of training; the critic's AUC on
+    fresh generator fills of them is returned and saved with the checkpoint.
+    """
+    integer("heldout", heldout, 1)  # before the generator fills anything: 0 or -5 is a bad option, not a small dataset
+    check_until(until)
+    model_dir = Path(model_dir)
+    device = resolve_device(train.device)
+    generator = MaskedTransformer.load(model_dir).to(device)
+    critic = seeded(train.seed, lambda: TokenCritic.for_generator(generator, width, depth, heads))  # its config checked before the data is read
+    data, dataset, data_fingerprint = generator_data(model_dir, data, progress)
+    tokens, labels = dataset.to_tensors()
+    if len(tokens) <= heldout + train.batch_size:
+        raise MaskgenError(f"--heldout {heldout}: data {data} has {len(tokens)} items, too few to hold out {heldout} and train on batches of {train.batch_size}")
+    train_set = TokenDataset.from_tensors(tokens[:-heldout], labels[:-heldout], dataset.codebook_size, dataset.class_names)
+    loss = CriticObjective(objective, generator)
+    record = {
+        "data": absolute_spec(data), "data_fingerprint": data_fingerprint, "generator": str(model_dir.resolve()),
+        "generator_sha256": generator.sha256, "objective": asdict(objective),
+    }
+    trainer = Trainer(
+        critic, loss, train_set, train, out,
+        save_model=lambda m, folder: m.save(folder, **record), record=record, tokens_per_item=generator.config.num_tokens,
+    )
+    trainer.fit(resume=resume, progress=progress, until=until)
+    if trainer.rank != 0 or trainer.step < train.steps:
+        return critic, {}
+    critic = TokenCritic.load(out).to(device)
+    held = tokens[-heldout:].reshape(heldout, -1)
+    metrics = {"auc": critic_auc(critic, loss, held, labels[-heldout:]), "heldout": heldout, "steps": train.steps}
+    save_json(Path(out) / "metrics.json", metrics)
+    return critic, metrics

@@ -17,7 +17,7 @@ from ..errors import MaskgenError
 from ..models.one_step import OneStepStudent
 from ..models.transformer import MaskedTransformer
 from ..devices import resolve_device
-from .distill import PRESETS, ClassLabels, DistillConfig, DistillObjective, DistillPair, distill_presets  # noqa: F401 - PRESETS: the verb reads them
+from .distill import ClassLabels, DistillConfig, DistillObjective, DistillPair, distill_presets  # noqa: F401 - distill_presets: with the run, for its callers
 from .trainer import Trainer, TrainConfig, check_until
 
 def load_teacher(model_dir: str | Path) -> MaskedTransformer:

@@ -128,8 +128,7 @@ def train_joint(
     from ..data import TokenDataset
     from ..data.segmentation import open_segmentation
     from ..models.joint import JointConfig, JointTransformer
-    from ..pipeline import copy_tokenizer
-    from ..tokenizers import KLTokenizer, load_tokenizer
+    from ..tokenizers import KLTokenizer, copy_tokenizer, load_tokenizer
     from ..tokenizers.segmentation import SegmentationTokenizer, SegmentationTokenizerConfig
     from .trainer import Trainer, check_until, resolve_device, seeded
 

@@ -21,19 +21,25 @@ generator is frozen and never changes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data import absolute_spec
+from ..devices import resolve_device
 from ..errors import MaskgenError
+from ..models.toast import ToastModule
 from ..models.transformer import MaskedTransformer
 from ..sampling.draw import inverse_cdf
 from ..schedules import get_schedule
 from ..validate import number, text
 from .context import StepContext
+from .generator import generator_data
 from .masking import mask_and_drop
+from .trainer import Trainer, TrainConfig, seeded
 
 TASKS = ("aux", "mask")
 
@@ -110,3 +116,44 @@ class SelfGuidanceObjective:
         with torch.no_grad():
             acc = ((logits.argmax(-1) == tokens) & target).sum() / count
         return loss, {"loss": loss.item(), "task": task_loss.item(), "reg": reg.item(), "acc": acc.item()}
+
+
+def finetune_self_guidance(
+    model_dir: str | Path,
+    out: str | Path,
+    objective: SelfGuidanceObjectiveConfig,
+    train: TrainConfig,
+    data: str | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    until: int | None = None,
+) -> tuple[ToastModule, dict]:
+    """Fine-tune a TOAST module on the frozen generator in ``model_dir`` (000 Sec. 3.2-3.3).
+
+    ``data`` defaults to the data the generator was trained on. Returns the module and its
+    parameter counts.
+    """
+    model_dir = Path(model_dir)
+    generator = MaskedTransformer.load(model_dir).to(resolve_device(train.device))
+    data, dataset, data_fingerprint = generator_data(model_dir, data, progress)
+    if dataset.num_classes != generator.config.num_classes:
+        raise MaskgenError(f"data {data} has {dataset.num_classes} classes, the generator {generator.config.num_classes}")
+    module = seeded(train.seed, lambda: ToastModule.for_generator(generator))
+    counts = {"module": sum(p.numel() for p in module.parameters()), "generator": sum(p.numel() for p in generator.parameters())}
+    counts["trainable_fraction"] = counts["module"] / (counts["module"] + counts["generator"])
+    record = {
+        "data": absolute_spec(data), "data_fingerprint": data_fingerprint, "generator": str(model_dir.resolve()),
+        "generator_sha256": generator.sha256, "objective": asdict(objective), "parameters": counts,
+    }
+    trainer = Trainer(
+        module,
+        SelfGuidanceObjective(objective, generator),
+        dataset,
+        train,
+        out,
+        save_model=lambda m, folder: m.save(folder, **record),
+        record=record,
+        tokens_per_item=generator.config.num_tokens,
+    )
+    trainer.fit(resume=resume, progress=progress, until=until)
+    return module, counts
