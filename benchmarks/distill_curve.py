@@ -1,13 +1,15 @@
 """docs/results-distill.md from one command: the Di[M]O one-step student along its distillation.
 
-``train`` distils the shipped reference generator with ``configs/distill-fmnist.yaml`` in chunks
-(``maskgen distill --stop-at S``, then ``--resume``), keeping a copy of the student (EMA weights)
-at every chunk's end with the chunk's wall time. ``eval`` scores every snapshot with ``maskgen
-eval --sampler one-step --student SNAPSHOT`` at NFE 1 and 2 (the student, then one teacher step),
-beside the teacher's own samplers at 1, 2 and 8 steps, and writes the page with a plot of FD-clf
-against distillation steps.
+``train --run R`` distils the shipped reference generator with ``configs/distill-fmnist.yaml``
+(run ``recipe``; run ``cfg1``: the same with the teacher guided at s = 1, the paper's w = 2) in
+chunks (``maskgen distill --stop-at S``, then ``--resume``), keeping a copy of the student (EMA
+weights) at every chunk's end with the chunk's wall time. ``eval`` scores every snapshot with
+``maskgen eval --sampler one-step --student SNAPSHOT`` at NFE 1, and the last snapshot of the
+recipe's run at NFE 1 and 2 (the student, then one teacher step) at every seed, beside the
+teacher's own samplers, and writes the page with a plot of FD-clf against distillation steps.
 
-    python benchmarks/distill_curve.py train --steps 250,500,1000,1500,2000
+    python benchmarks/distill_curve.py train --run recipe --steps 250,500,1000,1500,2000
+    python benchmarks/distill_curve.py train --run cfg1 --steps 250,500,1000
     python benchmarks/distill_curve.py eval --num 1000 --seeds 0,1,2 --doc docs/results-distill.md
 """
 
@@ -28,10 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 TEACHER = "src/maskgen/reference"
 CONFIG = "configs/distill-fmnist.yaml"
 STUDENT_FILES = ("one-step.json", "one-step.safetensors")
+RUNS = {"recipe": [], "cfg1": ["--cfg", "1"]}  # extra `maskgen distill` options of each run
+MAIN = "recipe"  # the run whose last snapshot is read at every seed and shipped
 TEACHER_ROWS = {  # the teacher's samplers the student is read against
     "MaskGIT, 1 step": ["--sampler", "confidence", "--steps", "1"],
     "MaskGIT, 2 steps": ["--sampler", "confidence", "--steps", "2"],
     "MaskGIT, 8 steps": ["--sampler", "confidence", "--steps", "8"],
+    "MaskGIT, 8 steps, CFG s 1": ["--sampler", "confidence", "--steps", "8", "--cfg", "1"],
 }
 
 
@@ -40,15 +45,15 @@ def maskgen_bin() -> str:
 
 
 def train(a: argparse.Namespace) -> None:
-    out = Path(a.out) / "student"
-    snaps = Path(a.out) / "snapshots"
+    out = Path(a.out) / a.run / "student"
+    snaps = Path(a.out) / a.run / "snapshots"
     for stop in sorted(int(s) for s in a.steps.split(",")):
         dest = snaps / f"step-{stop:06d}"
         if (dest / "one-step.safetensors").is_file():
             continue
         resume = ["--resume"] if (out / "checkpoints").is_dir() else []
         cmd = [maskgen_bin(), "distill", "--config", CONFIG, "--model", TEACHER, "--out", str(out),
-               "--stop-at", str(stop), *resume]
+               *RUNS[a.run], "--stop-at", str(stop), *resume]
         print("+ " + " ".join(cmd[1:]), flush=True)
         start = time.time()
         subprocess.run(cmd, check=True, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS=str(a.threads)))
@@ -63,22 +68,23 @@ def train(a: argparse.Namespace) -> None:
         print(f"kept {dest}", flush=True)
 
 
-def snapshots(out: Path) -> list[tuple[int, Path]]:
-    folder = out / "snapshots"
+def snapshots(out: Path, run: str) -> list[tuple[int, Path]]:
+    folder = out / run / "snapshots"
     found = sorted(folder.glob("step-*")) if folder.is_dir() else []
     return [(int(p.name.split("-")[1]), p) for p in found if (p / "one-step.safetensors").is_file()]
 
 
-def student_rows(snaps: list[tuple[int, Path]], num: int, seeds: list[int]) -> list[dict]:
-    """NFE 1 at every snapshot (seed noise at the last one); NFE 2 (the student, then one teacher
-    step) at the last snapshot."""
+def student_rows(run: str, snaps: list[tuple[int, Path]], num: int, seeds: list[int]) -> list[dict]:
+    """NFE 1 at every snapshot; for the main run's last snapshot also NFE 2 (the student, then
+    one teacher step), each at every seed."""
     jobs = []
     for i, (step, folder) in enumerate(snaps):
-        last = i == len(snaps) - 1
+        last = i == len(snaps) - 1 and run == MAIN
         for steps in ((1, 2) if last else (1,)):
             for seed in (seeds if last else seeds[:1]):
                 sampler = ["--sampler", "one-step", "--student", str(folder), "--steps", str(steps)]
-                jobs.append(job(f"student, NFE {steps}", sampler, num, seed, folder / "one-step.safetensors", step=step))
+                label = f"student, NFE {steps}" + ("" if run == MAIN else f" ({run})")
+                jobs.append(job(label, sampler, num, seed, folder / "one-step.safetensors", step=step))
     return jobs
 
 
@@ -94,16 +100,17 @@ def evaluate(a: argparse.Namespace) -> None:
     from parity import run_rows
 
     out, seeds = Path(a.out), [int(s) for s in a.seeds.split(",")]
-    snaps = snapshots(out)
-    if not snaps:
-        sys.exit(f"no student snapshots in {out / 'snapshots'}: run `train` first")
+    runs = {run: snapshots(out, run) for run in RUNS}
+    if not runs[MAIN]:
+        sys.exit(f"no student snapshots in {out / MAIN / 'snapshots'}: run `train --run {MAIN}` first")
     teacher_weights = ROOT / TEACHER / "generator.safetensors"
     jobs = [job(label, sampler, a.num, seed, teacher_weights) for label, sampler in TEACHER_ROWS.items() for seed in seeds]
-    jobs += student_rows(snaps, a.num, seeds)
+    for run, snaps in runs.items():
+        jobs += student_rows(run, snaps, a.num, seeds)
     rows_dir = out / "eval-rows"
     run_rows(jobs, rows_dir, a.jobs, maskgen_bin())
     rows = [{**json.loads((rows_dir / f"{j['key']}.json").read_text()), "step": j["step"]} for j in jobs]
-    chunks = [json.loads((folder / "chunk.json").read_text()) for _, folder in snaps]
+    chunks = [json.loads((folder / "chunk.json").read_text()) for _, folder in runs[MAIN]]
     plot = Path(a.doc).with_suffix("").name + "-fd-vs-steps.png"
     Path(a.doc).write_text(render(a, rows, chunks, seeds, plot))
     draw(rows, Path(a.doc).parent / "images" / plot)
@@ -140,7 +147,7 @@ def verdicts(rows: list[dict], last: int) -> list[str]:
 
 
 def render(a: argparse.Namespace, rows: list[dict], chunks: list[dict], seeds: list[int], plot: str) -> str:
-    last = max(r["step"] for r in rows if r["step"] is not None)
+    last = max(r["step"] for r in rows if r["label"] == "student, NFE 1")
     seconds = sum(c["seconds"] for c in chunks)
     lines = ["# Di[M]O: the one-step student along its distillation", "",
              "Generated by `benchmarks/distill_curve.py` (do not edit by hand):", "", "```bash",
@@ -177,9 +184,12 @@ def draw(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    curve = sorted((r["step"], r["fd"]) for r in rows if r["label"] == "student, NFE 1" and r["seed"] == rows[0]["seed"])
-    ax.plot([c[0] for c in curve], [c[1] for c in curve], "o-", label="student, NFE 1")
-    for label, style in zip(TEACHER_ROWS, (":", "-.", "--")):
+    for run in RUNS:
+        label = "student, NFE 1" + ("" if run == MAIN else f" ({run})")
+        curve = sorted((r["step"], r["fd"]) for r in rows if r["label"] == label and r["seed"] == rows[0]["seed"])
+        if curve:
+            ax.plot([c[0] for c in curve], [c[1] for c in curve], "o-", label=label)
+    for label, style in zip(TEACHER_ROWS, (":", "-.", "--", (0, (1, 4)))):
         ax.axhline(stats(rows, label)[0], color="gray", linestyle=style, label=f"teacher {label}")
     ax.set_xlabel("distillation steps")
     ax.set_ylabel("FD-clf")
@@ -195,6 +205,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="distil in chunks, keeping a student snapshot at each chunk's end")
+    t.add_argument("--run", choices=sorted(RUNS), default=MAIN)
     t.add_argument("--steps", default="250,500,1000,1500,2000")
     t.add_argument("--out", default="runs/distill")
     t.add_argument("--threads", type=int, default=1)
