@@ -19,10 +19,11 @@ from maskgen.models.continuous import ContinuousConfig, ContinuousGenerator
 from maskgen.models.transformer import MaskedTransformer
 from maskgen.pipelines import MaskGen
 from maskgen.sampling.continuous import ContinuousDenoiser
-from maskgen.sampling.critic import CriticFill
+from maskgen.sampling.fills.critic import CriticFill
 from maskgen.sampling.draw import TokenDraw
 from maskgen.sampling.fill import Step
-from maskgen.sampling.guidance import GuidanceScale, SelfGuidance
+from maskgen.sampling.guidance import GuidanceScale
+from maskgen.sampling.guidances.self import SelfGuidance
 from maskgen.sampling.head_sampler import HeadSampling
 from maskgen.sampling.spec import AncestralSpec, BlurSpec, CFGSpec, ConfidenceSpec, CriticSpec, SAGSpec, SamplerSpec, SelfSpec
 from maskgen.schedules import get_schedule

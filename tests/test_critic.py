@@ -13,7 +13,7 @@ from maskgen.models.critic import TokenCritic
 from maskgen.models.transformer import MaskedTransformer
 from conftest import build_sampler
 from maskgen.sampling import DiscreteDenoiser, Proposal, Sampler, Step, TokenDraw
-from maskgen.sampling.critic import CriticFill
+from maskgen.sampling.fills.critic import CriticFill
 from maskgen.sampling.rejection import ClassifierRejection
 from maskgen.schedules import get_schedule
 from maskgen.training.critic import CriticObjective, CriticObjectiveConfig, auc, critic_auc

@@ -278,7 +278,7 @@ def _exact_halton(side: int) -> list[int]:
 def test_halton_order_is_the_exact_sequence(side):
     # 9 and 18: a float sum of digit terms lands an ulp below k/9 and floors onto the previous
     # cell; the Halton code (and its exact definition) does not
-    from maskgen.sampling.fill import halton_order
+    from maskgen.sampling.fills.halton import halton_order
 
     assert halton_order((side, side)).tolist() == _exact_halton(side)
 

@@ -7,7 +7,10 @@ from conftest import build_sampler, tiny_generator
 from maskgen.errors import MaskgenError
 from maskgen.sampling.denoiser import DiscreteDenoiser
 from maskgen.sampling.draw import TokenDraw
-from maskgen.sampling.fill import AncestralFill, ConfidenceFill, FlowEulerFill, Proposal, Step
+from maskgen.sampling.fill import Proposal, Step
+from maskgen.sampling.fills.ancestral import AncestralFill
+from maskgen.sampling.fills.confidence import ConfidenceFill
+from maskgen.sampling.fills.flow import FlowEulerFill
 from maskgen.sampling.guidance import GuidanceScale
 from maskgen.sampling.spec import SamplerSpec
 from maskgen.schedules import get_schedule
@@ -340,7 +343,7 @@ def test_a_zero_scale_guidance_loads_nothing(generator):
 def test_halton_order_is_the_published_sequence_and_covers_the_grid():
     """Besnier et al. 2025: rows from base 2 (1/2, 1/4, 3/4, 1/8, 5/8 ...), columns from
     base 3 (1/3, 2/3, 1/9, 4/9, 7/9 ...), scaled by the grid and floored, repeats dropped."""
-    from maskgen.sampling.fill import halton_order
+    from maskgen.sampling.fills.halton import halton_order
 
     order = halton_order((8, 8)).tolist()
     # (4, 2), (2, 5), (6, 0), (1, 3), (5, 6) by hand from the two sequences above
@@ -350,7 +353,7 @@ def test_halton_order_is_the_published_sequence_and_covers_the_grid():
 
 
 def test_halton_rule_reveals_the_next_slice_of_the_order(generator):
-    from maskgen.sampling.fill import halton_order
+    from maskgen.sampling.fills.halton import halton_order
 
     sampler = build_sampler(generator, sampler="halton", steps=4, schedule="linear")
     res = sampler(torch.tensor([0, 1]), torch.Generator().manual_seed(0))
@@ -358,7 +361,8 @@ def test_halton_rule_reveals_the_next_slice_of_the_order(generator):
     assert [h[0] for h in res.masked_per_step] == [12, 8, 4, 0] and res.nfe == 4
     # the first step reveals exactly the first 4 positions of the order, in every row
     from maskgen.sampling.denoiser import DiscreteDenoiser
-    from maskgen.sampling.fill import HaltonFill, Proposal, Step
+    from maskgen.sampling.fill import Proposal, Step
+    from maskgen.sampling.fills.halton import HaltonFill
     from maskgen.schedules import get_schedule
 
     model = DiscreteDenoiser(generator)

@@ -12,14 +12,11 @@ from maskgen.errors import MaskgenError
 from maskgen.models.toast import ToastModule
 from maskgen.models.transformer import MaskedTransformer
 from maskgen.sampling import ConfidenceFill, Sampler, Step
-from maskgen.sampling.guidance import (
-    BlurGuidance,
-    ClassifierFreeGuidance,
-    GuidanceScale,
-    SelfAttentionGuidance,
-    SelfGuidance,
-    gaussian_blur_matrix,
-)
+from maskgen.sampling.guidance import GuidanceScale
+from maskgen.sampling.guidances.blur import BlurGuidance, gaussian_blur_matrix
+from maskgen.sampling.guidances.cfg import ClassifierFreeGuidance
+from maskgen.sampling.guidances.sag import SelfAttentionGuidance
+from maskgen.sampling.guidances.self import SelfGuidance
 from maskgen.schedules import get_schedule
 from maskgen.training.context import StepContext
 from maskgen.training.self_guidance import SelfGuidanceObjective, SelfGuidanceObjectiveConfig, choose_visible

@@ -1,7 +1,7 @@
 """The local app (``maskgen app``): a page on 127.0.0.1 to sample with any fill rule and
 guidance, watch MaskGIT's iterative decoding (Chang et al. 2022, Sec. 3.2) step by step,
 download the steps as a GIF, and paint a mask over an uploaded image to inpaint it
-(ibid. Sec. 4.3; ``maskgen.inpainting``).
+(ibid. Sec. 4.3; ``maskgen.pipelines.inpainting``).
 
 Why the standard library's ``http.server`` and a plain page, not Gradio or Flask: the app
 needs five routes, a file upload and a live stream of steps, which ``ThreadingHTTPServer``

@@ -20,15 +20,13 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ..checkpoint import load_json
 from ..errors import MaskgenError
-from ..sampling.pieces import ConfidenceSpec
-from ..sampling.spec import SamplerSpec, preset_names
+from ..sampling.registry import FILLS
+from ..sampling.spec import ConfidenceSpec, SamplerSpec, preset_names
 from ..validate import integer, number
 
 MAX_STEPS = 256  # an interactive run; the loop itself has no limit
 MAX_PIXELS = 4096 * 4096  # an upload larger than this is refused before decoding
-FILL_RULES = ("confidence", "halton", "flow", "ancestral", "critic", "one-step")  # each offered where it builds on the model
 PRESET = "preset:"  # a sampler menu entry naming a preset
 SAMPLER_FIELDS = ("class", "sampler", "steps", "seed", "choice_temperature", "temperature", "cfg", "self_guidance")
 # a page field -> sampler options that use it with a non-default value: a fill rule offers
@@ -39,6 +37,11 @@ PROBES = {
     "cfg": {"cfg": 1.0},
     "self_guidance": {"guidance": "self", "scale": 1.0},
 }
+
+
+def fill_rules() -> list[str]:
+    """The fill rules of the registry in the app's menu order (``menu``); each is offered where it builds on the model."""
+    return [cls.kind for cls in FILLS.by("menu")]
 
 
 @dataclass
@@ -54,16 +57,15 @@ class ModelInfo:
     @classmethod
     def of(cls, mg) -> "ModelInfo":
         g = mg.generator.config
-        folder = mg.folder
-        names = load_json(folder / "generator.json").get("class_names") if folder and (folder / "generator.json").is_file() else None
+        names = mg.class_names
         names = [str(n) for n in names] if isinstance(names, list) and len(names) == g.num_classes else [str(c) for c in range(g.num_classes)]
-        samplers = {rule: [f for f, o in PROBES.items() if _runs(mg, sampler=rule, **o)] for rule in FILL_RULES if _runs(mg, sampler=rule)}
+        samplers = {rule: [f for f, o in PROBES.items() if _runs(mg, sampler=rule, **o)] for rule in fill_rules() if _runs(mg, sampler=rule)}
         # the authors' codebases' samplers (docs/presets.md) that build on this model, as "preset:NAME"
         for name in preset_names():
             if _runs(mg, preset=name):
                 samplers[f"{PRESET}{name}"] = [f for f, o in PROBES.items() if _runs(mg, preset=name, **o)]
         if not samplers:
-            raise MaskgenError(f"the app can run none of the fill rules {', '.join(FILL_RULES)} on this model")
+            raise MaskgenError(f"the app can run none of the fill rules {', '.join(fill_rules())} on this model")
         grid = tuple(mg.denoiser().grid)
         blank = torch.zeros(1, grid[0] * grid[1], g.token_dim) if mg.continuous else torch.zeros(1, *grid, dtype=torch.long)
         with torch.no_grad():

@@ -27,13 +27,10 @@ def check_acceptance(args: argparse.Namespace) -> None:
 
 def given_options(args: argparse.Namespace) -> dict:
     """The flat sampler options given on the command line or in a recipe (None: left out)."""
-    from ..sampling.spec import FLAT_OPTIONS
+    from ..sampling.spec import flat_options
 
-    given = {k: getattr(args, k) for k in FLAT_OPTIONS if getattr(args, k, None) is not None}
-    for k in ("cfg_interval", "interval", "critic_temperature"):
-        if k in given:
-            given[k] = tuple(given[k])
-    return given
+    given = {k: getattr(args, k) for k in flat_options() if getattr(args, k, None) is not None}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}  # a pair (nargs=2) as the spec holds it
 
 
 def sampler_spec(args: argparse.Namespace, build=None):
@@ -191,51 +188,73 @@ def parse_given(text: str) -> tuple[str, str]:
     return modality, data
 
 
+# the head sampler's options (its HeadSampling fields, "head_" before each): type and help
+HEAD_OPTIONS = {
+    "sampler": (str, "continuous tokens: dpm-solver (DPM-Solver++, eMIGM's default) or ddpm (MAR)"),
+    "steps": (int, "continuous tokens: head sampler steps (default 8 for dpm-solver, 100 for ddpm)"),
+    "temperature": (float, "continuous tokens: DDPM noise temperature tau (default 1)"),
+    "chain": (str, "continuous tokens, ddpm: clipped (from step 995, default) or full (from 999, MAR's code)"),
+}
+
+
 def add_sampler_options(p: argparse.ArgumentParser) -> None:
     """The sampler options: each fills one field of a ``SamplerSpec`` (whose defaults apply
-    to what is left out); an option the chosen fill rule or guidance does not have is refused."""
+    to what is left out); an option the chosen fill rule or guidance does not have is refused.
+    The fill rules', the guidances' and the token draw's options are their spec fields' own
+    (``maskgen.sampling.registry.option``), so a registered piece brings its options with it."""
+    from ..sampling.draw import TokenDraw
+    from ..sampling.head_sampler import HeadSampling
+    from ..sampling.registry import FILLS, GUIDANCES, field_names, options_of
     from ..sampling.spec import preset_names
+
+    def listed(registry) -> str:
+        return ", ".join(f"{kind} ({cls.about})" if cls.about else kind for kind, cls in registry.items())
 
     g = p.add_argument_group("sampler (defaults: maskgen.sampling.spec.SamplerSpec)")
     g.add_argument("--spec", default=None, help="a sampler spec (JSON/YAML) or a samples.json to replay; excludes the options below")
     g.add_argument("--preset", default=None, help="an authors' codebase's sampler: " + ", ".join(preset_names()) + " (docs/presets.md); the options below override it")
-    g.add_argument("--sampler", default=None, help="fill rule: confidence (MaskGIT, default), ancestral (eMIGM), halton (Halton order), flow (Discrete Interpolants), critic (Token-Critic), one-step (a Di[M]O student from maskgen distill)")
+    g.add_argument("--sampler", default=None, help="fill rule: " + listed(FILLS))
     g.add_argument("--steps", type=int, default=None, help="T (default 8; refine: 9; one-step: 1, more steps refine with the generator)")
     g.add_argument("--schedule", default=None, help="mask schedule (default cosine)")
-    g.add_argument("--temperature", type=float, default=None, help="softmax temperature of the token draw (default 1; 0: argmax)")
-    g.add_argument("--top-k", type=int, default=None, help="draw from the k most likely codes (default 0: all)")
-    g.add_argument("--top-p", type=float, default=None, help="draw from the smallest set of codes whose mass reaches p (default 1: all)")
-    g.add_argument("--argmax-last", action="store_true", default=None, help="argmax draw on the last step (Discrete Interpolants)")
-    g.add_argument("--choice-temperature", type=float, default=None, help="confidence rule: Gumbel temperature (default 4.5)")
-    g.add_argument("--annealing", default=None, help="confidence rule: Gumbel annealing linear (default), linear-inclusive (valeoai v1), compound, warmup, random, none")
-    g.add_argument("--counts", default=None, help="confidence and halton rules: reveal counts per step, maskgit (default), valeoai-v1, halton")
-    g.add_argument("--halton-roll", action=argparse.BooleanOptionalAction, default=None, help="halton rule: roll the order by a random shift per image")
-    g.add_argument("--ancestral-equal-counts", action=argparse.BooleanOptionalAction, default=None, help="ancestral rule: every image reveals image 0's count, at its lowest uniforms (eMIGM code)")
-    g.add_argument("--ancestral-reveal-one", action=argparse.BooleanOptionalAction, default=None, help="ancestral rule: a step revealing nothing batch-wide reveals one random position per image (eMIGM code)")
-    g.add_argument("--ancestral-time-grid", default=None, help="ancestral rule: exact t = (T - i)/T (default) or linspace (eMIGM code: linspace(1, 1e-5, T + 1))")
-    g.add_argument("--flow-loop", default=None, help="flow rule: paper (Alg. 1, T passes; default) or code (the authors' loop, T - 1 passes)")
-    g.add_argument("--temperature-end", type=float, default=None, help="token draw: temperature at the last step, 1/temperature ramped linearly (Halton code)")
-    g.add_argument("--head-sampler", default=None, help="continuous tokens: dpm-solver (DPM-Solver++, eMIGM's default) or ddpm (MAR)")
-    g.add_argument("--head-steps", type=int, default=None, help="continuous tokens: head sampler steps (default 8 for dpm-solver, 100 for ddpm)")
-    g.add_argument("--head-temperature", type=float, default=None, help="continuous tokens: DDPM noise temperature tau (default 1)")
-    g.add_argument("--head-chain", default=None, help="continuous tokens, ddpm: clipped (from step 995, default) or full (from 999, MAR's code)")
-    g.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale s: weak + (1 + s)(strong - weak) (default: none; -1 is the unconditional sample)")
-    g.add_argument("--cfg-ramp", default=None, help="constant, linear (by time), or revealed (by revealed fraction, MAR)")
-    g.add_argument("--cfg-interval", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="guide only when LO < s <= HI")
-    g.add_argument("--guidance", default=None, help="a (further) guidance: cfg, blur, sag, self (self-guidance)")
+    for flag, f in options_of(TokenDraw).items():
+        add_field_option(g, flag, f, "")
+    for flag, owners in FILLS.owners().items():
+        add_field_option(g, flag, options_of(FILLS[owners[0]])[flag], f"{_and(owners)} rule{'s' if len(owners) > 1 else ''}")
+    for name in field_names(HeadSampling):
+        kind, help = HEAD_OPTIONS[name]
+        g.add_argument(f"--head-{name}", type=kind, default=None, help=help)
+    for gcls in GUIDANCES.values():
+        if gcls.shorthand:
+            s = gcls.shorthand
+            g.add_argument(f"--{s}", type=float, default=None, help=f"{gcls.once} scale s: weak + (1 + s)(strong - weak) (default: none; -1 is the unconditional sample)")
+            g.add_argument(f"--{s}-ramp", default=None, help="constant, linear (by time), or revealed (by revealed fraction, MAR)")
+            g.add_argument(f"--{s}-interval", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="guide only when LO < s <= HI")
+    g.add_argument("--guidance", default=None, help="a (further) guidance: " + listed(GUIDANCES))
     g.add_argument("--scale", type=float, default=None, help="scale s of --guidance (default 1)")
     g.add_argument("--ramp", default=None, help="scale schedule of --guidance: constant or linear")
     g.add_argument("--interval", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="apply --guidance only when LO < s <= HI")
-    g.add_argument("--blur-sigma", type=float, default=None, help="blur guidance: Gaussian sigma in tokens (default 1)")
-    g.add_argument("--sag-threshold", type=float, default=None, help="SAG: re-mask tokens receiving more attention than this (mean 1)")
-    g.add_argument("--sg-module", default=None, help="self-guidance module folder (default: MODEL/self-guidance)")
-    g.add_argument("--critic", default=None, help="critic rule: Token-Critic folder (default: MODEL/critic)")
-    g.add_argument("--critic-noise", type=float, default=None, help="critic rule: selection noise K, K u t added to the scores (default 1)")
-    g.add_argument("--critic-temperature", type=float, nargs=2, default=None, metavar=("A", "B"), help="critic rule: token temperature a t + b (default 0 1)")
-    g.add_argument("--student", default=None, help="one-step rule: the Di[M]O student's folder (default: MODEL/one-step)")
-    g.add_argument("--student-r-init", type=float, default=None, help="one-step rule: [MASK] share of the student's input (default: the one it was distilled with)")
+    for flag, owners in GUIDANCES.owners().items():
+        add_field_option(g, flag, options_of(GUIDANCES[owners[0]])[flag], f"{_and(owners)} guidance")
     g.add_argument("--acceptance", type=float, default=1.0, help="classifier rejection: keep 1 of round(1/RATE) candidates")
     g.add_argument("--rejection-classifier", default=None, help="classifier:DIR or torchscript:FILE (class logits)")
     g.add_argument("--seed", type=int, default=None, help="sampling seed (default 0)")
     g.add_argument("--batch-size", type=int, default=None, help="images per sampler call (default 64; part of what the seed reproduces)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
+
+
+def add_field_option(g, flag: str, f, owners: str) -> None:
+    """``--flag`` for the spec field ``f`` (its ``option`` metadata: help and argparse settings;
+    a switch for a boolean field, else the type of its default), left out by default."""
+    meta = {k: v for k, v in f.metadata.items() if k not in ("flag", "help")}
+    default = f.default if isinstance(f.default, (bool, int, float, str, tuple)) else None
+    if "action" not in meta:
+        if isinstance(default, bool):
+            meta["action"] = argparse.BooleanOptionalAction
+        else:
+            meta.setdefault("type", type(default) if default is not None else str)
+    help = f.metadata["help"]
+    g.add_argument("--" + flag.replace("_", "-"), default=None, help=f"{owners}: {help}" if owners else help, **meta)
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"

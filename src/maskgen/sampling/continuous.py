@@ -36,6 +36,7 @@ from ..models.continuous import ContinuousGenerator
 from .head_sampler import HeadSampling, sample_tokens
 from .draw import ImageNoise, Noise, PositionNoise, TokenDraw
 from .guidance import combine
+from .registry import denoiser_for
 
 
 @dataclass
@@ -61,6 +62,7 @@ class HeadDraw:
     generator: Noise
 
 
+@denoiser_for(ContinuousGenerator.checkpoint_kind)
 class ContinuousDenoiser:
     """``Denoiser`` over a ``ContinuousGenerator``: NaN-masked latents, z, the diffusion head."""
 

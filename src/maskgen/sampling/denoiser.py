@@ -54,6 +54,7 @@ from ..errors import MaskgenError
 from ..models.transformer import ForwardPass, MaskedTransformer
 from .draw import Noise, TokenDraw
 from .guidance import combine
+from .registry import denoiser_for
 
 
 class Denoiser(Protocol):
@@ -74,6 +75,7 @@ class Denoiser(Protocol):
     def counts(self) -> dict[str, float]: ...
 
 
+@denoiser_for(MaskedTransformer.checkpoint_kind)
 class DiscreteDenoiser:
     """``Denoiser`` over a ``MaskedTransformer``: token ids with mask id K, logits over K codes."""
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence, Union
 
 import torch
 from torch import Tensor
 
 from ..errors import MaskgenError
+from .registry import option
 
 
 def stream_seed(*key: int) -> int:
@@ -112,18 +113,18 @@ class TokenDraw:
 
     ``temperature`` divides the logits (0 means argmax); ``top_k`` keeps the k most likely
     codes (0: all); ``top_p`` keeps the smallest set whose mass reaches p (1: all);
-    ``argmax_last`` takes the most likely code at the last step (003 Sec. 3.3).
+    ``argmax_last`` takes the most likely code at the last step (Discrete Interpolants, Sec. 3.3).
     ``temperature_end``: if set, the temperature changes over the steps so that its inverse
     (the factor the logits are multiplied by) runs linearly from 1/``temperature`` at the
     first step to 1/``temperature_end`` at the last: the Halton scheduler's code (Besnier et
     al. 2025) multiplies the logits by linspace(sm_temp_min, sm_temp_max, T), 1 -> 1.2.
     """
 
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    argmax_last: bool = False
-    temperature_end: float | None = None
+    temperature: float = field(default=1.0, metadata=option("temperature", "softmax temperature of the token draw (default 1; 0: argmax)"))
+    top_k: int = field(default=0, metadata=option("top_k", "draw from the k most likely codes (default 0: all)"))
+    top_p: float = field(default=1.0, metadata=option("top_p", "draw from the smallest set of codes whose mass reaches p (default 1: all)"))
+    argmax_last: bool = field(default=False, metadata=option("argmax_last", "argmax draw on the last step (Discrete Interpolants)", action="store_true"))
+    temperature_end: float | None = field(default=None, metadata=option("temperature_end", "token draw: temperature at the last step, 1/temperature ramped linearly (Halton code)", type=float))
 
     def at(self, step) -> "TokenDraw":
         """The draw at ``step``: this one, or with the ramped temperature."""

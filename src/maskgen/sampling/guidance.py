@@ -1,4 +1,4 @@
-"""Guidance: a strong and a weak branch combined in log-probability space (000 Eq. 5, 6).
+"""Guidance: a strong and a weak branch combined in log-probability space (self-guidance, Hur et al. 2024, Eq. 5, 6).
 
     log p_guided = weak + (1 + s)(strong - weak) = strong + s (strong - weak)
 
@@ -7,8 +7,11 @@ combine additively, strong + sum_g s_g (strong - weak_g), so each one alone is r
 when the others' scales are 0. The scale follows a schedule (constant; a linear ramp
 from 0 at the first step to s at the last, as in valeoai/Maskgit-pytorch; or MAR's ramp by
 the revealed fraction after the step, s (N - mask_len)/N with MAR's integer count) and can be limited to a time
-interval (lo, hi] of the step's end time s (002 Sec. 5.3, "CFG interval").
-A guidance whose scale is 0 at a step costs no extra forward pass.
+interval (lo, hi] of the step's end time s (eMIGM, You et al. 2025, Sec. 5.3, "CFG interval").
+A guidance whose scale is 0 at a step costs no extra forward pass. The guidances themselves are
+one module each in ``guidances/`` (each with its spec, registered in ``registry.GUIDANCES``);
+here is what they share: the scale schedule, the weak-branch interface, the spec base
+(``GuidanceSpec``) and the combination.
 
 Weak branches differ in what they need. A *batched* one (CFG) only changes the inputs, so
 it runs in the same forward pass as the strong branch. A *dependent* one is computed from
@@ -22,11 +25,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..errors import MaskgenError
 from ..models.transformer import ForwardPass
 from .counts import official_masked_counts
+from .registry import PieceSpec, finite
 
 RAMPS = ("constant", "linear", "revealed")
 
@@ -96,100 +100,25 @@ class Guidance:
         return {"guidance": self.name, **self.scale.settings()}
 
 
-class ClassifierFreeGuidance(Guidance):
-    """Weak branch: the same tokens with the unconditional class input (Ho & Salimans; 002, 003 Eq. 6)."""
+@dataclass
+class GuidanceSpec(PieceSpec):
+    """A guidance and its scale schedule (constant or linear ramp; active on lo < s <= hi)."""
 
-    name = "cfg"
-    batched = True
-    discrete_only = False
+    scale: float = 1.0
+    ramp: str = "constant"
+    interval: tuple[float, float] | None = None
 
-    def __init__(self, scale: GuidanceScale, null_class: int):
-        super().__init__(scale)
-        self.null_class = null_class
+    def __post_init__(self) -> None:
+        finite(f"{self.kind} guidance scale", self.scale)
+        if self.interval is not None:
+            self.interval = tuple(float(v) for v in self.interval)
+        self.scale_schedule()  # validates
 
-    def weak_inputs(self, x, labels):
-        return x, torch.full_like(labels, self.null_class)
+    def scale_schedule(self) -> GuidanceScale:
+        return GuidanceScale(self.scale, self.ramp, self.interval)
 
-
-def gaussian_blur_matrix(grid: tuple[int, int], sigma: float) -> Tensor:
-    """[N, N] row-stochastic matrix of a separable Gaussian blur over the token grid
-    (kernel truncated at 3 sigma and renormalised at the borders)."""
-    def axis(n: int) -> Tensor:
-        i = torch.arange(n, dtype=torch.float64)
-        w = torch.exp(-0.5 * ((i[:, None] - i[None]) / sigma) ** 2) * ((i[:, None] - i[None]).abs() <= max(1.0, 3 * sigma))
-        return w / w.sum(1, keepdim=True)
-
-    h, w = grid
-    return torch.kron(axis(h), axis(w)).float()
-
-
-class BlurGuidance(Guidance):
-    """Weak branch: the strong logits blurred over the token grid (000 Sec. 3.2, Table 2).
-
-    A Gaussian blur of VQ token ids means nothing, but a blur of the predicted logits is a
-    spatial smoothing of the prediction, the discrete analogue of blur guidance (Lee et al.).
-    It costs no extra forward pass.
-    """
-
-    name = "blur"
-
-    def __init__(self, scale: GuidanceScale, grid: tuple[int, int], sigma: float = 1.0):
-        super().__init__(scale)
-        if sigma <= 0:
-            raise MaskgenError(f"blur sigma must be > 0, got {sigma}")
-        self.sigma = sigma
-        self.matrix = gaussian_blur_matrix(tuple(grid), sigma)
-
-    def weak_logits(self, model, x, labels, gamma, strong):
-        m = self.matrix.to(strong.logits.device, strong.logits.dtype)
-        return torch.einsum("nm,bmk->bnk", m, strong.logits), 0
-
-    def settings(self):
-        return {**super().settings(), "sigma": self.sigma}
-
-
-class SelfAttentionGuidance(Guidance):
-    """SAG (Hong et al.; 000 Table 2) for masked tokens: adversarial masking by attention.
-
-    The tokens that receive more than the average attention in the strong pass's last
-    block (head mean, summed over queries, > 1: SAG's threshold) are the salient ones; the
-    weak branch re-masks those already decoded and runs the network again.
-    """
-
-    name = "sag"
-    needs = frozenset({"saliency"})
-
-    def __init__(self, scale: GuidanceScale, mask_id: int, threshold: float = 1.0):
-        super().__init__(scale)
-        self.mask_id = mask_id
-        self.threshold = threshold
-
-    def weak_logits(self, model, x, labels, gamma, strong):
-        salient = strong.saliency > self.threshold
-        weak_x = torch.where(salient, torch.full_like(x, self.mask_id), x)
-        return model.logits(weak_x, labels, gamma), len(x)
-
-    def settings(self):
-        return {**super().settings(), "threshold": self.threshold}
-
-
-class SelfGuidance(Guidance):
-    """000 Eq. 6: the weak branch is the semantically smoothed prediction of a TOAST
-    module fed the strong pass's hidden states (one extra pass: NFE 2T)."""
-
-    name = "self"
-    needs = frozenset({"hidden"})
-
-    def __init__(self, scale: GuidanceScale, module: nn.Module):
-        super().__init__(scale)
-        self.module = module
-
-    def weak_logits(self, model, x, labels, gamma, strong):
-        return self.module.weak_logits(model.network, strong.hidden, labels, model.time(gamma)), len(x)
-
-    def settings(self):
-        sha = getattr(self.module, "sha256", None)
-        return {**super().settings(), "module_sha256": sha}
+    def build(self, source) -> Guidance:
+        raise NotImplementedError
 
 
 def combine(strong: Tensor, weaks: list[Tensor], scales: list[float]) -> Tensor:

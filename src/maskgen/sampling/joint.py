@@ -15,7 +15,7 @@ two things differ:
   guides the segmentation by the image and with ``--given segmentation`` the image by the
   map, with no guidance code of its own. Sampling both modalities jointly, no modality is
   complete until the end, so the weak branch equals the strong one: CFG needs a given
-  modality (``joint_pipeline`` refuses it without one).
+  modality (``pipelines.joint.JointGen`` refuses it without one).
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from ..errors import MaskgenError
 from ..models.joint import JointTransformer
 from ..models.transformer import ForwardPass
 from .denoiser import DiscreteDenoiser
+from .registry import denoiser_for
 
 
+@denoiser_for(JointTransformer.checkpoint_kind)
 class JointDenoiser(DiscreteDenoiser):
     """``Denoiser`` over a ``JointTransformer`` (module docstring)."""
 

@@ -7,7 +7,7 @@ holding the strong input and the weak input of every active batched guidance (CF
 whatever the dependent guidances compute from that pass (blur, SAG, self-guidance); the
 model combines the branches and draws a candidate per position; the fill rule decides which
 positions hold a token after the step (a rule may make a step's prediction itself: Di[M]O's
-one-step student stands in for the first pass, ``one_step.py``). The model is anything that keeps the contract in
+one-step student stands in for the first pass, ``fills/one_step.py``). The model is anything that keeps the contract in
 ``denoiser.py``; every method of the papers is a piece plugged in here, never a new loop
 (following the official MaskGIT decoder, whose sampler takes a ``tokens_to_logits``).
 """
@@ -23,12 +23,11 @@ from ..progress import progress as progress_bar
 
 from ..errors import MaskgenError
 from ..schedules import Schedule, get_schedule
-from ..models.continuous import ContinuousGenerator
-from .continuous import ContinuousDenoiser
 from .denoiser import Denoiser, DiscreteDenoiser
 from .draw import ImageNoise, Noise, TokenDraw
 from .fill import FillRule, Proposal, Step
 from .guidance import Guidance
+from .registry import DENOISERS
 
 
 @dataclass
@@ -41,10 +40,11 @@ class SampleResult:
 
 
 def as_denoiser(model) -> Denoiser:
-    """``model`` as the loop sees it: a bare network gets its denoiser, a denoiser stays."""
+    """``model`` as the loop sees it: a bare network gets the denoiser registered for its kind
+    (``registry.DENOISERS``; a discrete one for a network of no registered kind), a denoiser stays."""
     if not isinstance(model, torch.nn.Module):
         return model
-    return ContinuousDenoiser(model) if isinstance(model, ContinuousGenerator) else DiscreteDenoiser(model)
+    return DENOISERS.get(getattr(model, "checkpoint_kind", None), DiscreteDenoiser)(model)
 
 
 class Sampler:

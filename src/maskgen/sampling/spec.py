@@ -5,10 +5,10 @@ makes the ``Sampler``.
                        guidance=[SelfSpec(scale=1.0), CFGSpec(scale=2.0, interval=(0.1, 0.3))])
     sampler = spec.build(model)          # model: a ``MaskGen`` (generator + its components)
 
-A spec holds the number of steps, the schedule, a fill spec (one of ``FILLS``, by name), the
+A spec holds the number of steps, the schedule, a fill spec (one of ``registry.FILLS``, by name), the
 token draw (``TokenDraw``, itself a dataclass), for a continuous-token generator the head
 sampler instead (``HeadSampling``: a diffusion head draws its tokens), and any number of
-guidance specs (``GUIDANCES``), each with its scale schedule. The defaults live here and
+guidance specs (``registry.GUIDANCES``), each with its scale schedule. The defaults live here and
 nowhere else: the CLI, recipes, benchmarks and the Python API all fill a spec. ``to_dict`` is what ``samples.json`` stores,
 and ``SamplerSpec.from_dict`` of it rebuilds the same sampler, so a sample set replays bit for
 bit. ``from_dict`` refuses unknown keys and options a chosen piece does not have; a piece
@@ -29,30 +29,22 @@ from typing import Any
 
 from ..errors import MaskgenError
 from ..schedules import get_schedule
-from .counts import check_counts
+from . import fills, guidances  # noqa: F401 - their modules register the pieces
 from .draw import TokenDraw
+from .fills.ancestral import AncestralSpec  # noqa: F401 - the piece specs are part of this module's interface
+from .fills.confidence import ConfidenceSpec
+from .fills.critic import CriticSpec  # noqa: F401
+from .fills.flow import FlowSpec  # noqa: F401
+from .fills.halton import HaltonSpec  # noqa: F401
+from .fills.one_step import OneStepSpec  # noqa: F401
+from .guidance import GuidanceSpec
+from .guidances.blur import BlurSpec  # noqa: F401
+from .guidances.cfg import CFGSpec  # noqa: F401
+from .guidances.sag import SAGSpec  # noqa: F401
+from .guidances.self import SelfSpec  # noqa: F401
 from .head_sampler import HeadSampling
 from .loop import Sampler
-from .pieces import (  # noqa: F401 - the piece specs are part of this module's interface
-    FILLS,
-    GUIDANCES,
-    AncestralSpec,
-    BlurSpec,
-    CFGSpec,
-    ComponentSource,
-    ConfidenceSpec,
-    CriticSpec,
-    FlowSpec,
-    GuidanceSpec,
-    HaltonSpec,
-    OneStepSpec,
-    PieceSpec,
-    Registry,
-    SAGSpec,
-    SelfSpec,
-    _fields,
-    _from_dict,
-)
+from .registry import FILLS, GUIDANCES, ComponentSource, PieceSpec, field_names, from_dict, options_of
 
 
 def _fill_default() -> PieceSpec:
@@ -81,33 +73,31 @@ class SamplerSpec:
         if isinstance(self.fill, dict):
             self.fill = FILLS.from_dict(self.fill)
         if isinstance(self.draw, dict):
-            self.draw = _from_dict(TokenDraw, self.draw, "the token draw")
+            self.draw = from_dict(TokenDraw, self.draw, "the token draw")
         if isinstance(self.head, dict):
-            self.head = _from_dict(HeadSampling, self.head, "the head sampler")
+            self.head = from_dict(HeadSampling, self.head, "the head sampler")
         self.guidance = [GUIDANCES.from_dict(g) if isinstance(g, dict) else g for g in self.guidance]
         for what, value, kind in (("fill", self.fill, PieceSpec), ("draw", self.draw, TokenDraw), *(("guidance entry", g, GuidanceSpec) for g in self.guidance)):
             if not isinstance(value, kind):
                 raise MaskgenError(f"{what} must be a mapping with its options, got {value!r}")
         if self.head is not None and not isinstance(self.head, HeadSampling):
             raise MaskgenError(f"head must be a mapping with the head sampler's options, got {self.head!r}")
-        if self.fill.kind == "critic" and (self.draw.temperature != 1.0 or self.draw.temperature_end is not None):
-            # the critic rule anneals the token temperature itself; two temperatures would compound
-            raise MaskgenError("the critic fill rule sets the token temperature (a t + b, --critic-temperature); leave the draw temperature at 1")
-        if sum(g.kind == "cfg" for g in self.guidance) > 1:
-            raise MaskgenError("classifier-free guidance given twice")
-        if hasattr(self.fill, "counts"):
-            check_counts(self.fill.counts, self.schedule, self.steps)
-        if getattr(self.fill, "loop", "paper") == "code" and self.steps < 2:
-            raise MaskgenError("the flow rule's code loop runs T - 1 passes; give at least 2 steps")
+        if self.fill.owns_temperature and (self.draw.temperature != 1.0 or self.draw.temperature_end is not None):
+            # a rule that anneals the token temperature itself; two temperatures would compound
+            raise MaskgenError(f"the {self.fill.kind} fill rule sets the token temperature ({self.fill.owns_temperature}); leave the draw temperature at 1")
+        for kind, cls in GUIDANCES.items():
+            if cls.once and sum(g.kind == kind for g in self.guidance) > 1:
+                raise MaskgenError(f"{cls.once} given twice")
+        self.fill.check_run(self.steps, self.schedule)
 
     def build(self, source: ComponentSource):
         """The ``Sampler`` this spec describes, on ``source``'s denoiser; guidances with
         scale 0 cost nothing and are not built (a self-guidance module is not even loaded)."""
         denoiser = source.denoiser()
         spec = self.for_model(denoiser)
-        guidances = [g.build(source) for g in spec.guidance if g.scale != 0.0]
+        built = [g.build(source) for g in spec.guidance if g.scale != 0.0]
         draw = spec.head if spec.head is not None else spec.draw
-        return Sampler(denoiser, spec.fill.build(source), draw, spec.steps, spec.schedule, guidances, spec=spec)
+        return Sampler(denoiser, spec.fill.build(source), draw, spec.steps, spec.schedule, built, spec=spec)
 
     def for_model(self, denoiser) -> "SamplerSpec":
         """This spec as it runs on ``denoiser``: a continuous-token generator gets the head
@@ -134,7 +124,7 @@ class SamplerSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SamplerSpec":
-        return _from_dict(cls, data, "the sampler spec")
+        return from_dict(cls, data, "the sampler spec")
 
     @classmethod
     def from_file(cls, path: str | Path) -> "SamplerSpec":
@@ -152,50 +142,44 @@ class SamplerSpec:
 
     @classmethod
     def from_options(cls, **options: Any) -> "SamplerSpec":
-        """A spec from ``maskgen sample``'s flat option names; options left out (or None)
-        take the spec's defaults, or with ``preset`` the preset's settings, which the other
-        options override field by field (a different ``sampler`` replaces the preset's fill
-        rule; ``cfg`` its CFG scale; ``guidance none`` drops its other guidances). An option
-        the chosen piece does not have is refused."""
+        """A spec from ``maskgen sample``'s flat option names (``flat_options``); options left
+        out (or None) take the spec's defaults, or with ``preset`` the preset's settings, which the
+        other options override field by field (a different ``sampler`` replaces the preset's fill
+        rule; ``cfg`` its CFG scale; ``guidance none`` drops its other guidances). An option the
+        chosen piece does not have is refused."""
         o = {k: v for k, v in options.items() if v is not None}
-        unknown = sorted(set(o) - set(FLAT_OPTIONS))
+        unknown = sorted(set(o) - set(flat_options()))
         if unknown:
             raise MaskgenError(f"unknown sampler option(s) {', '.join(unknown)}")
         base = cls.preset(o.pop("preset")) if "preset" in o else cls()
         rule = o.pop("sampler", o.pop("fill", None)) or base.fill.kind
         fill_cls = FILLS.lookup(rule)
-        fill_opts = _owned(o, FILL_OPTIONS, rule, fill_cls, "fill rule")
+        fill_opts = owned(o, fill_cls)
         fill = dataclasses.replace(base.fill, **fill_opts) if rule == base.fill.kind else fill_cls(**fill_opts)
-        draw = dataclasses.replace(base.draw, **{k: o.pop(k) for k in _fields(TokenDraw) if k in o})
-        head_opts = {k: o.pop(f"head_{k}") for k in _fields(HeadSampling) if f"head_{k}" in o}
+        draw = dataclasses.replace(base.draw, **{k: o.pop(k) for k in field_names(TokenDraw) if k in o})
+        head_opts = {k: o.pop(f"head_{k}") for k in field_names(HeadSampling) if f"head_{k}" in o}
         head = base.head
         if head_opts:
             same = head is not None and head_opts.get("sampler", head.sampler) == head.sampler
             keep = dataclasses.asdict(head) if same else {}
             head = HeadSampling(**{**keep, **head_opts})
         guidance: list[GuidanceSpec] = list(base.guidance)
-        cfg = {k: o.pop(f"cfg_{k}") for k in ("ramp", "interval") if f"cfg_{k}" in o}
-        old_cfg = next((g for g in guidance if g.kind == "cfg"), None)
-        if "cfg" in o or (cfg and old_cfg is not None):
-            scale = o.pop("cfg", old_cfg.scale if old_cfg is not None else None)
-            new_cfg = dataclasses.replace(old_cfg, scale=scale, **cfg) if old_cfg is not None else CFGSpec(scale=scale, **cfg)
-            guidance = [new_cfg if g is old_cfg else g for g in guidance] if old_cfg is not None else guidance + [new_cfg]
-        elif cfg:
-            raise MaskgenError(f"--cfg-{next(iter(cfg))} given without --cfg")
+        for gcls in GUIDANCES.values():  # a guidance with flags of its own (--cfg, --cfg-ramp, --cfg-interval)
+            if gcls.shorthand:
+                guidance = with_shorthand(o, gcls, guidance)
         name = o.pop("guidance", None)
         common = {k: o.pop(k) for k in ("scale", "ramp", "interval") if k in o}
         if name == "none":
-            guidance = [g for g in guidance if g.kind == "cfg"]
+            guidance = [g for g in guidance if GUIDANCES[g.kind].shorthand]
         if name not in (None, "none"):
             gcls = GUIDANCES.lookup(name)
-            extra = _owned(o, GUIDANCE_OPTIONS, name, gcls, "guidance")
-            guidance = guidance + [gcls(**common, **extra)]
+            guidance = guidance + [gcls(**common, **owned(o, gcls))]
         elif common:
             raise MaskgenError(f"--{next(iter(common))} applies to --guidance, which is none")
         leftover = sorted(k for k in o if k not in ("steps", "schedule"))
         if leftover:
-            owner = {k: f"the {g} guidance" for g, ks in GUIDANCE_OPTIONS.items() for k in ks}
-            for r, ks in reversed(FILL_OPTIONS.items()):  # an option several rules share: named after the first
+            owner = {k: f"the {g} guidance" for g, ks in guidance_options().items() for k in ks}
+            for r, ks in reversed(fill_options().items()):  # an option several rules share: named after the first
                 owner.update({k: f"the {r} fill rule" for k in ks})
             k = leftover[0]
             raise MaskgenError(f"--{k.replace('_', '-')} applies to {owner.get(k, 'nothing chosen')}, not to this sampler (fill rule {rule}, guidance {name or 'none'})")
@@ -208,30 +192,47 @@ class SamplerSpec:
         return dataclasses.replace(self, **changes)
 
 
-# flat option name -> spec field, per piece
-FILL_OPTIONS = {
-    "confidence": {"choice_temperature": "choice_temperature", "annealing": "annealing", "counts": "counts"},
-    "ancestral": {"ancestral_equal_counts": "equal_counts", "ancestral_reveal_one": "reveal_one", "ancestral_time_grid": "time_grid"},
-    "halton": {"counts": "counts", "halton_roll": "roll"},
-    "flow": {"flow_loop": "loop"},
-    "critic": {"critic": "critic", "critic_noise": "noise", "critic_temperature": "temperature"},
-    "one-step": {"student": "student", "student_r_init": "r_init", "choice_temperature": "choice_temperature", "annealing": "annealing", "counts": "counts"},
-}
-GUIDANCE_OPTIONS = {"cfg": {}, "blur": {"blur_sigma": "sigma"}, "sag": {"sag_threshold": "threshold"}, "self": {"sg_module": "module"}}
-FLAT_OPTIONS = (
-    ["preset", "sampler", "fill", "steps", "schedule", "cfg", "cfg_ramp", "cfg_interval", "guidance", "scale", "ramp", "interval"]
-    + _fields(TokenDraw)
-    + [f"head_{k}" for k in _fields(HeadSampling)]
-    + [k for ks in FILL_OPTIONS.values() for k in ks]
-    + [k for ks in GUIDANCE_OPTIONS.values() for k in ks]
-)
+def fill_options() -> dict[str, dict[str, str]]:
+    """{fill rule: {flat option name: its spec field}}, from the registry."""
+    return {kind: {flag: f.name for flag, f in options_of(cls).items()} for kind, cls in FILLS.items()}
 
 
-def _owned(options: dict[str, Any], table: dict[str, dict[str, str]], name: str, cls, what: str) -> dict[str, Any]:
-    """Pop the flat options that belong to piece ``name``, renamed to its spec fields."""
-    if name not in table:
-        raise MaskgenError(f"unknown {what} {name!r}")
-    return {field_name: options.pop(flat) for flat, field_name in table[name].items() if flat in options}
+def guidance_options() -> dict[str, dict[str, str]]:
+    """{guidance: {flat option name: its spec field}} (besides the scale schedule's), from the registry."""
+    return {kind: {flag: f.name for flag, f in options_of(cls).items()} for kind, cls in GUIDANCES.items()}
+
+
+def shorthand_options() -> list[str]:
+    """The options of the guidances with flags of their own: ``cfg``, ``cfg_ramp``, ``cfg_interval``."""
+    return [f"{g.shorthand}{suffix}" for g in GUIDANCES.values() if g.shorthand for suffix in ("", "_ramp", "_interval")]
+
+
+def flat_options() -> list[str]:
+    """Every flat option name ``SamplerSpec.from_options`` (and ``maskgen sample``) takes."""
+    names = (["preset", "sampler", "fill", "steps", "schedule", *shorthand_options(), "guidance", "scale", "ramp", "interval"]
+             + field_names(TokenDraw) + [f"head_{k}" for k in field_names(HeadSampling)]
+             + [k for ks in fill_options().values() for k in ks] + [k for ks in guidance_options().values() for k in ks])
+    return list(dict.fromkeys(names))
+
+
+def owned(options: dict[str, Any], cls) -> dict[str, Any]:
+    """Pop the flat options that belong to piece ``cls``, renamed to its spec fields."""
+    return {f.name: options.pop(flag) for flag, f in options_of(cls).items() if flag in options}
+
+
+def with_shorthand(o: dict[str, Any], gcls, guidance: list) -> list:
+    """``guidance`` with the guidance ``gcls`` that ``--cfg`` (``--cfg-ramp``, ``--cfg-interval``)
+    describes: added, or the one there (a preset's) updated."""
+    s = gcls.shorthand
+    extra = {k: o.pop(f"{s}_{k}") for k in ("ramp", "interval") if f"{s}_{k}" in o}
+    old = next((g for g in guidance if g.kind == gcls.kind), None)
+    if s in o or (extra and old is not None):
+        scale = o.pop(s, old.scale if old is not None else None)
+        new = dataclasses.replace(old, scale=scale, **extra) if old is not None else gcls(scale=scale, **extra)
+        return [new if g is old else g for g in guidance] if old is not None else guidance + [new]
+    if extra:
+        raise MaskgenError(f"--{s}-{next(iter(extra))} given without --{s}")
+    return guidance
 
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"

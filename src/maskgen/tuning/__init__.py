@@ -6,15 +6,15 @@ runs the search (random proposals, local refinement, rescoring, a resumable tria
 from .report import plot, spec_path, table, write_specs
 from .search import BudgetResult, Scorer, TrialLog, check_question, describe, fd_scorer, parse_budgets, parse_seeds, refine_trials, trial_record, tune
 from .space import (
-    FILL_CHOICES,
-    GUIDANCE_CHOICES,
     MAX_ATTEMPTS,
-    MAX_STEP_PASSES,
     PAPER_SAMPLERS,
     SCHEDULES,
     NFEMeter,
     SearchSpace,
     Trial,
+    fill_choices,
+    guidance_choices,
+    max_step_passes,
     paper_trials,
     propose_trials,
 )
@@ -22,6 +22,6 @@ from .space import (
 __all__ = [
     "plot", "spec_path", "table", "write_specs",
     "BudgetResult", "Scorer", "TrialLog", "check_question", "describe", "fd_scorer", "parse_budgets", "parse_seeds", "refine_trials", "trial_record", "tune",
-    "FILL_CHOICES", "GUIDANCE_CHOICES", "MAX_ATTEMPTS", "MAX_STEP_PASSES", "PAPER_SAMPLERS", "SCHEDULES",
+    "fill_choices", "guidance_choices", "max_step_passes", "MAX_ATTEMPTS", "PAPER_SAMPLERS", "SCHEDULES",
     "NFEMeter", "SearchSpace", "Trial", "paper_trials", "propose_trials",
 ]

@@ -280,11 +280,7 @@ def describe(spec: SamplerSpec | dict[str, Any]) -> str:
     """A spec in one short line: fill rule and its settings, steps, schedule, draw, guidance."""
     spec = SamplerSpec.from_dict(spec) if isinstance(spec, dict) else spec
     f = spec.fill
-    parts = [f.kind]
-    if f.kind == "confidence":
-        parts[0] += f" (gumbel {f.choice_temperature:g}, {f.annealing})"
-    elif f.kind == "critic":
-        parts[0] += f" (K {f.noise:g})"
+    parts = [f"{f.kind} ({f.brief()})" if f.brief() else f.kind]
     parts.append(f"T {spec.steps}, {spec.schedule}")
     if spec.draw.temperature != 1.0:
         parts.append(f"temp {spec.draw.temperature:g}")

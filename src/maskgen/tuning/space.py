@@ -2,17 +2,20 @@
 on one model, random proposals and local perturbations in it, the papers' own samplers as
 fixed candidates, and each spec's NFE measured by sampling.
 
-Fill rules: MaskGIT's confidence (Chang et al. 2022), eMIGM's ancestral rule (You et al. 2025
-Eq. 6), the Halton order (Besnier et al. 2025), Discrete Interpolants' Euler step with argmax
-last (Hu & Ommer 2025 Alg. 1), Token-Critic (Lezama et al. 2022 Alg. 2) and a Di[M]O one-step
-student (Zhu et al. 2025: NFE 1, or 1 + teacher refinement steps) where the model has one; guidance: none,
-classifier-free guidance with eMIGM's interval, self-guidance (Hur et al. 2024 Eq. 6) or both.
+The space is the registry's (``maskgen.sampling.registry``): every fill rule and guidance whose
+spec declares a ``search`` (the range of each field it tunes), in ``search_rank`` order, that
+builds on the model. Today: MaskGIT's confidence rule (Chang et al. 2022), the Halton order
+(Besnier et al. 2025), eMIGM's ancestral rule (You et al. 2025, Eq. 6), Discrete Interpolants'
+Euler step (Hu & Ommer 2025, Alg. 1), Token-Critic (Lezama et al. 2022, Alg. 2) and a Di[M]O
+one-step student (Zhu et al. 2025: NFE 1, or 1 + teacher refinement steps) where the model has
+one; guidance: none, classifier-free guidance with eMIGM's interval, self-guidance (Hur et al.
+2024, Eq. 6) or both. The token draw (temperature, argmax last) and the schedule are searched
+here for every rule.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import random
 from dataclasses import dataclass, replace
 from typing import Any
@@ -21,11 +24,23 @@ import torch
 
 from ..errors import MaskgenError
 from ..sampling.draw import ImageNoise, TokenDraw
-from ..sampling.spec import AncestralSpec, CFGSpec, ConfidenceSpec, CriticSpec, FlowSpec, HaltonSpec, OneStepSpec, SamplerSpec, SelfSpec, preset_names
+from ..sampling.registry import FILLS, GUIDANCES, clip
+from ..sampling.spec import SamplerSpec, preset_names
 
-GUIDANCE_CHOICES = ("none", "cfg", "self", "cfg+self")
 SCHEDULES = ("cosine", "arccos", "linear", "root", "exp")
-FILL_CHOICES = ("confidence", "halton", "ancestral", "flow", "critic", "one-step")
+
+
+def fill_choices() -> tuple[str, ...]:
+    """The fill rules tune searches: those whose spec declares a ``search``, in ``search_rank`` order."""
+    return tuple(cls.kind for cls in FILLS.by("search_rank") if cls.search is not None)
+
+
+def guidance_choices() -> tuple[str, ...]:
+    """"none", each searched guidance alone, then all of them together ("cfg+self")."""
+    tuned = [cls.kind for cls in GUIDANCES.by("search_rank") if cls.search is not None]
+    return ("none", *tuned, *(["+".join(tuned)] if len(tuned) > 1 else []))
+
+
 # The papers' own samplers (flat ``maskgen sample`` options, steps fitted per budget) join the
 # search as fixed candidates, so the winner is never a random draw that a paper's default beats
 # on the search's samples: MaskGIT (Chang et al. 2022), eMIGM's ancestral rule with its exp
@@ -44,10 +59,13 @@ PAPER_SAMPLERS: dict[str, dict[str, Any]] = {
     "dimo": dict(fill="one-step"),
 }
 MAX_ATTEMPTS = 50  # proposals drawn before a budget is declared too small for every choice
-# The dearest step a candidate takes: the generator's strong row, one weak row per guidance of
-# the richest choice (cfg+self), and the Token-Critic's pass of the critic rule. With at most one
-# step per token (NFEMeter.fit), N * MAX_STEP_PASSES is more than any candidate can spend.
-MAX_STEP_PASSES = 1 + max(len(choice.split("+")) for choice in GUIDANCE_CHOICES if choice != "none") + 1
+
+
+def max_step_passes() -> int:
+    """The dearest step a candidate takes: the generator's strong row, one weak row per guidance
+    of the richest choice (cfg+self), and the Token-Critic's pass of the critic rule. With at most
+    one step per token (``NFEMeter.fit``), N * this is more than any candidate can spend."""
+    return 1 + max((len(c.split("+")) for c in guidance_choices() if c != "none"), default=0) + 1
 
 
 class NFEMeter:
@@ -101,38 +119,24 @@ class SearchSpace:
                 return False
             return True
 
-        fill_specs = {"confidence": ConfidenceSpec(), "halton": HaltonSpec(), "ancestral": AncestralSpec(), "flow": FlowSpec(), "critic": CriticSpec(), "one-step": OneStepSpec()}
-        fills = [k for k in FILL_CHOICES if builds(SamplerSpec(steps=1, fill=fill_specs[k]))]
+        fills = [k for k in fill_choices() if builds(SamplerSpec(steps=1, fill=FILLS[k]()))]
         if not fills:
             raise MaskgenError("no fill rule builds on this model")
         # probed with a rule that builds: the default (confidence) does not on continuous tokens
-        fill = fill_specs[fills[0]]
-        cfg = builds(SamplerSpec(steps=1, fill=fill, guidance=[CFGSpec(scale=1.0)]))
-        sg = builds(SamplerSpec(steps=1, fill=fill, guidance=[SelfSpec(scale=1.0)]))
-        guidances = [g for g, ok in (("none", True), ("cfg", cfg), ("self", sg), ("cfg+self", cfg and sg)) if ok]
+        fill = FILLS[fills[0]]()
+        tuned = {kind: builds(SamplerSpec(steps=1, fill=fill, guidance=[GUIDANCES[kind](scale=1.0)])) for kind in guidance_choices()[1:] if "+" not in kind}
+        guidances = [c for c in guidance_choices() if all(c == "none" or tuned[k] for k in c.split("+"))]
         return cls(fills, guidances, model.continuous)
 
     def propose(self, rng: random.Random) -> SamplerSpec:
         """One random spec (steps left at 1; ``NFEMeter.fit`` sets them for a budget)."""
-        rule = rng.choice(self.fills)
-        if rule in ("confidence", "one-step"):  # the one-step rule's further steps are the confidence rule's
-            kind = ConfidenceSpec if rule == "confidence" else OneStepSpec
-            fill = kind(choice_temperature=round(math.exp(rng.uniform(0.0, math.log(50.0))), 3), annealing=rng.choice(("linear", "compound")))
-        elif rule == "critic":
-            fill = CriticSpec(noise=round(rng.uniform(0.25, 2.0), 3))
-        else:
-            fill = {"halton": HaltonSpec, "ancestral": AncestralSpec, "flow": FlowSpec}[rule]()
+        rule = FILLS[rng.choice(self.fills)]
+        fill = rule(**{name: r.draw(rng) for name, r in rule.search.items()})
         draw = TokenDraw()
-        if not self.continuous and rule != "critic":  # the critic rule anneals its own token temperature
+        if not self.continuous and not rule.owns_temperature:  # a rule that anneals its own token temperature keeps the draw's at 1
             draw = TokenDraw(temperature=round(rng.uniform(0.6, 1.3), 3), argmax_last=rng.random() < 0.5)
-        guidance = []
-        choice = rng.choice(self.guidances)
-        if "cfg" in choice:
-            lo = round(rng.uniform(0.0, 0.4), 3)
-            interval = None if rng.random() < 0.5 else (lo, round(rng.uniform(lo + 0.2, 1.0), 3))
-            guidance.append(CFGSpec(scale=round(math.exp(rng.uniform(math.log(0.25), math.log(4.0))), 3), interval=interval))
-        if "self" in choice:
-            guidance.append(SelfSpec(scale=round(rng.uniform(0.25, 2.5), 3)))
+        chosen = rng.choice(self.guidances).split("+")
+        guidance = [g(**{name: r.draw(rng) for name, r in g.search.items()}) for g in GUIDANCES.by("search_rank") if g.kind in chosen]
         return SamplerSpec(steps=1, schedule=rng.choice(SCHEDULES), fill=fill, draw=draw, guidance=guidance)
 
     def perturb(self, spec: SamplerSpec, rng: random.Random) -> SamplerSpec:
@@ -140,36 +144,19 @@ class SearchSpace:
         stay, every number moves by a small step within its search range, and the schedule,
         argmax-last and a CFG interval's presence each flip now and then (refinement)."""
         f = spec.fill
-        if f.kind in ("confidence", "one-step"):
-            t = _clip(f.choice_temperature * math.exp(rng.gauss(0.0, 0.3)), 1.0, 50.0)
-            annealing = f.annealing if rng.random() > 0.15 else ("linear" if f.annealing == "compound" else "compound")
-            f = replace(f, choice_temperature=t, annealing=annealing)
-        elif f.kind == "critic":
-            f = replace(f, noise=_clip(f.noise + rng.gauss(0.0, 0.2), 0.25, 2.0))
+        ranges = FILLS[f.kind].search or {}
+        if ranges:
+            f = replace(f, **{name: r.perturb(getattr(f, name), rng) for name, r in ranges.items()})
         draw = spec.draw
-        if not self.continuous and f.kind != "critic":
+        if not self.continuous and not f.owns_temperature:
             flip = rng.random() < 0.15
-            draw = TokenDraw(temperature=_clip(draw.temperature + rng.gauss(0.0, 0.05), 0.6, 1.3), argmax_last=draw.argmax_last != flip)
+            draw = TokenDraw(temperature=clip(draw.temperature + rng.gauss(0.0, 0.05), 0.6, 1.3), argmax_last=draw.argmax_last != flip)
         guidance = []
         for g in spec.guidance:
-            if g.kind == "cfg":
-                interval = g.interval
-                if rng.random() < 0.15:  # the interval on or off; switched on, eMIGM's own
-                    interval = None if interval else PAPER_SAMPLERS["cfg-interval"]["cfg_interval"]
-                elif interval:
-                    lo = _clip(interval[0] + rng.gauss(0.0, 0.05), 0.0, 0.4)
-                    interval = (lo, _clip(interval[1] + rng.gauss(0.0, 0.05), lo + 0.05, 1.0))
-                guidance.append(replace(g, scale=_clip(g.scale * math.exp(rng.gauss(0.0, 0.2)), 0.25, 4.0), interval=interval))
-            elif g.kind == "self":
-                guidance.append(replace(g, scale=_clip(g.scale + rng.gauss(0.0, 0.2), 0.25, 2.5)))
-            else:
-                guidance.append(g)
+            ranges = GUIDANCES[g.kind].search or {}
+            guidance.append(replace(g, **{name: r.perturb(getattr(g, name), rng) for name, r in ranges.items()}) if ranges else g)
         schedule = spec.schedule if rng.random() > 0.2 or spec.schedule not in SCHEDULES else rng.choice(SCHEDULES)
         return spec.replace(steps=1, schedule=schedule, fill=f, draw=draw, guidance=guidance)
-
-
-def _clip(x: float, lo: float, hi: float) -> float:
-    return round(min(max(x, lo), hi), 3)
 
 
 @dataclass

@@ -28,20 +28,21 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 def check_bounds(args: argparse.Namespace) -> None:
-    """No budget past what a candidate can spend at one step per token (``MAX_STEP_PASSES``
+    """No budget past what a candidate can spend at one step per token (``max_step_passes()``
     network passes each) on the model: work without bound is refused before it starts."""
     from ...errors import MaskgenError
-    from ...tuning import MAX_STEP_PASSES, parse_budgets
+    from ...tuning import max_step_passes, parse_budgets
     from ..checks import model_tokens
 
     n = model_tokens(args.model)
     if n is None:
         return
     where = f"the model in {args.model}" if args.model else "the shipped model"
-    most = n * MAX_STEP_PASSES
+    passes = max_step_passes()
+    most = n * passes
     over = [b for b in parse_budgets(args.nfe) if b > most]
     if over:
-        raise MaskgenError(f"--nfe {over[0]}: no sampler reaches that budget on {where}: at most {n} steps (one per token) of at most {MAX_STEP_PASSES} network passes each, NFE {most}; give budgets up to {most}")
+        raise MaskgenError(f"--nfe {over[0]}: no sampler reaches that budget on {where}: at most {n} steps (one per token) of at most {passes} network passes each, NFE {most}; give budgets up to {most}")
 
 
 def run(args: argparse.Namespace) -> None:

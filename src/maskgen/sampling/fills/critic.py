@@ -11,16 +11,52 @@ added to the critic's probability that a token is real. The last step masks noth
 
 Refinement starts from finished tokens: ``start_from`` masks the ``ceil(N gamma(1))``
 lowest-scored ones, then the usual steps follow. With the schedule ``0.6 * cosine`` over
-9 steps this is 004 Sec. 4.3: 60% re-sampled at the first step, then fewer.
+9 steps this is Token-Critic Sec. 4.3: 60% re-sampled at the first step, then fewer.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
-from .draw import Noise, uniform
-from .fill import FillRule, Step
+from ...errors import MaskgenError
+from ..draw import Noise, uniform
+from ..fill import FillRule, Step
+from ..registry import FILLS, PieceSpec, Uniform, finite, option
+
+
+@FILLS.register
+@dataclass
+class CriticSpec(PieceSpec):
+    """Token-Critic (Lezama et al. 2022, Alg. 2): selection noise K and token temperature a t + b."""
+
+    kind: ClassVar[str] = "critic"
+    about: ClassVar[str] = "Token-Critic"
+    rank: ClassVar[float] = 4
+    menu: ClassVar[float] = 4
+    search: ClassVar[dict] = {"noise": Uniform(0.25, 2.0, 0.2)}
+    search_rank: ClassVar[float] = 4
+    owns_temperature: ClassVar[str | None] = "a t + b, --critic-temperature"  # it anneals the token temperature itself
+    critic: str | None = field(default=None, metadata=option("critic", "Token-Critic folder (default: MODEL/critic)"))
+    noise: float = field(default=1.0, metadata=option("critic_noise", "selection noise K, K u t added to the scores (default 1)"))
+    temperature: tuple[float, float] = field(default=(0.0, 1.0), metadata=option("critic_temperature", "token temperature a t + b (default 0 1)", type=float, nargs=2, metavar=("A", "B")))
+
+    def __post_init__(self) -> None:
+        finite("critic selection noise", self.noise, 0.0)
+        if len(tuple(self.temperature)) != 2:
+            raise MaskgenError(f"critic temperature is (a, b) of a t + b, got {self.temperature}")
+        for v in self.temperature:
+            finite("critic temperature", v)
+        self.temperature = tuple(float(v) for v in self.temperature)
+
+    def brief(self) -> str:
+        return f"K {self.noise:g}"
+
+    def build(self, source):
+        return CriticFill(source.critic(self.critic), self.noise, self.temperature)
 
 
 class CriticFill(FillRule):

@@ -18,12 +18,51 @@ student's pass (it was distilled from the guided teacher); it applies to the tea
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from torch import Tensor
 
-from ..models.one_step import OneStepStudent, initial_tokens
-from .draw import Noise, normal, uniform
-from .fill import ConfidenceFill, Step
+from ...errors import MaskgenError
+from ...models.one_step import OneStepStudent, initial_tokens
+from ..counts import check_counts
+from ..draw import Noise, normal, uniform
+from ..fill import Step
+from ..registry import FILLS, PieceSpec, finite, option
+from .confidence import ConfidenceFill, ConfidenceSpec, annealing_field, check_confidence, choice_temperature_field, counts_field
+
+
+@FILLS.register
+@dataclass
+class OneStepSpec(PieceSpec):
+    """Di[M]O's one-step student (Zhu et al. 2025) in place of the generator's first pass (NFE 1
+    at one step); any further step is the confidence rule on the generator."""
+
+    kind: ClassVar[str] = "one-step"
+    about: ClassVar[str] = "a Di[M]O student from maskgen distill"
+    rank: ClassVar[float] = 5
+    menu: ClassVar[float] = 5
+    search: ClassVar[dict] = ConfidenceSpec.search  # the steps after the student's are the confidence rule's
+    search_rank: ClassVar[float] = 5
+    default_steps: ClassVar[int | None] = 1
+    student: str | None = field(default=None, metadata=option("student", "the Di[M]O student's folder (default: MODEL/one-step)"))
+    r_init: float | None = field(default=None, metadata=option("student_r_init", "[MASK] share of the student's input (default: the one it was distilled with)", type=float))
+    choice_temperature: float = choice_temperature_field()  # the confidence rule's, for the steps after the student's
+    annealing: str = annealing_field()
+    counts: str = counts_field()
+
+    def __post_init__(self) -> None:
+        if self.r_init is not None:
+            finite("one-step r_init", self.r_init, 0.0)
+            if self.r_init > 1.0:
+                raise MaskgenError(f"one-step r_init must be <= 1, got {self.r_init!r}")
+        check_confidence(self.choice_temperature, self.annealing, self.counts)  # the confidence rule's checks
+
+    def check_run(self, steps: int, schedule: str) -> None:
+        check_counts(self.counts, schedule, steps)
+
+    def build(self, source):
+        return OneStepFill(source.one_step_student(self.student), self.r_init, self.choice_temperature, self.annealing, self.counts)
 
 
 class OneStepFill(ConfidenceFill):
@@ -39,7 +78,6 @@ class OneStepFill(ConfidenceFill):
         return True  # the student predicts codes of the generator it was distilled from
 
     def check(self, model) -> None:
-        from ..errors import MaskgenError
         if model.continuous:
             raise MaskgenError("the one-step fill rule needs a discrete-token generator (a Di[M]O student predicts codes)")
         self.student.check_teacher(model.network)
