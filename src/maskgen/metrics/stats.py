@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from maskgen.errors import MaskgenError
+from ..checkpoint import save_arrays
+from ..errors import MaskgenError
 
 __all__ = ["FeatureStats", "compute_stats", "save_stats", "load_stats", "STATS_FORMAT"]
 
@@ -113,11 +114,7 @@ def save_stats(path: str | Path, stats: FeatureStats) -> Path:
     )
     if stats.features is not None:
         arrays["features"] = np.asarray(stats.features, dtype=np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
-    return path
+    return save_arrays(path, arrays)
 
 
 def _string(z, key: str, path: Path) -> str:
