@@ -224,7 +224,7 @@ def test_browser_generates_downloads_the_gif_and_inpaints(app, tmp_path):
     try:
         browser.get(app.url)
         _wait(browser, "return document.body.dataset.ready")
-        assert [o.text for o in Select(browser.find_element(By.ID, "sampler")).options] == ["confidence", "halton", "flow", "ancestral", "critic", "preset:di", "preset:halton", "preset:maskgit", "preset:valeoai-v1"]
+        assert [o.text for o in Select(browser.find_element(By.ID, "sampler")).options] == ["confidence", "halton", "flow", "ancestral", "critic", "one-step", "preset:di", "preset:halton", "preset:maskgit", "preset:valeoai-v1"]
         Select(browser.find_element(By.ID, "sampler")).select_by_value("critic")
         hidden = browser.execute_script("return ['choice_temperature', 'temperature', 'cfg'].map(n => document.getElementById(n + '-label').hidden)")
         assert hidden == [True, True, False]

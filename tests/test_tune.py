@@ -30,8 +30,9 @@ def test_same_seed_proposes_the_same_trials_in_the_same_order(ref_model):
 
 
 def test_the_reference_folder_offers_every_fill_rule_and_guidance(ref_model):
+    """The shipped folder has a critic and a one-step student (reference/critic, reference/one-step)."""
     space = SearchSpace.for_model(ref_model)
-    assert set(space.fills) == {"confidence", "halton", "ancestral", "flow", "critic"}
+    assert set(space.fills) == {"confidence", "halton", "ancestral", "flow", "critic", "one-step"}
     assert space.guidances == ["none", "cfg", "self", "cfg+self"]
 
 
